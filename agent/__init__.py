@@ -1,0 +1,3 @@
+"""faceagent: camera -> face detector -> best face -> Tencent Cloud IAI CreateFace, driven over MQTT."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,171 @@
+"""`faceagent` command line (contract §1).
+
+Parsing only: every handler imports its heavy modules (onnxruntime, cv2, paho, picamera2) inside
+its body, so `faceagent --help` is fast and works where those libraries are missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from agent import __version__
+from agent.errors import ConfigError, ExitCode
+
+if TYPE_CHECKING:
+    from agent.config import Config
+
+log = logging.getLogger("faceagent")
+
+
+def _add_config_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", "-c", metavar="FILE",
+        help="config file (default: $FACEAGENT_CONFIG, else /etc/faceagent/agent.yaml)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="faceagent",
+        description="Edge face enrollment: camera -> face detector -> best face -> Tencent Cloud IAI CreateFace, over MQTT.",
+    )
+    parser.add_argument("--version", action="version", version=f"faceagent {__version__}")
+    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="override logging.level")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("run", help="the MQTT enrollment daemon")
+    _add_config_arg(p)
+
+    p = sub.add_parser("check-config", help="validate the config and print it with secrets redacted")
+    _add_config_arg(p)
+
+    p = sub.add_parser("detect", help="run detector, quality and selection on image files")
+    _add_config_arg(p)
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--json", action="store_true", help="one JSON object per image per line")
+    p.add_argument("--annotate", metavar="DIR", type=Path, help="write annotated copies into DIR")
+
+    p = sub.add_parser("snapshot", help="one frame from the configured camera")
+    _add_config_arg(p)
+    p.add_argument("--out", required=True, type=Path, metavar="FILE")
+    p.add_argument("--annotate", action="store_true", help="draw detected faces and the verdict")
+
+    p = sub.add_parser("enroll", help="one enrollment without MQTT")
+    _add_config_arg(p)
+    p.add_argument("--person-id", required=True)
+    p.add_argument("--image", action="append", type=Path, default=[], metavar="FILE", help="use these files instead of the camera")
+    p.add_argument("--faces", type=int, default=1, help="distinct captures to add (1-4)")
+    p.add_argument("--dry-run", action="store_true", help="everything but the CreateFace call; writes the crops")
+    p.add_argument("--out-dir", type=Path, default=Path("."), help="where --dry-run writes crops (default .)")
+    p.add_argument("--json", action="store_true", help="print the result object as JSON")
+
+    p = sub.add_parser("ctl", help="operator side: send commands to a device")
+    ctl = p.add_subparsers(dest="ctl_command", metavar="ACTION", required=True)
+    c = ctl.add_parser("enroll", help="publish an enroll command, stream progress, print the result")
+    _add_config_arg(c)
+    c.add_argument("--device", required=True)
+    c.add_argument("--person-id", required=True)
+    c.add_argument("--faces", type=int, default=1)
+    c.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the result (exit 3 after)")
+    c.add_argument("--broker", help="mqtt[s]://host:port (default: mqtt.url of the config, else mqtt://127.0.0.1:1883)")
+    c.add_argument("--id", dest="command_id", help="command id (default: a new uuid)")
+    c.add_argument("--create-person", metavar="GROUP_ID", help="create the person in this group if it does not exist")
+    c.add_argument("--person-name", help="name for --create-person (default: the person id)")
+    c.add_argument("--json", action="store_true", help="print the result object as JSON")
+
+    p = sub.add_parser("emulator", help="a local emulator of the Tencent Cloud IAI API")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    p.add_argument("--secret-id", default=os.environ.get("TENCENTCLOUD_SECRET_ID", "AKIDEMULATOR"))
+    p.add_argument("--secret-key", default=os.environ.get("TENCENTCLOUD_SECRET_KEY", "emulator-secret-key"))
+    p.add_argument("--state", type=Path, help="keep groups, persons and faces in this JSON file")
+    p.add_argument("--latency-ms", type=float, default=0.0, help="added to every response")
+    p.add_argument("--qps-limit", type=float, default=0.0, help="RequestLimitExceeded above this many requests/s (0: off)")
+    p.add_argument("--error-rate", type=float, default=0.0, help="fraction of requests answered InternalError")
+    p.add_argument("--http-500-rate", type=float, default=0.0, help="fraction of requests answered HTTP 500")
+    p.add_argument("--drop-rate", type=float, default=0.0, help="fraction of connections closed without an answer")
+    p.add_argument("--no-face-check", action="store_true", help="skip the detector (-1101 is then never returned)")
+
+    p = sub.add_parser("bench", help="measure detector and pipeline speed on this device")
+    _add_config_arg(p)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--repeat", type=int, default=30, help="timed runs per setting")
+    p.add_argument("--daemon", action="store_true", help="also measure the daemon (idle CPU, RSS, start-to-READY, enroll latency)")
+    return parser
+
+
+def load_config_or_exit(args: argparse.Namespace) -> Config:
+    """Load the config named by `args.config`, or print every problem and exit 78.
+
+    Registers the secrets with the log redactor and applies the config's logging settings
+    (`--log-level` still wins).
+    """
+    from agent.config import config_path_from, load_config
+    from agent.logs import SECRETS, setup_logging
+
+    try:
+        config = load_config(config_path_from(args.config))
+    except ConfigError as exc:
+        print(f"faceagent: {exc.message}", file=sys.stderr)
+        raise SystemExit(ExitCode.CONFIG) from None
+    SECRETS.add(*(s.get_secret_value() for s in config.secrets.model_dump().values() if s is not None))
+    setup_logging(args.log_level or config.logging.level, config.logging.format)
+    return config
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from agent.config import require_cloud_secrets
+
+    config = load_config_or_exit(args)
+    try:
+        require_cloud_secrets(config)
+    except ConfigError as exc:
+        print(f"faceagent: {exc.message}", file=sys.stderr)
+        return ExitCode.CONFIG
+    import yaml
+
+    print(yaml.safe_dump(config.redacted(), sort_keys=False), end="")
+    return ExitCode.OK
+
+
+# Handlers by command, as "module:function"; imported only when that command runs.
+HANDLERS: dict[str, str] = {
+    "check-config": "agent.cli:cmd_check_config",
+}
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    name = "ctl " + args.ctl_command if args.command == "ctl" else args.command
+    target = HANDLERS.get(name)
+    if target is None:
+        print(f"faceagent: {name} is not available in this build", file=sys.stderr)
+        return ExitCode.FAILED
+    module_name, func_name = target.split(":")
+    handler: Callable[[argparse.Namespace], int] = getattr(importlib.import_module(module_name), func_name)
+    return handler(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `faceagent` console script; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    from agent.logs import setup_logging
+
+    setup_logging(args.log_level or os.environ.get("FACEAGENT_LOG_LEVEL", "INFO"), os.environ.get("FACEAGENT_LOG_FORMAT", "text"))
+    try:
+        return _dispatch(args)
+    except KeyboardInterrupt:
+        return ExitCode.OK
+    except BrokenPipeError:  # `faceagent detect --json ... | head`
+        return ExitCode.OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
+

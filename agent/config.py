@@ -1,0 +1,324 @@
+"""The one configuration loader: YAML file -> strict, typed, validated `Config` (contract §6).
+
+Every section rejects unknown keys; every error is reported at once with its dotted key path.
+Secrets never live in the YAML file: they are resolved from `$CREDENTIALS_DIRECTORY` (systemd
+`LoadCredential=`), then the environment, and kept as `SecretStr` so they never print.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from agent.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("/etc/faceagent/agent.yaml")
+DEFAULT_STATE_DIR = Path("/var/lib/faceagent")
+
+# (credential file name, environment variable) per secret, in lookup order (contract §6).
+SECRET_SOURCES: dict[str, tuple[str, str]] = {
+    "secret_id": ("tencentcloud_secret_id", "TENCENTCLOUD_SECRET_ID"),
+    "secret_key": ("tencentcloud_secret_key", "TENCENTCLOUD_SECRET_KEY"),
+    "session_token": ("tencentcloud_session_token", "TENCENTCLOUD_SESSION_TOKEN"),
+    "mqtt_password": ("mqtt_password", "FACEAGENT_MQTT_PASSWORD"),
+    "command_key": ("command_hmac_key", "FACEAGENT_COMMAND_KEY"),
+}
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, values are immutable after load."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class MqttTls(Section):
+    ca_file: Path | None = Field(None, description="CA bundle that signed the broker's certificate; system CAs when unset")
+    cert_file: Path | None = Field(None, description="client certificate for mutual TLS")
+    key_file: Path | None = Field(None, description="client private key for mutual TLS")
+
+    @model_validator(mode="after")
+    def _cert_and_key_together(self) -> MqttTls:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file must be given together")
+        return self
+
+
+class MqttConfig(Section):
+    url: str = Field("mqtt://127.0.0.1:1883", description="mqtt://host:port, or mqtts://host:port for TLS")
+    topic_prefix: str = Field("faceagent", min_length=1, max_length=64, description="topics are <prefix>/<device_id>/...")
+    protocol: Literal["5", "3.1.1"] = Field("5", description="MQTT protocol version")
+    username: str | None = Field(None, description="password comes from the mqtt_password credential")
+    client_id: str | None = Field(None, description="default faceagent-<device_id>; must be unique per device")
+    keepalive_s: int = Field(30, ge=5, le=600)
+    session_expiry_s: int = Field(3600, ge=0, le=7 * 24 * 3600, description="persistent session: commands sent while offline still arrive")
+    reconnect_min_s: float = Field(1.0, gt=0, le=60)
+    reconnect_max_s: float = Field(60.0, gt=0, le=3600)
+    telemetry_interval_s: float = Field(60.0, ge=1, le=86400)
+    tls: MqttTls = Field(default_factory=MqttTls)
+
+    @field_validator("url")
+    @classmethod
+    def _url_scheme(cls, value: str) -> str:
+        if not value.startswith(("mqtt://", "mqtts://")):
+            raise ValueError("must start with mqtt:// or mqtts://")
+        host = value.split("://", 1)[1].rsplit(":", 1)[0]
+        if not host:
+            raise ValueError("has no host")
+        return value
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _no_wildcards(cls, value: str) -> str:
+        if any(c in value for c in "#+\0") or value.startswith("/") or value.endswith("/"):
+            raise ValueError("must not contain # + or NUL, nor start or end with /")
+        return value
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> MqttConfig:
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError("reconnect_max_s must be >= reconnect_min_s")
+        return self
+
+
+class CloudConfig(Section):
+    endpoint: str = Field("https://iai.tencentcloudapi.com", description="IAI API host; http://127.0.0.1:PORT for the emulator")
+    version: Literal["2018-03-01", "2020-03-03"] = "2018-03-01"
+    region: str = Field("", description="X-TC-Region; optional for CreateFace")
+    language: Literal["", "zh-CN", "en-US"] = Field("en-US", description="X-TC-Language for error messages")
+    connect_timeout_s: float = Field(3.05, gt=0, le=60)
+    read_timeout_s: float = Field(15.0, gt=0, le=300)
+    max_attempts: int = Field(4, ge=1, le=10, description="attempts per call, first one included")
+    deadline_s: float = Field(30.0, gt=0, le=600, description="overall time budget per call, retries included")
+    backoff_base_s: float = Field(0.5, gt=0, le=30)
+    backoff_max_s: float = Field(8.0, gt=0, le=120)
+    rate_limit_per_s: float = Field(5.0, gt=0, le=50, description="client-side token bucket; the account's 50/s is shared by the fleet")
+    rate_burst: int = Field(5, ge=1, le=50)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint_url(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must start with https:// (or http:// for a local emulator)")
+        return value.rstrip("/")
+
+
+class CameraConfig(Section):
+    type: Literal["picamera2", "opencv", "files"] = "files"
+    path: str | None = Field(None, description="files: an image, a directory or a glob; opencv: a video file")
+    loop: bool = Field(True, description="files: start again after the last image")
+    device: str | int | None = Field(None, description="opencv: V4L2 index (0) or path (/dev/video0), or an rtsp:// or http:// URL")
+    width: int = Field(1280, ge=64, le=8192, description="capture (upload) resolution")
+    height: int = Field(720, ge=64, le=8192)
+    fps: float = Field(10.0, gt=0, le=120, description="frames per second requested and read during a capture burst")
+    lores_width: int = Field(320, ge=64, le=1920, description="picamera2: detection stream size")
+    lores_height: int = Field(240, ge=64, le=1080)
+    idle_close_s: float | None = Field(30.0, ge=0, description="close the camera after this many idle seconds; null keeps it open")
+    reopen_max_s: float = Field(30.0, gt=0, le=600, description="cap of the reopen backoff after read failures")
+
+    @model_validator(mode="after")
+    def _source_given(self) -> CameraConfig:
+        if self.type == "files" and not self.path:
+            raise ValueError("camera.path is required when camera.type is files")
+        return self
+
+
+class DetectorConfig(Section):
+    model_path: Path | None = Field(None, description="another RetinaFace-compatible ONNX file; default the bundled model")
+    input_width: int = Field(320, ge=32, le=1920, description="fixed detector input size (letterboxed)")
+    input_height: int = Field(240, ge=32, le=1920)
+    threads: int = Field(0, ge=0, le=64, description="onnxruntime intra-op threads; 0 = all cores but one (at least 1)")
+    score_threshold: float = Field(0.7, gt=0, lt=1)
+    nms_threshold: float = Field(0.4, gt=0, lt=1)
+
+
+class QualityConfig(Section):
+    min_face_px: float = Field(48.0, ge=0, description="shorter side of the face box; IAI needs 34, recommends 80")
+    min_eye_distance_px: float = Field(24.0, ge=0)
+    min_sharpness: float = Field(60.0, ge=0, description="Laplacian variance of the face resized to 112x112 grey")
+    min_brightness: float = Field(50.0, ge=0, le=255)
+    max_brightness: float = Field(210.0, ge=0, le=255)
+    max_clipped_fraction: float = Field(0.25, ge=0, le=1, description="share of face pixels at <= 5 or >= 250")
+    max_yaw_deg: float = Field(30.0, ge=0, le=90)
+    max_pitch_deg: float = Field(30.0, ge=0, le=90)
+    max_roll_deg: float = Field(25.0, ge=0, le=180)
+
+
+class SelectionConfig(Section):
+    multiple_face_ratio: float = Field(0.5, gt=0, le=1, description="another face at least this fraction of the target's area -> multiple_faces")
+
+
+class CropConfig(Section):
+    scale: float = Field(1.8, ge=1.5, le=2.0, description="square crop side / longer side of the face box")
+    jpeg_quality: int = Field(92, ge=50, le=100)
+    min_side_px: int = Field(112, ge=64, description="IAI needs >= 64 px on the short side")
+
+
+class EnrollConfig(Section):
+    capture_timeout_s: float = Field(15.0, ge=1, le=60, description="default capture_timeout_s of a command")
+    queue_size: int = Field(8, ge=1, le=1000, description="queued commands beyond this are answered queue_full")
+    min_capture_gap_s: float = Field(0.4, ge=0, le=10, description="several captures of one person are at least this far apart")
+    preview_px: int = Field(160, ge=32, le=512, description="side of preview JPEGs in results")
+    shutdown_grace_s: float = Field(10.0, ge=0, le=120, description="on SIGTERM, wait this long for the running job before re-queuing it")
+    result_retention_days: int = Field(30, ge=1, le=3650, description="results kept for replaying duplicate ids")
+
+
+class CommandsConfig(Section):
+    require_signature: bool = Field(False, description="reject commands without a valid HMAC signature (key: command_hmac_key credential)")
+    max_clock_skew_s: int = Field(300, ge=10, le=3600)
+    min_face_match_threshold: float = Field(0.0, ge=0, le=100, description="commands may not lower face_match_threshold below this")
+
+
+class LoggingConfig(Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = "text"
+
+
+class Secrets(Section):
+    """Resolved at load time from credentials or the environment; never from the YAML file."""
+
+    secret_id: SecretStr | None = None
+    secret_key: SecretStr | None = None
+    session_token: SecretStr | None = None
+    mqtt_password: SecretStr | None = None
+    command_key: SecretStr | None = None
+
+
+class Config(Section):
+    device_id: str = Field(default_factory=socket.gethostname, description="default the hostname")
+    state_dir: Path = Field(
+        default_factory=lambda: Path(os.environ.get("STATE_DIRECTORY", "").split(":")[0] or DEFAULT_STATE_DIR),
+        description="job store and outbox; default $STATE_DIRECTORY (systemd StateDirectory=)",
+    )
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    cloud: CloudConfig = Field(default_factory=CloudConfig)
+    camera: CameraConfig = Field(default_factory=lambda: CameraConfig(type="files", path="/srv/frames"))
+    detector: DetectorConfig = Field(default_factory=DetectorConfig)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
+    selection: SelectionConfig = Field(default_factory=SelectionConfig)
+    crop: CropConfig = Field(default_factory=CropConfig)
+    enroll: EnrollConfig = Field(default_factory=EnrollConfig)
+    commands: CommandsConfig = Field(default_factory=CommandsConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    secrets: Secrets = Field(default_factory=Secrets)
+
+    @field_validator("device_id")
+    @classmethod
+    def _device_id_chars(cls, value: str) -> str:
+        if not value or len(value) > 64 or not all(c.isalnum() or c in "-_." for c in value):
+            raise ValueError("must be 1-64 characters of letters, digits, - _ .")
+        return value
+
+    @property
+    def base_topic(self) -> str:
+        return f"{self.mqtt.topic_prefix}/{self.device_id}"
+
+    def redacted(self) -> dict[str, Any]:
+        """The effective configuration as plain data, every secret shown only as set / not set."""
+        data = self.model_dump(mode="json", exclude={"secrets"})
+        data["secrets"] = {
+            name: ("<set>" if getattr(self.secrets, name) is not None else None) for name in Secrets.model_fields
+        }
+        return data
+
+
+def read_secrets(environ: Mapping[str, str]) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """Resolve every secret: `$CREDENTIALS_DIRECTORY/<name>` first, then the environment variable.
+
+    A credential file may end with one newline (as `echo` writes it); any other surrounding
+    whitespace is refused, because the cloud then fails with an obscure signature error.
+    """
+    found: dict[str, str] = {}
+    problems: list[tuple[str, str]] = []
+    cred_dir = environ.get("CREDENTIALS_DIRECTORY")
+    for field, (cred_name, env_name) in SECRET_SOURCES.items():
+        value: str | None = None
+        source = ""
+        if cred_dir and (Path(cred_dir) / cred_name).is_file():
+            source = f"credential {cred_name}"
+            try:
+                value = (Path(cred_dir) / cred_name).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                problems.append((f"secrets.{field}", f"{source} cannot be read: {exc.__class__.__name__}"))
+                continue
+            if value.endswith("\n"):
+                value = value[:-1]
+        elif env_name in environ:
+            source = f"environment variable {env_name}"
+            value = environ[env_name]
+        if value is None:
+            continue
+        if value != value.strip():
+            problems.append((f"secrets.{field}", f"{source} has leading or trailing whitespace"))
+        elif not value:
+            problems.append((f"secrets.{field}", f"{source} is empty"))
+        else:
+            found[field] = value
+    return found, problems
+
+
+def _error_path(error: Any) -> str:
+    return ".".join(str(part) for part in error["loc"]) or "<root>"
+
+
+def load_config(path: Path | str, environ: Mapping[str, str] | None = None) -> Config:
+    """Read, validate and return the configuration; raise `ConfigError` listing every problem."""
+    env = os.environ if environ is None else environ
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([("<file>", f"{path} does not exist")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([("<file>", f"{path} cannot be read: {exc}")]) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([("<file>", f"{path} is not valid YAML: {exc}")]) from None
+    return config_from_mapping({} if raw is None else raw, env)
+
+
+def config_from_mapping(raw: Any, environ: Mapping[str, str]) -> Config:
+    """Validate already-parsed YAML data plus the secrets found in `environ`."""
+    if not isinstance(raw, dict):
+        raise ConfigError([("<root>", f"must be a mapping of keys, got {type(raw).__name__}")])
+    problems: list[tuple[str, str]] = []
+    if "secrets" in raw:
+        problems.append(("secrets", "secrets never live in the YAML file: use credential files or environment variables"))
+        raw = {k: v for k, v in raw.items() if k != "secrets"}
+    secrets, secret_problems = read_secrets(environ)
+    problems.extend(secret_problems)
+    data = dict(raw)
+    data["secrets"] = secrets
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False):
+            reason = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
+            problems.append((_error_path(error), reason))
+        raise ConfigError(problems) from None
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def config_path_from(arg: str | None, environ: Mapping[str, str] | None = None) -> Path:
+    """`--config`, else `$FACEAGENT_CONFIG`, else /etc/faceagent/agent.yaml."""
+    env = os.environ if environ is None else environ
+    return Path(arg or env.get("FACEAGENT_CONFIG") or DEFAULT_CONFIG_PATH)
+
+
+def require_cloud_secrets(config: Config) -> None:
+    """Raise `ConfigError` unless the cloud SecretId and SecretKey were found."""
+    missing = [
+        (f"secrets.{name}", f"not set: put it in $CREDENTIALS_DIRECTORY/{SECRET_SOURCES[name][0]} or ${SECRET_SOURCES[name][1]}")
+        for name in ("secret_id", "secret_key")
+        if getattr(config.secrets, name) is None
+    ]
+    if missing:
+        raise ConfigError(missing)

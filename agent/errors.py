@@ -1,0 +1,87 @@
+"""Typed errors shared by every layer, and the contract's error codes and exit codes (contract §1, §4)."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class ErrorCode(str, Enum):
+    """`error.code` values of a result (contract §4). Keep them exactly."""
+
+    INVALID_COMMAND = "invalid_command"
+    EXPIRED = "expired"
+    QUEUE_FULL = "queue_full"
+    CANCELLED = "cancelled"
+    CAMERA_UNAVAILABLE = "camera_unavailable"
+    NO_FACE = "no_face"
+    FACE_TOO_SMALL = "face_too_small"
+    MULTIPLE_FACES = "multiple_faces"
+    LOW_QUALITY = "low_quality"
+    PERSON_NOT_FOUND = "person_not_found"
+    PERSON_FACE_LIMIT = "person_face_limit"
+    FACE_MISMATCH = "face_mismatch"
+    CLOUD_QUALITY = "cloud_quality"
+    CLOUD_AUTH = "cloud_auth"
+    CLOUD_RATE_LIMITED = "cloud_rate_limited"
+    CLOUD_UNAVAILABLE = "cloud_unavailable"
+    CLOUD_REJECTED = "cloud_rejected"
+    INTERNAL = "internal"
+
+
+class ExitCode:
+    """Process exit codes (contract §1)."""
+
+    OK = 0
+    FAILED = 1
+    USAGE = 2
+    TIMEOUT = 3
+    CONFIG = 78  # EX_CONFIG; systemd's RestartPreventExitStatus=78 stops a restart loop on bad config
+
+
+class FaceAgentError(Exception):
+    """Base of every error the agent raises on purpose.
+
+    `code` is the contract error code it maps to, `retryable` whether the same request may succeed
+    later unchanged, and the message is one sentence an operator can act on.
+    """
+
+    code: ErrorCode = ErrorCode.INTERNAL
+    retryable: bool = False
+
+    def __init__(self, message: str, *, code: ErrorCode | None = None, retryable: bool | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        if retryable is not None:
+            self.retryable = retryable
+
+    def as_result_error(self) -> dict[str, object]:
+        """The `error` object of a result (contract §3)."""
+        return {"code": self.code.value, "message": self.message, "retryable": self.retryable}
+
+
+class ConfigError(FaceAgentError):
+    """The configuration is invalid; `problems` lists every `(dotted.key.path, reason)` found."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        lines = [f"{path}: {reason}" for path, reason in problems]
+        super().__init__("invalid configuration:\n  " + "\n  ".join(lines), code=ErrorCode.INTERNAL)
+
+
+class CameraUnavailable(FaceAgentError):
+    """The camera cannot be opened or stopped delivering frames."""
+
+    code = ErrorCode.CAMERA_UNAVAILABLE
+    retryable = True
+
+
+class ImageUnreadable(FaceAgentError):
+    """An image file or buffer could not be read or decoded."""
+
+    code = ErrorCode.INVALID_COMMAND
+
+
+class ModelError(FaceAgentError):
+    """The detector model file is missing, corrupt, or does not have the expected inputs/outputs."""

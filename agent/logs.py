@@ -1,0 +1,104 @@
+"""The one logging setup: terminal text, journald-friendly text, or JSON lines — always redacted.
+
+Redaction happens on the final formatted line (message, arguments and traceback alike), so a
+secret or an image cannot leak through an f-string, an exception message or a repr of a request.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+import threading
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from typing import TextIO
+
+REDACTED = "<redacted>"
+
+# Authorization header values (TC3 or anything else) and the signature inside them.
+_AUTH_RE = re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)([^'\",}\n]+)")
+_TC3_RE = re.compile(r"TC3-HMAC-SHA256\s+Credential=[^\s,'\"]*(,\s*SignedHeaders=[^\s,'\"]*)?(,\s*Signature=[0-9a-fA-F]*)?")
+# Long base64 runs are image data (or keys); 120+ chars never occur in our own messages.
+_BASE64_RE = re.compile(r"(?:[A-Za-z0-9+/]{4}){30,}(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
+# Values of JSON/dict fields that carry images or secrets, whatever their length.
+_FIELD_RE = re.compile(
+    r"""(?i)(['"]?(?:Images|Image|jpeg_b64|preview_jpeg_b64|SecretKey|secret_key|password|X-TC-Token|sig|signature)['"]?\s*[:=]\s*)(\[[^\]]*\]|'[^']*'|"[^"]*"|[^\s,}]+)"""
+)
+
+
+class SecretRegistry:
+    """Exact secret values to strip from every log line (the SecretKey, the MQTT password, ...)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values: tuple[str, ...] = ()
+
+    def add(self, *values: str | None) -> None:
+        with self._lock:
+            # Very short strings would shred ordinary text; the config loader refuses empty secrets anyway.
+            new = {v for v in values if v and len(v) >= 4}
+            self._values = tuple(sorted(set(self._values) | new, key=len, reverse=True))
+
+    def values(self) -> Iterable[str]:
+        return self._values
+
+
+SECRETS = SecretRegistry()
+
+
+def redact(text: str) -> str:
+    """Remove registered secrets, Authorization values, image fields and base64 runs from `text`."""
+    for value in SECRETS.values():
+        if value in text:
+            text = text.replace(value, REDACTED)
+    text = _TC3_RE.sub("TC3-HMAC-SHA256 " + REDACTED, text)
+    text = _AUTH_RE.sub(lambda m: m.group(1) + REDACTED, text)
+    text = _FIELD_RE.sub(lambda m: m.group(1) + REDACTED, text)
+    return _BASE64_RE.sub(lambda m: f"<base64 {len(m.group(0))} chars>", text)
+
+
+class RedactingFormatter(logging.Formatter):
+    """Human-readable lines; no timestamp when journald adds its own."""
+
+    def __init__(self, with_time: bool) -> None:
+        fmt = "%(asctime)s %(levelname)-7s %(name)s: %(message)s" if with_time else "%(levelname)s %(name)s: %(message)s"
+        super().__init__(fmt)
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, logger, msg, and exc when there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return redact(json.dumps(entry, ensure_ascii=False))
+
+
+def setup_logging(level: str = "INFO", fmt: str = "text", stream: TextIO | None = None) -> logging.Handler:
+    """Configure the root logger once for the whole program and return its handler."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(RedactingFormatter(with_time="JOURNAL_STREAM" not in os.environ))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    # Third-party loggers that echo request headers/bodies at DEBUG stay at INFO at most.
+    for noisy in ("urllib3", "requests"):
+        logging.getLogger(noisy).setLevel(max(logging.INFO, root.level))
+    return handler

@@ -1,0 +1,51 @@
+"""Shared fixtures: a private mosquitto per session (and per test for fault tests), state dirs, markers."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.broker import Broker
+
+DATA = Path(__file__).parent / "data"
+REPO = Path(__file__).resolve().parent.parent
+FACE_PHOTOS = ["astronaut.png", "grace_hopper.jpg", "camera.png"]
+NO_FACE_PHOTOS = ["chelsea.png", "coffee.png", "rocket.jpg"]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get("FACEAGENT_HW") == "1":
+        return
+    skip_hw = pytest.mark.skip(reason="needs a Raspberry Pi camera (set FACEAGENT_HW=1 on a Pi)")
+    for item in items:
+        if "hw" in item.keywords:
+            item.add_marker(skip_hw)
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """One private broker for the whole session. Do not stop it: use `own_broker` for outages."""
+    b = Broker(tmp_path_factory.mktemp("mosquitto"))
+    b.start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[Broker]:
+    """A private broker for one test, which the test may stop and restart."""
+    b = Broker(tmp_path / "mosquitto")
+    b.start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Path:
+    """An empty state directory, as systemd's StateDirectory= would give."""
+    d = tmp_path / "state"
+    d.mkdir(mode=0o700)
+    return d

@@ -1,0 +1,66 @@
+"""A small synchronous paho subscriber for tests: collects messages per topic."""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+
+
+class Listener:
+    """Connects, subscribes to `topics`, and queues every (topic, payload bytes, properties)."""
+
+    def __init__(self, host: str, port: int, topics: list[str], protocol: int = mqtt.MQTTv5, client_id: str = "") -> None:
+        self.messages: queue.Queue[tuple[str, bytes, Any, bool]] = queue.Queue()
+        self._connected = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol)
+        self.topics = topics
+        self.client.on_connect = self._on_connect
+        self.client.on_message = lambda c, u, m: self.messages.put((m.topic, m.payload, getattr(m, "properties", None), m.retain))
+        self.client.connect(host, port, keepalive=30)
+        self.client.loop_start()
+        if not self._connected.wait(10):
+            raise TimeoutError("listener did not connect")
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        for topic in self.topics:
+            client.subscribe(topic, qos=1)
+        # One round trip so subscriptions are in place before we report connected.
+        client.publish("$faceagent-test/ping", b"", qos=0)
+        time.sleep(0.05)
+        self._connected.set()
+
+    def publish(self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False, properties: Properties | None = None) -> None:
+        info = self.client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
+        info.wait_for_publish(10)
+
+    def get(self, topic: str | None = None, timeout: float = 10.0) -> tuple[str, bytes, Any, bool]:
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no message on {topic or 'any topic'} within {timeout}s")
+            try:
+                msg = self.messages.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if topic is None or msg[0] == topic:
+                return msg
+
+    def get_json(self, topic: str, timeout: float = 10.0, where: Any = None) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            _, payload, _, _ = self.get(topic, max(0.01, deadline - time.monotonic()))
+            data: dict[str, Any] = json.loads(payload)
+            if where is None or where(data):
+                return data
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()

@@ -1,0 +1,32 @@
+"""The CLI surface: help works everywhere and pulls in no heavy library."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HEAVY = ("onnxruntime", "cv2", "picamera2", "paho", "numpy", "requests")
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["detect", "--help"], ["ctl", "enroll", "--help"]])
+def test_help_does_not_import_heavy_libraries(argv: list[str]) -> None:
+    code = (
+        "import sys, runpy\n"
+        f"sys.argv = ['faceagent', *{argv!r}]\n"
+        "try:\n    runpy.run_module('agent', run_name='__main__')\n"
+        "except SystemExit as e:\n    assert e.code == 0, e.code\n"
+        f"loaded = [m for m in {HEAVY!r} if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_console_script_and_module_agree() -> None:
+    a = subprocess.run([str(Path(sys.executable).parent / "faceagent"), "--help"], capture_output=True, text=True, timeout=60, check=True)
+    b = subprocess.run([sys.executable, "-m", "agent", "--help"], capture_output=True, text=True, timeout=60, check=True)
+    assert "check-config" in a.stdout and "ctl" in a.stdout
+    assert a.stdout.replace("faceagent", "") == b.stdout.replace("faceagent", "")

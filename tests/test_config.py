@@ -1,0 +1,137 @@
+"""Strict config: every key of the example, unknown keys and bad types named, secrets resolved and redacted."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from agent.config import Config, config_from_mapping, load_config
+from agent.errors import ConfigError
+from tests.conftest import REPO
+
+EXAMPLE = REPO / "config" / "agent.example.yaml"
+KEYS = {"TENCENTCLOUD_SECRET_ID": "AKIDexampleexampleexample", "TENCENTCLOUD_SECRET_KEY": "very-secret-key-value-123"}
+
+
+def problems_of(raw: object, env: dict[str, str] | None = None) -> list[tuple[str, str]]:
+    with pytest.raises(ConfigError) as info:
+        config_from_mapping(raw, env or {})
+    return info.value.problems
+
+
+def test_example_config_is_valid_and_lists_every_key() -> None:
+    config = load_config(EXAMPLE, KEYS)
+    assert config.device_id == "cam-01"
+    assert config.cloud.version == "2018-03-01"
+    example = yaml.safe_load(EXAMPLE.read_text())
+
+    def keys(model: object, data: dict[str, object], prefix: str) -> None:
+        for name, field in type(model).model_fields.items():  # type: ignore[attr-defined]
+            if name == "secrets":
+                continue
+            assert name in data, f"{prefix}{name} missing from the example config"
+            value = getattr(model, name)
+            if hasattr(type(value), "model_fields"):
+                keys(value, data[name], f"{prefix}{name}.")  # type: ignore[arg-type]
+            elif name not in {"device_id", "path", "state_dir"}:
+                # The example shows every default.
+                assert data[name] == (field.default if not isinstance(field.default, Path) else str(field.default)), f"{prefix}{name}"
+
+    keys(Config(camera={"type": "files", "path": "/srv/frames"}), example, "")
+
+
+def test_unknown_keys_and_wrong_types_are_all_reported_with_paths() -> None:
+    problems = dict(problems_of({"mqtt": {"url": "mqtt://h:1", "bogus": 1, "keepalive_s": "soon"}, "detectr": {}, "cloud": {"version": "2019"}}))
+    assert problems["mqtt.bogus"] == "unknown key"
+    assert problems["detectr"] == "unknown key"
+    assert "mqtt.keepalive_s" in problems
+    assert "cloud.version" in problems
+    assert len(problems) == 4
+
+
+def test_secrets_in_yaml_are_refused() -> None:
+    problems = dict(problems_of({"secrets": {"secret_key": "x"}}))
+    assert "never live in the YAML" in problems["secrets"]
+
+
+def test_secret_with_whitespace_is_refused(tmp_path: Path) -> None:
+    problems = dict(problems_of({}, {"TENCENTCLOUD_SECRET_KEY": " key-with-space"}))
+    assert "whitespace" in problems["secrets.secret_key"]
+
+
+def test_credentials_directory_wins_over_environment(tmp_path: Path) -> None:
+    (tmp_path / "tencentcloud_secret_key").write_text("from-credential-file\n")  # one trailing newline is fine
+    config = config_from_mapping({}, {"CREDENTIALS_DIRECTORY": str(tmp_path), "TENCENTCLOUD_SECRET_KEY": "from-env"})
+    assert config.secrets.secret_key is not None
+    assert config.secrets.secret_key.get_secret_value() == "from-credential-file"
+
+
+def test_credential_file_with_extra_whitespace_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "mqtt_password").write_text("pw\n\n")
+    problems = dict(problems_of({}, {"CREDENTIALS_DIRECTORY": str(tmp_path)}))
+    assert "credential mqtt_password" in problems["secrets.mqtt_password"]
+
+
+def test_state_dir_defaults_to_state_directory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path))
+    assert config_from_mapping({}, {}).state_dir == tmp_path
+
+
+def test_files_camera_needs_a_path() -> None:
+    problems = dict(problems_of({"camera": {"type": "files"}}))
+    assert any("camera.path is required" in reason for reason in problems.values())
+
+
+def test_bad_mqtt_url_and_tls_pairing_are_named() -> None:
+    problems = dict(problems_of({"mqtt": {"url": "tcp://x", "tls": {"cert_file": "/c.pem"}}}))
+    assert "mqtt.url" in problems
+    assert any(path.startswith("mqtt.tls") for path in problems)
+
+
+def test_yaml_that_is_not_a_mapping_is_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_config(bad, {})
+    bad.write_text("mqtt: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad, {})
+
+
+def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "agent", *args], capture_output=True, text=True, env=env, timeout=60, check=False)
+
+
+def test_check_config_prints_redacted_config_and_exits_0(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", **KEYS}
+    proc = run_cli("check-config", "--config", str(EXAMPLE), env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert KEYS["TENCENTCLOUD_SECRET_KEY"] not in proc.stdout + proc.stderr
+    assert KEYS["TENCENTCLOUD_SECRET_ID"] not in proc.stdout + proc.stderr
+    printed = yaml.safe_load(proc.stdout)
+    assert printed["secrets"]["secret_key"] == "<set>"
+    assert printed["mqtt"]["topic_prefix"] == "faceagent"
+
+
+def test_check_config_with_unknown_key_exits_78_naming_it(tmp_path: Path) -> None:
+    cfg = tmp_path / "agent.yaml"
+    cfg.write_text(EXAMPLE.read_text() + "\nmqtt_extra_setting: 1\n")
+    proc = run_cli("check-config", "--config", str(cfg), env={"PATH": "/usr/bin:/bin", **KEYS})
+    assert proc.returncode == 78
+    assert "mqtt_extra_setting: unknown key" in proc.stderr
+
+
+def test_check_config_without_cloud_keys_exits_78() -> None:
+    proc = run_cli("check-config", "--config", str(EXAMPLE), env={"PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 78
+    assert "secrets.secret_key" in proc.stderr
+
+
+def test_config_path_from_environment(tmp_path: Path) -> None:
+    proc = run_cli("check-config", env={"PATH": "/usr/bin:/bin", "FACEAGENT_CONFIG": str(tmp_path / "none.yaml"), **KEYS})
+    assert proc.returncode == 78
+    assert "none.yaml does not exist" in proc.stderr
