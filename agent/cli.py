@@ -97,7 +97,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_arg(p)
     p.add_argument("--json", action="store_true")
     p.add_argument("--repeat", type=int, default=30, help="timed runs per setting")
-    p.add_argument("--daemon", action="store_true", help="also measure the daemon (idle CPU, RSS, start-to-READY, enroll latency)")
     return parser
 
 
@@ -138,6 +137,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 # Handlers by command, as "module:function"; imported only when that command runs.
 HANDLERS: dict[str, str] = {
     "check-config": "agent.cli:cmd_check_config",
+    "detect": "agent.vision.commands:cmd_detect",
+    "bench": "agent.vision.bench:cmd_bench",
 }
 
 

@@ -1,0 +1,160 @@
+"""`faceagent bench`: detector latency per input size and thread count, pipeline overhead, and a Haar baseline.
+
+Figures, never assertions: they are written down in docs/benchmarks.md per machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agent.errors import ExitCode
+
+SIZES = ((320, 240), (640, 480))
+# The public-domain photos shipped with the tests: (file, has a face the detector should find).
+PHOTOS = (
+    ("astronaut.png", True), ("grace_hopper.jpg", True), ("camera.png", True),
+    ("chelsea.png", False), ("coffee.png", False), ("rocket.jpg", False),
+)
+
+
+def bench_frames() -> list[tuple[str, np.ndarray, bool]]:
+    """Real frames to time on: the test photos when present (a source checkout), else the bundled demo photos."""
+    from agent.images import read_image
+
+    here = Path(__file__).resolve().parents[2] / "tests" / "data"
+    demo = Path(__file__).resolve().parents[1] / "demo_photos"
+    folder = here if here.is_dir() else demo
+    return [(name, read_image(folder / name), has_face) for name, has_face in PHOTOS if (folder / name).exists()]
+
+
+def median_ms(fn: Callable[[], object], repeat: int) -> float:
+    fn()
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - start) * 1000)
+    return statistics.median(samples)
+
+
+def interleaved_medians_ms(fns: tuple[Callable[[], object], ...], repeat: int) -> list[float]:
+    """Median time of each function, run in turns so that drift on a busy machine hits all alike."""
+    for fn in fns:
+        fn()
+    samples: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeat):
+        for fn, bucket in zip(fns, samples):
+            start = time.perf_counter()
+            fn()
+            bucket.append((time.perf_counter() - start) * 1000)
+    return [statistics.median(bucket) for bucket in samples]
+
+
+def bench_detector(frames: list[np.ndarray], size: tuple[int, int], threads: int, repeat: int) -> dict[str, Any]:
+    from agent.config import QualityConfig
+    from agent.vision.detector import FaceDetector, letterbox
+    from agent.vision.quality import measure
+
+    detector = FaceDetector(input_size=size, threads=threads)
+    tensors = [letterbox(f, *size)[0] for f in frames]
+    quality_cfg = QualityConfig()
+
+    def inference() -> None:
+        for t in tensors:
+            detector.infer(t)
+
+    def pipeline() -> None:
+        for f in frames:
+            for face in detector.detect(f):
+                measure(f, face)
+
+    assert quality_cfg is not None
+    inference_ms, pipeline_ms = (ms / len(frames) for ms in interleaved_medians_ms((inference, pipeline), repeat))
+    return {
+        "input": list(size), "threads": threads,
+        "inference_ms": round(inference_ms, 2), "pipeline_ms": round(pipeline_ms, 2),
+        "ratio": round(pipeline_ms / inference_ms, 3),
+    }
+
+
+def bench_haar(photos: list[tuple[str, np.ndarray, bool]], repeat: int) -> dict[str, Any]:
+    """OpenCV's frontal-face Haar cascade (what picamera2's face example uses) on the same frames."""
+    import cv2
+
+    path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"  # type: ignore[attr-defined]
+    cascade = cv2.CascadeClassifier(str(path))
+    if cascade.empty():
+        return {"available": False}
+    greys = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for _, f, _ in photos]
+
+    def run() -> list[int]:
+        return [len(cascade.detectMultiScale(g, scaleFactor=1.1, minNeighbors=5, minSize=(30, 30))) for g in greys]
+
+    counts = run()
+    with_face = [c for c, (_, _, has) in zip(counts, photos) if has]
+    without = [c for c, (_, _, has) in zip(counts, photos) if not has]
+    return {
+        "available": True,
+        "ms": round(median_ms(run, max(3, repeat // 3)) / len(photos), 2),
+        "recall": round(sum(1 for c in with_face if c > 0) / max(1, len(with_face)), 3),
+        "false_positive_images": sum(1 for c in without if c > 0),
+    }
+
+
+def detector_recall(photos: list[tuple[str, np.ndarray, bool]]) -> dict[str, Any]:
+    from agent.vision.detector import FaceDetector
+
+    detector = FaceDetector(input_size=SIZES[0], threads=1)
+    found = [len(detector.detect(f)) for _, f, _ in photos]
+    with_face = [c for c, (_, _, has) in zip(found, photos) if has]
+    without = [c for c, (_, _, has) in zip(found, photos) if not has]
+    return {"recall": round(sum(1 for c in with_face if c > 0) / max(1, len(with_face)), 3),
+            "false_positive_images": sum(1 for c in without if c > 0)}
+
+
+def machine() -> dict[str, Any]:
+    import onnxruntime
+
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("model name", "Model")):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": model or platform.processor(), "cores": os.cpu_count(), "arch": platform.machine(),
+            "python": platform.python_version(), "numpy": np.__version__, "onnxruntime": onnxruntime.__version__}
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    photos = bench_frames()
+    frames = [f for _, f, _ in photos]
+    all_cores = os.cpu_count() or 1
+    thread_counts = sorted({1, all_cores})
+    report: dict[str, Any] = {"machine": machine(), "frames": [name for name, _, _ in photos], "detector": []}
+    for size in SIZES:
+        for threads in thread_counts:
+            report["detector"].append(bench_detector(frames, size, threads, args.repeat))
+    report["detector_recall"] = detector_recall(photos)
+    report["haar"] = bench_haar(photos, args.repeat)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(f"machine: {report['machine']}")
+        for row in report["detector"]:
+            print(f"detector {row['input'][0]}x{row['input'][1]} threads={row['threads']}: "
+                  f"inference {row['inference_ms']} ms, pipeline {row['pipeline_ms']} ms (x{row['ratio']})")
+        print(f"detector recall on test photos: {report['detector_recall']}")
+        print(f"haar cascade: {report['haar']}")
+    return ExitCode.OK

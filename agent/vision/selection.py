@@ -1,0 +1,150 @@
+"""Choosing the face to enroll in a frame, and the best distinct captures of a burst.
+
+Cloud recognisers enroll the *largest* face they see, so the rule is conservative: the target is the
+largest face; if it is not usable the frame is refused with its reason, and if any other face comes
+close to it in size the frame is refused as `multiple_faces` — never guess who is being enrolled.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from agent.config import QualityConfig, SelectionConfig
+from agent.errors import ErrorCode
+from agent.vision.detector import Face, FaceDetector
+from agent.vision.quality import TOO_SMALL, Quality, capture_rank, measure, unusable_reasons
+
+# Operator guidance for progress events, by verdict.
+GUIDANCE = {
+    ErrorCode.NO_FACE: "no face yet: look at the camera",
+    ErrorCode.FACE_TOO_SMALL: "move closer",
+    ErrorCode.MULTIPLE_FACES: "only one person please",
+    ErrorCode.LOW_QUALITY: "hold still, face the camera",
+}
+
+
+@dataclass(frozen=True)
+class FaceReport:
+    face: Face
+    quality: Quality
+    reasons: list[str]
+
+    @property
+    def usable(self) -> bool:
+        return not self.reasons
+
+    def as_json(self) -> dict[str, object]:
+        """The per-face object of `detect --json` and of result `captures` (contract §1)."""
+        return {
+            "box": self.face.xywh(),
+            "score": round(self.face.score, 3),
+            "landmarks": [[round(float(x)), round(float(y))] for x, y in self.face.landmarks],
+            "quality": self.quality.as_json(),
+            "usable": self.usable,
+            "reasons": list(self.reasons),
+        }
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Everything known about one frame: its faces (largest first), the chosen one, and the verdict."""
+
+    width: int
+    height: int
+    faces: list[FaceReport]
+    best: int | None
+    verdict: str
+    detail: str = ""
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict == "ok"
+
+    @property
+    def target(self) -> FaceReport | None:
+        return self.faces[self.best] if self.best is not None else None
+
+    @property
+    def guidance(self) -> str:
+        return "hold still" if self.ok else GUIDANCE.get(ErrorCode(self.verdict), self.detail)
+
+
+def choose_face(reports: Sequence[FaceReport], cfg: SelectionConfig) -> tuple[int | None, str, str]:
+    """(index of the face to enroll or None, verdict, detail) for faces sorted largest first."""
+    if not reports:
+        return None, ErrorCode.NO_FACE.value, "no face found"
+    target = reports[0]
+    if not target.usable:
+        # A small face is also blurry and its pose is noisy: "move closer" is the useful answer.
+        too_small = any(r.startswith(TOO_SMALL) for r in target.reasons)
+        code = ErrorCode.FACE_TOO_SMALL if too_small else ErrorCode.LOW_QUALITY
+        return None, code.value, "; ".join(target.reasons)
+    for other in reports[1:]:
+        ratio = other.face.area / max(target.face.area, 1e-6)
+        if ratio >= cfg.multiple_face_ratio:
+            return None, ErrorCode.MULTIPLE_FACES.value, (
+                f"two faces of similar size ({ratio:.0%} of the largest): refusing to guess who to enroll"
+            )
+    return 0, "ok", ""
+
+
+def analyze(
+    detector: FaceDetector, frame: np.ndarray, quality_cfg: QualityConfig, selection_cfg: SelectionConfig
+) -> Analysis:
+    """Detect, measure and choose in one BGR frame."""
+    faces = sorted(detector.detect(frame), key=lambda f: f.area, reverse=True)
+    reports = []
+    for face in faces:
+        q = measure(frame, face)
+        reports.append(FaceReport(face, q, unusable_reasons(q, quality_cfg)))
+    best, verdict, detail = choose_face(reports, selection_cfg)
+    return Analysis(frame.shape[1], frame.shape[0], reports, best, verdict, detail)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A usable target face seen at `timestamp` in `frame` (kept for cropping later)."""
+
+    timestamp: float
+    frame: np.ndarray
+    report: FaceReport
+
+    @property
+    def rank(self) -> float:
+        return capture_rank(self.report.face, self.report.quality)
+
+
+MIN_POSE_CHANGE_DEG = 3.0
+
+
+def _near_duplicate(a: Candidate, b: Candidate, min_gap_s: float) -> bool:
+    pose = math.hypot(a.report.quality.yaw_deg - b.report.quality.yaw_deg, a.report.quality.pitch_deg - b.report.quality.pitch_deg)
+    return abs(a.timestamp - b.timestamp) < min_gap_s or pose < MIN_POSE_CHANGE_DEG
+
+
+def pick_captures(candidates: Sequence[Candidate], count: int, min_gap_s: float) -> list[Candidate]:
+    """The best `count` candidates, preferring ones that differ in time and pose over near-duplicates.
+
+    Greedy by rank: first only candidates that are neither too close in time nor in pose to one already
+    picked; then, if that is not enough, those at least `min_gap_s` apart; then the best of the rest.
+    Returned in time order.
+    """
+    ranked = sorted(candidates, key=lambda c: c.rank, reverse=True)
+    picked: list[Candidate] = []
+    rules: tuple[Callable[[Candidate], bool], ...] = (
+        lambda c: not any(_near_duplicate(c, p, min_gap_s) for p in picked),
+        lambda c: all(abs(c.timestamp - p.timestamp) >= min_gap_s for p in picked),
+        lambda c: True,
+    )
+    for accept in rules:
+        for cand in ranked:
+            if len(picked) >= count:
+                break
+            if not any(cand is p for p in picked) and accept(cand):
+                picked.append(cand)
+    return sorted(picked, key=lambda c: c.timestamp)

