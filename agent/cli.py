@@ -139,6 +139,7 @@ HANDLERS: dict[str, str] = {
     "check-config": "agent.cli:cmd_check_config",
     "detect": "agent.vision.commands:cmd_detect",
     "bench": "agent.vision.bench:cmd_bench",
+    "emulator": "agent.iai.emulator:cmd_emulator",
 }
 
 

@@ -49,3 +49,22 @@ def state_dir(tmp_path: Path) -> Path:
     d = tmp_path / "state"
     d.mkdir(mode=0o700)
     return d
+
+
+EMU_ID = "AKIDtestemulatorid0000000000000000"
+EMU_KEY = "test-emulator-secret-key-000000000"
+
+
+@pytest.fixture
+def emulator() -> Iterator[object]:
+    """A fresh IAI emulator on a free loopback port, serving in a thread."""
+    import threading
+
+    from agent.iai.emulator import make_server
+
+    server = make_server(secret_id=EMU_ID, secret_key=EMU_KEY)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()

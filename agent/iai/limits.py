@@ -10,7 +10,7 @@ import base64
 import re
 from dataclasses import dataclass
 
-from agent.errors import ErrorCode, FaceAgentError
+from agent.errors import ErrorCode, FaceAgentError, ImageUnreadable
 from agent.images import decode_image, sniff_format
 
 MAX_IMAGES_PER_CALL = 4
@@ -55,7 +55,10 @@ def check_image(data: bytes, index: int = 0) -> ImageInfo:
     b64_len = 4 * ((len(data) + 2) // 3)
     if b64_len > MAX_IMAGE_B64_BYTES:
         raise ImageRejected(f"{what} is {b64_len} bytes in base64: IAI allows at most 5 MB")
-    frame = decode_image(data, what)
+    try:
+        frame = decode_image(data, what)
+    except ImageUnreadable as exc:
+        raise ImageRejected(exc.message) from None
     height, width = frame.shape[:2]
     long_side, short_side = max(width, height), min(width, height)
     limit = JPEG_MAX_LONG_SIDE if fmt == "jpeg" else OTHER_MAX_LONG_SIDE

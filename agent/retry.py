@@ -1,0 +1,58 @@
+"""The one retry policy (bounded attempts, overall deadline, exponential backoff with full jitter) and a token bucket."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """`max_attempts` tries (the first included) within `deadline_s`; waits drawn from [0, min(cap, base * 2**n)]."""
+
+    max_attempts: int = 4
+    deadline_s: float = 30.0
+    base_s: float = 0.5
+    max_s: float = 8.0
+
+    def backoff(self, retry_number: int, rng: random.Random | None = None) -> float:
+        """Full-jitter wait before retry `retry_number` (0 for the first retry)."""
+        ceiling = min(self.max_s, self.base_s * (2 ** retry_number))
+        return (rng or random).uniform(0.0, ceiling)
+
+
+class TokenBucket:
+    """Client-side rate limit: `rate` tokens per second, at most `burst` saved up. Thread-safe."""
+
+    def __init__(
+        self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._sleep = sleep
+        self._tokens = float(burst)
+        self._updated = clock()
+        self._lock = threading.Lock()
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
+        self._updated = now
+
+    def acquire(self, timeout: float | None = None) -> bool:
+        """Take one token, waiting for it; False when it would take longer than `timeout` seconds."""
+        deadline = None if timeout is None else self._clock() + timeout
+        while True:
+            with self._lock:
+                self._refill()
+                if self._tokens >= 1:
+                    self._tokens -= 1
+                    return True
+                wait = (1 - self._tokens) / self.rate
+            if deadline is not None and self._clock() + wait > deadline:
+                return False
+            self._sleep(wait)

@@ -1,0 +1,434 @@
+"""The IAI client and the emulator: the official SDK against the emulator, our client against every error and fault."""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from agent.errors import ErrorCode
+from agent.iai.client import CreateFaceRequest, CreatePersonRequest
+from agent.iai.errors import (
+    CloudAuthError,
+    CloudRateLimited,
+    CloudRejected,
+    CloudUnavailable,
+    OutcomeUnknown,
+    PersonFaceLimit,
+    PersonNotFound,
+)
+from agent.iai.limits import ImageRejected
+from agent.logs import SECRETS, setup_logging
+from agent.retry import RetryPolicy, TokenBucket
+from tests.conftest import DATA, EMU_ID, EMU_KEY
+from tests.iai_helpers import client_for, control, seed_person, state, stats
+
+FACE_JPEG = (DATA / "grace_hopper.jpg").read_bytes()
+FACE_PNG = (DATA / "astronaut.png").read_bytes()
+NO_FACE = (DATA / "rocket.jpg").read_bytes()
+
+
+def faces_of(server: Any, person: str) -> list[str]:
+    return list(state(server)["persons"][person]["faces"])
+
+
+# --- the official SDK pointed at the emulator ------------------------------------------------------
+
+
+@pytest.fixture
+def sdk(emulator: Any) -> Any:
+    from tencentcloud.common import credential
+    from tencentcloud.common.profile.client_profile import ClientProfile
+    from tencentcloud.common.profile.http_profile import HttpProfile
+    from tencentcloud.iai.v20200303 import iai_client
+
+    host = emulator.base_url.removeprefix("http://")
+    profile = ClientProfile(httpProfile=HttpProfile(protocol="http", endpoint=host, reqTimeout=10))
+    return iai_client.IaiClient(credential.Credential(EMU_ID, EMU_KEY), "", profile)
+
+
+def sdk_call(sdk: Any, action: str, params: dict[str, Any]) -> Any:
+    import json
+
+    from tencentcloud.iai.v20200303 import models
+
+    request = getattr(models, f"{action}Request")()
+    request.from_json_string(json.dumps(params))
+    return getattr(sdk, action)(request)
+
+
+def test_official_sdk_creates_group_person_and_faces_and_reads_them_back(sdk: Any) -> None:
+    import base64
+
+    b64 = base64.b64encode(FACE_JPEG).decode()
+    sdk_call(sdk, "CreateGroup", {"GroupId": "staff", "GroupName": "Staff"})
+    person = sdk_call(sdk, "CreatePerson", {"GroupId": "staff", "PersonId": "1001", "PersonName": "Grace", "Image": b64})
+    assert person.FaceId and person.FaceRect.Width > 0
+    added = sdk_call(sdk, "CreateFace", {"PersonId": "1001", "Images": [b64, base64.b64encode(FACE_PNG).decode()]})
+    assert added.SucFaceNum == 2 and added.RetCode == [0, 0] and added.SucIndexes == [0, 1] and added.FaceModelVersion == "3.0"
+    info = sdk_call(sdk, "GetPersonBaseInfo", {"PersonId": "1001"})
+    assert info.FaceIds == [person.FaceId, *added.SucFaceIds]
+    counts = sdk_call(sdk, "GetPersonListNum", {"GroupId": "staff"})
+    assert (counts.PersonNum, counts.FaceNum) == (1, 3)
+    groups = sdk_call(sdk, "GetGroupList", {"Limit": 10})
+    assert [g.GroupId for g in groups.GroupInfos] == ["staff"]
+
+
+def sdk_error(sdk: Any, action: str, params: dict[str, Any]) -> str:
+    from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
+
+    with pytest.raises(TencentCloudSDKException) as info:
+        sdk_call(sdk, action, params)
+    return str(info.value.code)
+
+
+def test_official_sdk_receives_documented_errors(sdk: Any, emulator: Any) -> None:
+    import base64
+
+    b64 = base64.b64encode(FACE_JPEG).decode()
+    sdk_call(sdk, "CreateGroup", {"GroupId": "staff", "GroupName": "Staff"})
+    sdk_call(sdk, "CreatePerson", {"GroupId": "staff", "PersonId": "1001", "PersonName": "Grace", "Image": b64})
+    assert sdk_error(sdk, "CreateFace", {"PersonId": "1001", "Images": [b64] * 5}) == "InvalidParameterValue.UploadFaceNumExceed"
+    sdk_call(sdk, "CreateFace", {"PersonId": "1001", "Images": [b64] * 4})  # 5 faces now
+    assert sdk_error(sdk, "CreateFace", {"PersonId": "1001", "Images": [b64]}) == "InvalidParameterValue.PersonFaceNumExceed"
+    assert sdk_error(sdk, "CreateFace", {"PersonId": "nobody", "Images": [b64]}) == "InvalidParameterValue.PersonIdNotExist"
+
+    from tencentcloud.common import credential
+
+    sdk.credential = credential.Credential(EMU_ID, "wrong-key")
+    assert sdk_error(sdk, "GetPersonBaseInfo", {"PersonId": "1001"}) == "AuthFailure.SignatureFailure"
+
+
+# --- our client: every error class --------------------------------------------------------------------
+
+
+@pytest.fixture
+def client(emulator: Any) -> Any:
+    c = client_for(emulator)
+    yield c
+    c.close()
+
+
+def test_create_face_happy_path_with_both_versions(emulator: Any) -> None:
+    for version in ("2018-03-01", "2020-03-03"):
+        c = client_for(emulator, version=version)
+        person = f"p-{version}"
+        seed_person(c, person, FACE_JPEG)
+        result = c.create_face(CreateFaceRequest(person, [FACE_PNG], face_match_threshold=60, quality_control=1, need_rotate_detection=False))
+        assert result.suc_face_num == 1 and result.ret_code == [0] and result.suc_indexes == [0]
+        assert result.suc_face_rects[0].width > 0 and result.face_model_version == "3.0" and result.request_id
+        assert not result.reconciled
+        assert faces_of(emulator, person)[-1] == result.suc_face_ids[0]
+
+
+def test_per_image_ret_codes(client: Any, emulator: Any) -> None:
+    seed_person(client, "1001", FACE_JPEG)
+    control(emulator, mismatch_next={"1001": 1})
+    result = client.create_face(CreateFaceRequest("1001", [FACE_JPEG, NO_FACE]))
+    assert result.ret_code == [-1604, -1101] and result.suc_face_num == 0
+    control(emulator, low_quality_next={"1001": 1})
+    assert client.create_face(CreateFaceRequest("1001", [FACE_JPEG])).ret_code == [-1601]
+
+
+@pytest.mark.parametrize(
+    ("setup", "action", "error", "contract_code", "message"),
+    [
+        ("wrong_key", "info", CloudAuthError, ErrorCode.CLOUD_AUTH, "tencentcloud_secret_key"),
+        ("wrong_id", "info", CloudAuthError, ErrorCode.CLOUD_AUTH, "tencentcloud_secret_id"),
+        ("none", "info", PersonNotFound, ErrorCode.PERSON_NOT_FOUND, "person nobody does not exist: create it first or send create_person"),
+        ("full", "face", PersonFaceLimit, ErrorCode.PERSON_FACE_LIMIT, "already has 5 faces"),
+        ("none", "person_no_group", CloudRejected, ErrorCode.CLOUD_REJECTED, "group ghosts does not exist"),
+        ("frozen", "info", CloudRejected, ErrorCode.CLOUD_REJECTED, "account is frozen"),
+    ],
+)
+def test_error_classes_map_to_contract_codes_without_retry(
+    emulator: Any, setup: str, action: str, error: type, contract_code: ErrorCode, message: str
+) -> None:
+    good = client_for(emulator)
+    seed_person(good, "1001", FACE_JPEG)
+    if setup == "full":
+        good.create_face(CreateFaceRequest("1001", [FACE_JPEG] * 4))
+    if setup == "frozen":
+        control(emulator, fail_next={"code": "ResourceUnavailable.Freeze", "count": 1})
+    c = {"wrong_key": client_for(emulator, key="bad-key"), "wrong_id": client_for(emulator)}.get(setup, good)
+    if setup == "wrong_id":
+        c.secret_id = "AKIDunknown"
+    control(emulator, reset_stats=True)
+    with pytest.raises(error) as info:
+        if action == "info":
+            c.get_person_base_info("nobody" if setup == "none" else "1001")
+        elif action == "face":
+            c.create_face(CreateFaceRequest("1001", [FACE_JPEG]))
+        else:
+            c.create_person(CreatePersonRequest("ghosts", "Ghost", "2002", image=FACE_JPEG))
+    assert info.value.code == contract_code and not info.value.retryable
+    assert message in info.value.message
+    assert info.value.cloud_code and info.value.request_id
+    sent = sum(v for k, v in stats(emulator).items() if k.startswith("requests."))
+    assert sent <= 2  # one call (plus CreateFace's up-front read) — never retried
+
+
+def test_retryable_errors_are_retried_then_succeed(client: Any, emulator: Any) -> None:
+    seed_person(client, "1001", FACE_JPEG)
+    control(emulator, reset_stats=True, fail_next=[{"code": "InternalError", "count": 1, "action": "GetPersonBaseInfo"},
+                                                   {"code": "FailedOperation.ConflictOperation", "count": 1, "action": "GetPersonBaseInfo"}])
+    assert client.get_person_base_info("1001").face_ids
+    assert stats(emulator)["requests.GetPersonBaseInfo"] == 3
+
+
+def test_retries_stay_within_max_attempts(emulator: Any) -> None:
+    c = client_for(emulator, attempts=3)
+    seed_person(c, "1001", FACE_JPEG)
+    control(emulator, reset_stats=True, fail_next={"code": "FailedOperation.ServerError", "count": 100})
+    with pytest.raises(CloudUnavailable) as info:
+        c.get_person_base_info("1001")
+    assert info.value.code == ErrorCode.CLOUD_UNAVAILABLE and "after 3 attempt(s)" in info.value.message
+    assert stats(emulator)["requests.GetPersonBaseInfo"] == 3
+
+
+def test_retries_stay_within_the_deadline(emulator: Any) -> None:
+    c = client_for(emulator, attempts=50, deadline=1.0)
+    c.policy = RetryPolicy(max_attempts=50, deadline_s=1.0, base_s=0.2, max_s=0.2)
+    seed_person(c, "1001", FACE_JPEG)
+    control(emulator, reset_stats=True, outage=True)
+    started = time.monotonic()
+    with pytest.raises(CloudUnavailable):
+        c.get_person_base_info("1001")
+    assert time.monotonic() - started < 1.5
+    assert 2 <= stats(emulator)["requests.GetPersonBaseInfo"] < 50
+
+
+def test_rate_limited_is_retried_at_least_a_second_apart_and_reported(emulator: Any) -> None:
+    c = client_for(emulator, attempts=2, deadline=5)
+    seed_person(c, "1001", FACE_JPEG)
+    control(emulator, reset_stats=True, fail_next={"code": "RequestLimitExceeded", "count": 10})
+    started = time.monotonic()
+    with pytest.raises(CloudRateLimited) as info:
+        c.get_person_base_info("1001")
+    assert time.monotonic() - started >= 1.0
+    assert info.value.code == ErrorCode.CLOUD_RATE_LIMITED
+    assert stats(emulator)["requests.GetPersonBaseInfo"] == 2
+
+
+def test_qps_limit_of_the_emulator_is_absorbed_by_retries(emulator: Any) -> None:
+    c = client_for(emulator, attempts=6, deadline=15)
+    seed_person(c, "1001", FACE_JPEG)
+    control(emulator, qps_limit=3, reset_stats=True)
+    results = []
+
+    def worker() -> None:
+        results.append(len(c.get_person_base_info("1001").face_ids))
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [1] * 8
+    assert stats(emulator).get("error.GetPersonBaseInfo.RequestLimitExceeded", 0) >= 1
+
+
+def test_http_500_on_idempotent_call_is_retried(client: Any, emulator: Any) -> None:
+    seed_person(client, "1001", FACE_JPEG)
+    control(emulator, reset_stats=True, http_500_next=2)
+    assert client.get_person_base_info("1001").person_name == "Person 1001"
+    assert stats(emulator)["requests.GetPersonBaseInfo"] == 3
+
+
+def test_signature_expire_corrects_the_clock_and_retries_once(emulator: Any, caplog: pytest.LogCaptureFixture) -> None:
+    c = client_for(emulator, clock=lambda: time.time() - 1000)
+    with caplog.at_level(logging.WARNING):
+        seed_person(c, "1001", FACE_JPEG)
+    assert abs(c.clock_offset_s - 1000) < 5
+    assert "device clock is -1000 s off" in caplog.text or "device clock is" in caplog.text
+
+
+def test_local_rate_limiter_paces_calls(client: Any, emulator: Any) -> None:
+    now = [0.0]
+    waited: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waited.append(seconds)
+        now[0] += seconds
+
+    bucket = TokenBucket(rate=2, burst=2, clock=lambda: now[0], sleep=sleep)
+    for _ in range(6):
+        assert bucket.acquire()
+    assert now[0] == pytest.approx(2.0)  # 2 free, then 4 at 2/s
+    assert not bucket.acquire(timeout=0.1)
+
+
+# --- CreateFace is not idempotent ------------------------------------------------------------------
+
+
+def test_apply_then_drop_ends_with_exactly_one_new_face(client: Any, emulator: Any) -> None:
+    seed_person(client, "1001", FACE_JPEG)
+    control(emulator, reset_stats=True, apply_then_drop_next=1)
+    result = client.create_face(CreateFaceRequest("1001", [FACE_PNG]))
+    assert result.reconciled and result.suc_face_num == 1
+    assert len(faces_of(emulator, "1001")) == 2
+    assert stats(emulator)["requests.CreateFace"] == 1  # never re-sent
+    assert faces_of(emulator, "1001")[-1] == result.suc_face_ids[0]
+
+
+def test_late_answer_after_read_timeout_is_reconciled_not_resent(emulator: Any) -> None:
+    c = client_for(emulator, read_timeout=0.3)
+    c.settle_s = 0.6
+    seed_person(c, "1001", FACE_JPEG)
+    control(emulator, reset_stats=True, delay_next={"ms": 500, "count": 1, "action": "CreateFace"})
+    result = c.create_face(CreateFaceRequest("1001", [FACE_PNG]))
+    assert result.reconciled and len(faces_of(emulator, "1001")) == 2
+    assert stats(emulator)["requests.CreateFace"] == 1
+
+
+@pytest.mark.parametrize("fault", [{"drop_next": 1}, {"http_500_next": 1}])
+def test_unapplied_attempt_is_retried_once_and_adds_one_face(client: Any, emulator: Any, fault: dict[str, int]) -> None:
+    seed_person(client, "1001", FACE_JPEG)
+    before = faces_of(emulator, "1001")
+    control(emulator, reset_stats=True)
+    for key, value in fault.items():
+        # Fire the fault on CreateFace, not on the up-front GetPersonBaseInfo.
+        client.get_person_base_info("1001")
+        control(emulator, **{key: value})
+    result = client.create_face(CreateFaceRequest("1001", [FACE_PNG]), known_face_ids=before)
+    assert not result.reconciled and result.suc_face_num == 1
+    assert len(faces_of(emulator, "1001")) == 2
+    assert stats(emulator)["requests.CreateFace"] == 2
+
+
+def test_unknown_outcome_that_cannot_be_checked_is_not_resent(client: Any, emulator: Any) -> None:
+    seed_person(client, "1001", FACE_JPEG)
+    before = faces_of(emulator, "1001")
+    control(emulator, reset_stats=True, apply_then_drop_next=1, fail_next={"code": "InternalError", "count": 50, "action": "GetPersonBaseInfo"})
+    with pytest.raises(OutcomeUnknown, match="not re-sent"):
+        client.create_face(CreateFaceRequest("1001", [FACE_PNG]), known_face_ids=before)
+    assert stats(emulator)["requests.CreateFace"] == 1
+
+
+def test_concurrent_create_face_on_one_person_is_serialized(client: Any, emulator: Any) -> None:
+    seed_person(client, "1001", FACE_JPEG)
+    control(emulator, latency_ms=100, reset_stats=True)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(client.create_face(CreateFaceRequest("1001", [FACE_PNG])))) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [r.suc_face_num for r in results] == [1, 1, 1]
+    assert not any(k.startswith("error.CreateFace.FailedOperation.ConflictOperation") for k in stats(emulator))
+    assert len(faces_of(emulator, "1001")) == 4
+
+
+def test_emulator_refuses_concurrent_create_face(emulator: Any) -> None:
+    """Two clients (no shared lock) on one person: the second gets ConflictOperation, then retries."""
+    a, b = client_for(emulator), client_for(emulator)
+    seed_person(a, "1001", FACE_JPEG)
+    control(emulator, delay_next={"ms": 400, "count": 1, "action": "CreateFace"}, reset_stats=True)
+    control(emulator, latency_ms=50)
+    t = threading.Thread(target=lambda: a.create_face(CreateFaceRequest("1001", [FACE_PNG])))
+    t.start()
+    time.sleep(0.2)
+    b.create_face(CreateFaceRequest("1001", [FACE_PNG]))
+    t.join()
+    assert len(faces_of(emulator, "1001")) == 3
+
+
+# --- local validation before any call -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("images", "message"),
+    [
+        ([], "1-4 images"),
+        ([FACE_JPEG] * 5, "1-4 images"),
+        ([b"GIF89a" + b"\0" * 100], "GIF"),
+        ([b"\xff\xd8\xffgarbage"], "not a decodable image"),
+        ([b"plain text"], "not a JPEG, PNG or BMP"),
+    ],
+)
+def test_bad_requests_fail_locally_without_a_call(client: Any, emulator: Any, images: list[bytes], message: str) -> None:
+    control(emulator, reset_stats=True)
+    with pytest.raises(ImageRejected, match=message):
+        client.create_face(CreateFaceRequest("1001", images))
+    assert not any(k.startswith("requests.") for k in stats(emulator))
+
+
+def test_tiny_and_oversized_images_fail_locally(client: Any) -> None:
+    import cv2
+    import numpy as np
+
+    tiny = cv2.imencode(".jpg", np.zeros((50, 200, 3), np.uint8))[1].tobytes()
+    with pytest.raises(ImageRejected, match="short side must be >= 64"):
+        client.create_face(CreateFaceRequest("1001", [tiny]))
+    wide_png = cv2.imencode(".png", np.zeros((80, 2100, 3), np.uint8))[1].tobytes()
+    with pytest.raises(ImageRejected, match="long side of a PNG must be <= 2000"):
+        client.create_face(CreateFaceRequest("1001", [wide_png]))
+
+
+@pytest.mark.parametrize("person", ["", "a" * 65, "bad id", "名字", "x/y"])
+def test_person_id_rules(client: Any, person: str) -> None:
+    with pytest.raises(ImageRejected, match="person_id"):
+        client.create_face(CreateFaceRequest(person, [FACE_JPEG]))
+
+
+def test_body_over_10_mb_fails_locally(client: Any) -> None:
+    with pytest.raises(ImageRejected, match="at most 10 MB"):
+        client.call("CreateFace", {"PersonId": "1001", "Images": ["A" * (11 * 1024 * 1024)]})
+
+
+# --- secrets and images never logged; RequestIds always --------------------------------------------
+
+
+def test_client_logs_request_ids_but_no_secret_or_image(emulator: Any) -> None:
+    stream = io.StringIO()
+    SECRETS.add(EMU_KEY)
+    setup_logging("DEBUG", "text", stream)
+    try:
+        c = client_for(emulator)
+        seed_person(c, "1001", FACE_JPEG)
+        control(emulator, apply_then_drop_next=1)
+        c.create_face(CreateFaceRequest("1001", [FACE_PNG]))
+        c.get_person_base_info("1001")
+    finally:
+        setup_logging("INFO", "text")
+    out = stream.getvalue()
+    assert "RequestId" in out and "CreateFace" in out
+    assert EMU_KEY not in out and "Signature=" not in out
+    import base64
+
+    assert base64.b64encode(FACE_PNG).decode()[:100] not in out
+
+
+def test_emulator_command_prints_url_first_and_stops_on_sigterm(tmp_path: Any) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    import requests
+
+    state_file = tmp_path / "iai.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent", "emulator", "--port", "0", "--secret-id", EMU_ID, "--secret-key", EMU_KEY,
+         "--state", str(state_file), "--no-face-check"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        url = proc.stdout.readline().strip()  # type: ignore[union-attr]
+        assert url.startswith("http://127.0.0.1:")
+
+        class Server:
+            base_url = url
+
+        c = client_for(Server())
+        c.create_group("g1", "G1")
+        assert [g.group_id for g in c.get_group_list().groups] == ["g1"]
+        assert requests.get(url + "/_control/state", timeout=5).json()["groups"]["g1"]["GroupName"] == "G1"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    assert "g1" in state_file.read_text()  # persisted
+    assert EMU_KEY not in (proc.stderr.read() if proc.stderr else "")  # type: ignore[union-attr]
