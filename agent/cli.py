@@ -140,6 +140,7 @@ HANDLERS: dict[str, str] = {
     "detect": "agent.vision.commands:cmd_detect",
     "bench": "agent.vision.bench:cmd_bench",
     "emulator": "agent.iai.emulator:cmd_emulator",
+    "snapshot": "agent.camera.commands:cmd_snapshot",
 }
 
 
