@@ -104,7 +104,7 @@ def load_config_or_exit(args: argparse.Namespace) -> Config:
     """Load the config named by `args.config`, or print every problem and exit 78.
 
     Registers the secrets with the log redactor and applies the config's logging settings
-    (`--log-level` still wins).
+    (`--log-level`, then `$FACEAGENT_LOG_LEVEL` / `$FACEAGENT_LOG_FORMAT`, still win).
     """
     from agent.config import config_path_from, load_config
     from agent.logs import SECRETS, setup_logging
@@ -115,7 +115,8 @@ def load_config_or_exit(args: argparse.Namespace) -> Config:
         print(f"faceagent: {exc.message}", file=sys.stderr)
         raise SystemExit(ExitCode.CONFIG) from None
     SECRETS.add(*(s.get_secret_value() for s in config.secrets.model_dump().values() if s is not None))
-    setup_logging(args.log_level or config.logging.level, config.logging.format)
+    level = args.log_level or os.environ.get("FACEAGENT_LOG_LEVEL") or config.logging.level
+    setup_logging(level, os.environ.get("FACEAGENT_LOG_FORMAT") or config.logging.format)
     return config
 
 
@@ -141,6 +142,9 @@ HANDLERS: dict[str, str] = {
     "bench": "agent.vision.bench:cmd_bench",
     "emulator": "agent.iai.emulator:cmd_emulator",
     "snapshot": "agent.camera.commands:cmd_snapshot",
+    "run": "agent.app:cmd_run",
+    "enroll": "agent.app:cmd_enroll",
+    "ctl enroll": "agent.service.ctl:cmd_ctl_enroll",
 }
 
 

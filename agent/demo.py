@@ -1,0 +1,145 @@
+"""`make demo` / `python -m agent.demo`: the whole product end to end on loopback.
+
+A private mosquitto and the IAI emulator on free loopback ports (never the machine's own services),
+the agent on the files camera with a bundled photo, one enrollment sent with `faceagent ctl enroll`,
+the result printed, everything stopped again. Exit 0 only when the enrollment succeeded.
+"""
+
+from __future__ import annotations
+
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent
+PHOTO_CANDIDATES = [ROOT.parent / "tests" / "data" / "grace_hopper.jpg", ROOT / "demo_photos" / "grace_hopper.jpg"]
+SECRET_ID, SECRET_KEY = "AKIDDEMO0000000000000000000000000000", "demo-secret-key-for-the-emulator"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def wait_online(port: int, topic: str, agent: subprocess.Popen[bytes], timeout: float) -> bool:
+    """Wait for the agent's retained `online` (its subscriptions exist from then on)."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    online = threading.Event()
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.on_connect = lambda c, u, f, r, p: c.subscribe(topic, 1)
+    client.on_message = lambda c, u, m: online.set() if m.payload == b"online" else None
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and agent.poll() is None:
+            if online.wait(0.2):
+                return True
+        return False
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def main() -> int:
+    mosquitto = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
+    if mosquitto is None:
+        print("demo: mosquitto is not installed (sudo apt install mosquitto)", file=sys.stderr)
+        return 1
+    photo = next((p for p in PHOTO_CANDIDATES if p.exists()), None)
+    if photo is None:
+        print("demo: the demo photo is missing", file=sys.stderr)
+        return 1
+    started = time.monotonic()
+    work = Path(tempfile.mkdtemp(prefix="faceagent-demo-"))
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        # 1. a private broker
+        broker_port = free_port()
+        (work / "mosquitto.conf").write_text(f"listener {broker_port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+                                             f"log_dest file {work}/mosquitto.log\n")
+        procs.append(subprocess.Popen([mosquitto, "-c", str(work / "mosquitto.conf")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        wait_port(broker_port)
+        # 2. the IAI emulator, with a group to enroll into
+        from agent.iai.client import IaiClient
+        from agent.iai.emulator import make_server
+
+        emulator = make_server(secret_id=SECRET_ID, secret_key=SECRET_KEY, state_file=work / "iai-state.json")
+        threading.Thread(target=emulator.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
+        cloud = IaiClient(emulator.base_url, SECRET_ID, SECRET_KEY)
+        cloud.create_group("demo", "Demo group")
+        # 3. the agent, on the files camera
+        config = {
+            "device_id": "demo-cam", "state_dir": str(work / "state"),
+            "mqtt": {"url": f"mqtt://127.0.0.1:{broker_port}", "telemetry_interval_s": 30},
+            "cloud": {"endpoint": emulator.base_url},
+            "camera": {"type": "files", "path": str(photo)},
+        }
+        (work / "agent.yaml").write_text(yaml.safe_dump(config))
+        env = {**os.environ, "TENCENTCLOUD_SECRET_ID": SECRET_ID, "TENCENTCLOUD_SECRET_KEY": SECRET_KEY, "FACEAGENT_LOG_LEVEL": "WARNING"}
+        agent = subprocess.Popen([sys.executable, "-m", "agent", "run", "--config", str(work / "agent.yaml")], env=env)
+        procs.append(agent)
+        if not wait_online(broker_port, "faceagent/demo-cam/availability", agent, timeout=30):
+            print("demo: the agent did not come online", file=sys.stderr)
+            return 1
+        # 4. one enrollment, as an operator would send it
+        ctl = subprocess.run(
+            [sys.executable, "-m", "agent", "ctl", "enroll", "--device", "demo-cam", "--person-id", "1001",
+             "--create-person", "demo", "--person-name", "Grace Hopper", "--broker", f"mqtt://127.0.0.1:{broker_port}",
+             "--timeout", "60"],
+            env={k: v for k, v in env.items() if k != "FACEAGENT_CONFIG"}, check=False,
+        )
+        # 5. what ran where
+        faces = cloud.get_person_base_info("1001").face_ids if ctl.returncode == 0 else []
+        agent.send_signal(signal.SIGTERM)
+        agent_rc = agent.wait(timeout=30)
+        print("\n--- demo summary ---")
+        print(f"broker      mosquitto on 127.0.0.1:{broker_port} (private, stopped)")
+        print(f"cloud       IAI emulator at {emulator.base_url}: person 1001 holds {len(faces)} face(s) {faces}")
+        print(f"agent       faceagent run, device demo-cam, files camera {photo.name}, state in {work / 'state'}; exit {agent_rc}")
+        print(f"operator    faceagent ctl enroll --device demo-cam --person-id 1001 -> exit {ctl.returncode}")
+        print(f"took        {time.monotonic() - started:.1f} s")
+        emulator.shutdown()
+        ok = ctl.returncode == 0 and agent_rc == 0 and len(faces) == 1
+        print("demo: " + ("enrollment succeeded" if ok else "enrollment did NOT succeed"))
+        return 0 if ok else 1
+    finally:
+        for proc in reversed(procs):
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+

@@ -1,0 +1,114 @@
+"""`faceagent ctl enroll`: the operator side — publish an enroll command, stream its progress, print its result.
+
+With MQTT 5 the command carries a Response Topic private to this run and the command id as Correlation
+Data; with 3.1.1 the device's result topic is watched for the id. Exit codes (contract §1): 0 succeeded,
+1 partial/failed/rejected/expired, 3 no result before the timeout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import queue
+import sys
+import time
+import uuid
+from typing import Any
+
+from agent.errors import ExitCode
+
+
+def cmd_ctl_enroll(args: argparse.Namespace) -> int:
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    from agent.app import format_result
+    from agent.service.daemon import sign_command
+    from agent.service.mqtt import build_client, connect_async
+    from agent.service.protocol import Topics
+    from agent.vision.commands import optional_config
+
+    config = optional_config(args)
+    mqtt_cfg = config.mqtt.model_copy(update={"url": args.broker} if args.broker else {})
+    topics = Topics(f"{mqtt_cfg.topic_prefix}/{args.device}")
+    command_id = args.command_id or uuid.uuid4().hex
+    command: dict[str, Any] = {"id": command_id, "person_id": args.person_id, "faces": args.faces}
+    if args.create_person:
+        command["create_person"] = {"group_id": args.create_person, "person_name": args.person_name or args.person_id}
+    if config.secrets.command_key is not None:
+        command["ts"] = int(time.time())
+        command["sig"] = sign_command(command, config.secrets.command_key.get_secret_value().encode())
+
+    client_id = f"faceagent-ctl-{uuid.uuid4().hex[:8]}"
+    v5 = mqtt_cfg.protocol == "5"
+    response_topic = f"faceagent-ctl/{client_id}/result"
+    password = config.secrets.mqtt_password.get_secret_value() if config.secrets.mqtt_password else None
+    client = build_client(mqtt_cfg.model_copy(update={"session_expiry_s": 0}), client_id, password)
+    events: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
+    subscribed = queue.Queue[bool]()
+
+    def on_connect(c: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if reason.is_failure:
+            events.put(("error", {"message": f"broker refused the connection: {reason}"}))
+            return
+        c.subscribe([(topics.progress, 0), (topics.result, 1)] + ([(response_topic, 1)] if v5 else []))
+
+    def on_subscribe(c: mqtt.Client, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
+        subscribed.put(True)
+
+    def on_message(c: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        try:
+            data = json.loads(message.payload)
+        except ValueError:
+            return
+        if not isinstance(data, dict) or data.get("id") not in (command_id, None):
+            return
+        kind = "progress" if message.topic == topics.progress or ("state" in data and "status" not in data) else "result"
+        if kind == "result" and data.get("id") is None and data.get("person_id") != args.person_id:
+            return
+        events.put((kind, data))
+
+    client.on_connect = on_connect
+    client.on_subscribe = on_subscribe
+    client.on_message = on_message
+    connect_async(client, mqtt_cfg.model_copy(update={"session_expiry_s": 0}))
+    client.loop_start()
+    deadline = time.monotonic() + args.timeout
+    try:
+        try:
+            subscribed.get(timeout=max(0.1, min(10.0, deadline - time.monotonic())))
+        except queue.Empty:
+            print(f"faceagent: cannot reach the broker at {mqtt_cfg.url}", file=sys.stderr)
+            return ExitCode.TIMEOUT
+        props = None
+        if v5:
+            props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            props.ResponseTopic = response_topic
+            props.CorrelationData = command_id.encode()
+        client.publish(topics.enroll, json.dumps(command), qos=1, properties=props).wait_for_publish(10)
+        print(f"sent {command_id} to {topics.enroll}", file=sys.stderr)
+        seen: set[str] = set()
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                print(f"faceagent: no result for {command_id} within {args.timeout:g} s", file=sys.stderr)
+                return ExitCode.TIMEOUT
+            try:
+                kind, data = events.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if kind == "error":
+                print(f"faceagent: {data['message']}", file=sys.stderr)
+                return ExitCode.FAILED
+            if kind == "progress":
+                line = f"[{data.get('state')}] {data.get('detail')}"
+                if line not in seen:  # the same event may arrive on the device topic and our response topic
+                    print(line, file=sys.stderr)
+                    seen.add(line)
+                continue
+            print(json.dumps(data) if args.json else format_result(data))
+            return ExitCode.OK if data.get("status") == "succeeded" else ExitCode.FAILED
+    finally:
+        client.disconnect()
+        client.loop_stop()
