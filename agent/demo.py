@@ -7,7 +7,7 @@ the result printed, everything stopped again. Exit 0 only when the enrollment su
 
 from __future__ import annotations
 
-
+import getpass
 import os
 import shutil
 import signal
@@ -81,7 +81,7 @@ def main() -> int:
         # 1. a private broker
         broker_port = free_port()
         (work / "mosquitto.conf").write_text(f"listener {broker_port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-                                             f"log_dest file {work}/mosquitto.log\n")
+                                             f"log_dest file {work}/mosquitto.log\nuser {getpass.getuser()}\n")
         procs.append(subprocess.Popen([mosquitto, "-c", str(work / "mosquitto.conf")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         wait_port(broker_port)
         # 2. the IAI emulator, with a group to enroll into

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import shutil
 import socket
 import subprocess
@@ -45,6 +46,8 @@ class Broker:
             f"log_dest file {self.log}\n"
             "log_type error\nlog_type warning\nlog_type notice\n"
             "max_queued_messages 10000\n"
+            # Started as root, mosquitto would switch to the `mosquitto` user and could not write here.
+            f"user {getpass.getuser()}\n"
             + extra_conf
         )
         self.proc: subprocess.Popen[bytes] | None = None

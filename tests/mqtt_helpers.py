@@ -10,20 +10,33 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 
 class Listener:
     """Connects, subscribes to `topics`, and queues every (topic, payload bytes, properties)."""
 
-    def __init__(self, host: str, port: int, topics: list[str], protocol: int = mqtt.MQTTv5, client_id: str = "") -> None:
+    def __init__(
+        self, host: str, port: int, topics: list[str], protocol: int = mqtt.MQTTv5, client_id: str = "", persistent: bool = False
+    ) -> None:
+        """`persistent`: a session that outlives disconnects (needs a `client_id`), so QoS 1 messages queue at the broker."""
         self.messages: queue.Queue[tuple[str, bytes, Any, bool]] = queue.Queue()
+        self._unread: list[tuple[str, bytes, Any, bool]] = []
         self._connected = threading.Event()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol)
+        v5 = protocol == mqtt.MQTTv5
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol,
+                                  clean_session=None if v5 else not persistent)
+        self.client.reconnect_delay_set(1, 2)
         self.topics = topics
         self.client.on_connect = self._on_connect
         self.client.on_message = lambda c, u, m: self.messages.put((m.topic, m.payload, getattr(m, "properties", None), m.retain))
-        self.client.connect(host, port, keepalive=30)
+        if v5 and persistent:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = 3600
+            self.client.connect(host, port, keepalive=30, clean_start=False, properties=props)
+        else:
+            self.client.connect(host, port, keepalive=30)
         self.client.loop_start()
         if not self._connected.wait(10):
             raise TimeoutError("listener did not connect")
@@ -41,17 +54,24 @@ class Listener:
         info.wait_for_publish(10)
 
     def get(self, topic: str | None = None, timeout: float = 10.0) -> tuple[str, bytes, Any, bool]:
+        """The oldest unread message on `topic` (any topic when None); messages on other topics stay unread."""
         deadline = time.monotonic() + timeout
         while True:
+            while True:  # move what arrived into the unread list
+                try:
+                    self._unread.append(self.messages.get_nowait())
+                except queue.Empty:
+                    break
+            for index, msg in enumerate(self._unread):
+                if topic is None or msg[0] == topic:
+                    return self._unread.pop(index)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError(f"no message on {topic or 'any topic'} within {timeout}s")
             try:
-                msg = self.messages.get(timeout=remaining)
+                self._unread.append(self.messages.get(timeout=remaining))
             except queue.Empty:
                 continue
-            if topic is None or msg[0] == topic:
-                return msg
 
     def get_json(self, topic: str, timeout: float = 10.0, where: Any = None) -> dict[str, Any]:
         deadline = time.monotonic() + timeout

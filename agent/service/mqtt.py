@@ -90,7 +90,10 @@ class MqttLink:
         self._on_connected = on_connected
         self._on_delivered = on_delivered
         self._inflight: dict[int, int] = {}  # mid -> outbox seq
-        self._lock = threading.RLock()
+        self._publishing: set[int] = set()  # seqs being handed to paho right now
+        self._early_acks: set[int] = set()  # PUBACKs that beat the recording of their mid
+        # Never held while calling into paho: paho calls on_publish with its own mutex held (deadlock otherwise).
+        self._lock = threading.Lock()
         self.connected = threading.Event()
         self.first_attempt = threading.Event()
         self.connects = 0
@@ -105,8 +108,8 @@ class MqttLink:
     # --- paho callbacks (network thread): hand over only ---------------------------------------
 
     def _handle_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        self.first_attempt.set()
         if reason.is_failure:
+            self.first_attempt.set()
             log.warning("MQTT connect to %s refused: %s", self.cfg.url, reason)
             return
         self.connects += 1
@@ -114,9 +117,11 @@ class MqttLink:
         log.info("MQTT connected to %s (session present: %s)", self.cfg.url, session)
         with self._lock:
             self._inflight.clear()  # anything unacknowledged is published again from the outbox
+            self._early_acks.clear()
         client.subscribe([(self.topics.enroll, 1), (self.topics.snapshot, 1)])
         client.publish(self.topics.availability, "online", qos=1, retain=True)
         self.connected.set()
+        self.first_attempt.set()
         self._on_connected()
 
     def _handle_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
@@ -133,6 +138,8 @@ class MqttLink:
     def _handle_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
         with self._lock:
             seq = self._inflight.pop(mid, None)
+            if seq is None and self._publishing:
+                self._early_acks.add(mid)
         if seq is not None:
             self._on_delivered(seq)
 
@@ -156,13 +163,26 @@ class MqttLink:
     def publish_outgoing(self, item: Outgoing) -> bool:
         """Publish an outbox row with QoS 1; `on_delivered(seq)` follows its PUBACK."""
         with self._lock:
-            if item.seq in self._inflight.values() or not self.connected.is_set():
+            if item.seq in self._publishing or item.seq in self._inflight.values() or not self.connected.is_set():
                 return False
+            self._publishing.add(item.seq)
+        try:
             info = self.client.publish(item.topic, item.payload, qos=1, retain=False, properties=self._props(item.correlation))
+        except Exception:
+            with self._lock:
+                self._publishing.discard(item.seq)
+            raise
+        with self._lock:
+            self._publishing.discard(item.seq)
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
                 return False
-            self._inflight[info.mid] = item.seq
-            return True
+            acked = info.mid in self._early_acks
+            self._early_acks.discard(info.mid)
+            if not acked:
+                self._inflight[info.mid] = item.seq
+        if acked:
+            self._on_delivered(item.seq)
+        return True
 
     def inflight(self) -> int:
         with self._lock:

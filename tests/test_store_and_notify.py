@@ -1,0 +1,108 @@
+"""The SQLite job store on real files, and sd_notify over a real datagram socket."""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+from pathlib import Path
+
+import pytest
+
+from agent.service.store import JobStore, StoreError
+from agent.service.systemd import Notifier
+
+
+def cmd(job_id: str) -> dict[str, object]:
+    return {"id": job_id, "person_id": "1001"}
+
+
+def test_submit_claim_finish_and_outbox_survive_reopening(state_dir: Path) -> None:
+    path = state_dir / "jobs.sqlite3"
+    store = JobStore(path)
+    assert store.submit(cmd("a"), queue_size=5).outcome == "queued"
+    assert store.submit(cmd("a"), queue_size=5).outcome == "duplicate"
+    job = store.claim_next()
+    assert job is not None and job.id == "a"
+    store.finish("a", {"id": "a", "status": "succeeded"}, [("t/result", b"{}", None), ("reply/1", b"{}", b"corr")])
+    store.close()
+    again = JobStore(path)
+    dup = again.submit(cmd("a"), queue_size=5)
+    assert dup.outcome == "duplicate" and dup.job.result == {"id": "a", "status": "succeeded"}
+    items = again.outbox()
+    assert [(i.topic, i.correlation) for i in items] == [("t/result", None), ("reply/1", b"corr")]
+    again.delivered(items[0].seq)
+    assert len(again.outbox()) == 1
+
+
+def test_recovery_requeues_running_and_returns_uploading(state_dir: Path) -> None:
+    store = JobStore(state_dir / "jobs.sqlite3")
+    for job_id in ("run", "up", "wait"):
+        store.submit(cmd(job_id), queue_size=5)
+    store.claim_next()
+    store.claim_next()
+    store.mark_uploading("up", ["f1", "f2"])
+    requeued, uploading = store.recover()
+    assert requeued == 1
+    assert [(j.id, j.known_face_ids) for j in uploading] == [("up", ["f1", "f2"])]
+    assert store.claim_next().id == "run"  # type: ignore[union-attr]
+
+
+def test_queue_full_counts_running_jobs(state_dir: Path) -> None:
+    store = JobStore(state_dir / "jobs.sqlite3")
+    store.submit(cmd("1"), queue_size=2)
+    store.claim_next()
+    store.submit(cmd("2"), queue_size=2)
+    assert store.submit(cmd("3"), queue_size=2).outcome == "queue_full"
+    assert store.get("3") is None  # not stored: the same id may be sent again later
+
+
+def test_wal_and_full_sync(state_dir: Path) -> None:
+    store = JobStore(state_dir / "jobs.sqlite3")
+    assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes to read-only directories")
+def test_read_only_state_dir_is_a_clear_error(state_dir: Path) -> None:
+    state_dir.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    try:
+        with pytest.raises(StoreError, match="cannot be opened"):
+            JobStore(state_dir / "jobs.sqlite3")
+    finally:
+        state_dir.chmod(0o700)
+
+
+def test_unwritable_store_raises_store_error(state_dir: Path) -> None:
+    store = JobStore(state_dir / "jobs.sqlite3")
+    store._db.execute("PRAGMA query_only = ON")  # what a read-only file system looks like to SQLite writes
+    with pytest.raises(StoreError, match="cannot be written"):
+        store.submit(cmd("x"), queue_size=5)
+
+
+def test_sd_notify_sends_datagrams(tmp_path: Path) -> None:
+    path = str(tmp_path / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+        server.bind(path)
+        server.settimeout(2)
+        notifier = Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "30000000", "WATCHDOG_PID": str(os.getpid())})
+        assert notifier.watchdog_s == 30.0
+        assert notifier.ready("ready: cam-01")
+        assert server.recv(1024) == b"READY=1\nSTATUS=ready: cam-01"
+        assert notifier.watchdog()
+        assert server.recv(1024) == b"WATCHDOG=1"
+        assert notifier.stopping("bye")
+        assert server.recv(1024) == b"STOPPING=1\nSTATUS=bye"
+
+
+def test_sd_notify_abstract_socket_and_absent() -> None:
+    name = f"@faceagent-test-{os.getpid()}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+        server.bind("\0" + name[1:])
+        server.settimeout(2)
+        assert Notifier({"NOTIFY_SOCKET": name}).status("x")
+        assert server.recv(64) == b"STATUS=x"
+    quiet = Notifier({})
+    assert not quiet.enabled and not quiet.ready("x") and quiet.watchdog_s is None
+    other = Notifier({"NOTIFY_SOCKET": "/nonexistent", "WATCHDOG_USEC": "1000", "WATCHDOG_PID": "1"})
+    assert other.watchdog_s is None  # the watchdog is for another process
