@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: venv lint typecheck test test-slow demo bench clean
+.PHONY: venv system-deps lint typecheck test test-slow demo bench clean
 
 $(BIN)/faceagent: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,19 +16,31 @@ $(BIN)/faceagent: setup.cfg pyproject.toml
 
 venv: $(BIN)/faceagent
 
+# mosquitto (private test/demo brokers) and systemd-analyze (unit checks); apt-get only when missing and root.
+system-deps:
+	@missing=""; \
+	command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto mosquitto-clients"; \
+	command -v systemd-analyze >/dev/null 2>&1 || missing="$$missing systemd"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  else echo "please install:$$missing (sudo apt install$$missing)"; exit 1; fi; \
+	fi
+
 lint: venv
 	$(BIN)/ruff check agent tests
 
 typecheck: venv
 	$(BIN)/mypy
 
-test: lint typecheck
+test: system-deps lint typecheck
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
 test-slow: venv
 	$(BIN)/pytest -m slow $(PYTEST_ARGS)
 
-demo: venv
+demo: system-deps venv
 	$(BIN)/python -m agent.demo
 
 bench: venv

@@ -55,11 +55,11 @@ class MqttConfig(Section):
     protocol: Literal["5", "3.1.1"] = Field("5", description="MQTT protocol version")
     username: str | None = Field(None, description="password comes from the mqtt_password credential")
     client_id: str | None = Field(None, description="default faceagent-<device_id>; must be unique per device")
-    keepalive_s: int = Field(30, ge=5, le=600)
+    keepalive_s: int = Field(30, ge=5, le=600, description="MQTT keepalive; the broker publishes the will after 1.5x this without traffic")
     session_expiry_s: int = Field(3600, ge=0, le=7 * 24 * 3600, description="persistent session: commands sent while offline still arrive")
-    reconnect_min_s: float = Field(1.0, gt=0, le=60)
-    reconnect_max_s: float = Field(60.0, gt=0, le=3600)
-    telemetry_interval_s: float = Field(60.0, ge=1, le=86400)
+    reconnect_min_s: float = Field(1.0, gt=0, le=60, description="first reconnect delay; doubles up to reconnect_max_s")
+    reconnect_max_s: float = Field(60.0, gt=0, le=3600, description="longest reconnect delay")
+    telemetry_interval_s: float = Field(60.0, ge=1, le=86400, description="period of <base>/telemetry")
     tls: MqttTls = Field(default_factory=MqttTls)
 
     @field_validator("url")
@@ -88,17 +88,17 @@ class MqttConfig(Section):
 
 class CloudConfig(Section):
     endpoint: str = Field("https://iai.tencentcloudapi.com", description="IAI API host; http://127.0.0.1:PORT for the emulator")
-    version: Literal["2018-03-01", "2020-03-03"] = "2018-03-01"
+    version: Literal["2018-03-01", "2020-03-03"] = Field("2018-03-01", description="IAI API version (same CreateFace fields in both)")
     region: str = Field("", description="X-TC-Region; optional for CreateFace")
     language: Literal["", "zh-CN", "en-US"] = Field("en-US", description="X-TC-Language for error messages")
-    connect_timeout_s: float = Field(3.05, gt=0, le=60)
-    read_timeout_s: float = Field(15.0, gt=0, le=300)
+    connect_timeout_s: float = Field(3.05, gt=0, le=60, description="TCP/TLS connect timeout per attempt")
+    read_timeout_s: float = Field(15.0, gt=0, le=300, description="time to wait for the answer per attempt (then: outcome unknown, reconcile)")
     max_attempts: int = Field(4, ge=1, le=10, description="attempts per call, first one included")
     deadline_s: float = Field(30.0, gt=0, le=600, description="overall time budget per call, retries included")
-    backoff_base_s: float = Field(0.5, gt=0, le=30)
-    backoff_max_s: float = Field(8.0, gt=0, le=120)
+    backoff_base_s: float = Field(0.5, gt=0, le=30, description="exponential backoff base; each wait is drawn from [0, base * 2^n] (full jitter)")
+    backoff_max_s: float = Field(8.0, gt=0, le=120, description="cap of one backoff wait")
     rate_limit_per_s: float = Field(5.0, gt=0, le=50, description="client-side token bucket; the account's 50/s is shared by the fleet")
-    rate_burst: int = Field(5, ge=1, le=50)
+    rate_burst: int = Field(5, ge=1, le=50, description="requests the token bucket lets through at once")
 
     @field_validator("endpoint")
     @classmethod
@@ -109,15 +109,15 @@ class CloudConfig(Section):
 
 
 class CameraConfig(Section):
-    type: Literal["picamera2", "opencv", "files"] = "files"
+    type: Literal["picamera2", "opencv", "files"] = Field("files", description="camera backend")
     path: str | None = Field(None, description="files: an image, a directory or a glob; opencv: a video file")
     loop: bool = Field(True, description="files: start again after the last image")
     device: str | int | None = Field(None, description="opencv: V4L2 index (0) or path (/dev/video0), or an rtsp:// or http:// URL")
     width: int = Field(1280, ge=64, le=8192, description="capture (upload) resolution")
-    height: int = Field(720, ge=64, le=8192)
+    height: int = Field(720, ge=64, le=8192, description="capture (upload) height")
     fps: float = Field(10.0, gt=0, le=120, description="frames per second requested and read during a capture burst")
     lores_width: int = Field(320, ge=64, le=1920, description="picamera2: detection stream size")
-    lores_height: int = Field(240, ge=64, le=1080)
+    lores_height: int = Field(240, ge=64, le=1080, description="picamera2: detection stream height")
     idle_close_s: float | None = Field(30.0, ge=0, description="close the camera after this many idle seconds; null keeps it open")
     reopen_max_s: float = Field(30.0, gt=0, le=600, description="cap of the reopen backoff after read failures")
 
@@ -131,22 +131,22 @@ class CameraConfig(Section):
 class DetectorConfig(Section):
     model_path: Path | None = Field(None, description="another RetinaFace-compatible ONNX file; default the bundled model")
     input_width: int = Field(320, ge=32, le=1920, description="fixed detector input size (letterboxed)")
-    input_height: int = Field(240, ge=32, le=1920)
+    input_height: int = Field(240, ge=32, le=1920, description="detector input height")
     threads: int = Field(0, ge=0, le=64, description="onnxruntime intra-op threads; 0 = all cores but one (at least 1)")
-    score_threshold: float = Field(0.7, gt=0, lt=1)
-    nms_threshold: float = Field(0.4, gt=0, lt=1)
+    score_threshold: float = Field(0.7, gt=0, lt=1, description="minimum face score")
+    nms_threshold: float = Field(0.4, gt=0, lt=1, description="IoU above which overlapping boxes are merged")
 
 
 class QualityConfig(Section):
     min_face_px: float = Field(48.0, ge=0, description="shorter side of the face box; IAI needs 34, recommends 80")
-    min_eye_distance_px: float = Field(24.0, ge=0)
+    min_eye_distance_px: float = Field(24.0, ge=0, description="pixels between the eyes")
     min_sharpness: float = Field(60.0, ge=0, description="Laplacian variance of the face resized to 112x112 grey")
-    min_brightness: float = Field(50.0, ge=0, le=255)
-    max_brightness: float = Field(210.0, ge=0, le=255)
+    min_brightness: float = Field(50.0, ge=0, le=255, description="mean grey level of the face, at least")
+    max_brightness: float = Field(210.0, ge=0, le=255, description="mean grey level of the face, at most")
     max_clipped_fraction: float = Field(0.25, ge=0, le=1, description="share of face pixels at <= 5 or >= 250")
-    max_yaw_deg: float = Field(30.0, ge=0, le=90)
-    max_pitch_deg: float = Field(30.0, ge=0, le=90)
-    max_roll_deg: float = Field(25.0, ge=0, le=180)
+    max_yaw_deg: float = Field(30.0, ge=0, le=90, description="head turned left/right, at most")
+    max_pitch_deg: float = Field(30.0, ge=0, le=90, description="head tilted up/down, at most")
+    max_roll_deg: float = Field(25.0, ge=0, le=180, description="head tilted sideways, at most")
 
 
 class SelectionConfig(Section):
@@ -155,7 +155,7 @@ class SelectionConfig(Section):
 
 class CropConfig(Section):
     scale: float = Field(1.8, ge=1.5, le=2.0, description="square crop side / longer side of the face box")
-    jpeg_quality: int = Field(92, ge=50, le=100)
+    jpeg_quality: int = Field(92, ge=50, le=100, description="JPEG quality of uploaded crops")
     min_side_px: int = Field(112, ge=64, description="IAI needs >= 64 px on the short side")
 
 
@@ -170,13 +170,13 @@ class EnrollConfig(Section):
 
 class CommandsConfig(Section):
     require_signature: bool = Field(False, description="reject commands without a valid HMAC signature (key: command_hmac_key credential)")
-    max_clock_skew_s: int = Field(300, ge=10, le=3600)
+    max_clock_skew_s: int = Field(300, ge=10, le=3600, description="signed commands whose ts is further than this from the device clock are rejected")
     min_face_match_threshold: float = Field(0.0, ge=0, le=100, description="commands may not lower face_match_threshold below this")
 
 
 class LoggingConfig(Section):
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    format: Literal["text", "json"] = "text"
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log level ($FACEAGENT_LOG_LEVEL or --log-level override it)")
+    format: Literal["text", "json"] = Field("text", description="text lines, or one JSON object per line")
 
 
 class Secrets(Section):
@@ -231,7 +231,8 @@ def read_secrets(environ: Mapping[str, str]) -> tuple[dict[str, str], list[tuple
     """Resolve every secret: `$CREDENTIALS_DIRECTORY/<name>` first, then the environment variable.
 
     A credential file may end with one newline (as `echo` writes it); any other surrounding
-    whitespace is refused, because the cloud then fails with an obscure signature error.
+    whitespace is refused, because the cloud then fails with an obscure signature error. An empty
+    file or variable means "not set" (the installer creates every credential file, empty).
     """
     found: dict[str, str] = {}
     problems: list[tuple[str, str]] = []
@@ -251,12 +252,10 @@ def read_secrets(environ: Mapping[str, str]) -> tuple[dict[str, str], list[tuple
         elif env_name in environ:
             source = f"environment variable {env_name}"
             value = environ[env_name]
-        if value is None:
+        if not value:
             continue
         if value != value.strip():
             problems.append((f"secrets.{field}", f"{source} has leading or trailing whitespace"))
-        elif not value:
-            problems.append((f"secrets.{field}", f"{source} is empty"))
         else:
             found[field] = value
     return found, problems

@@ -76,6 +76,12 @@ def test_credential_file_with_extra_whitespace_is_refused(tmp_path: Path) -> Non
     assert "credential mqtt_password" in problems["secrets.mqtt_password"]
 
 
+def test_empty_credential_means_not_set(tmp_path: Path) -> None:
+    (tmp_path / "mqtt_password").write_text("")
+    config = config_from_mapping({}, {"CREDENTIALS_DIRECTORY": str(tmp_path), "TENCENTCLOUD_SECRET_ID": ""})
+    assert config.secrets.mqtt_password is None and config.secrets.secret_id is None
+
+
 def test_state_dir_defaults_to_state_directory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path))
     assert config_from_mapping({}, {}).state_dir == tmp_path
@@ -135,3 +141,9 @@ def test_config_path_from_environment(tmp_path: Path) -> None:
     proc = run_cli("check-config", env={"PATH": "/usr/bin:/bin", "FACEAGENT_CONFIG": str(tmp_path / "none.yaml"), **KEYS})
     assert proc.returncode == 78
     assert "none.yaml does not exist" in proc.stderr
+
+
+def test_configuration_reference_is_generated_from_the_schema() -> None:
+    from agent.config_reference import render
+
+    assert (REPO / "docs" / "configuration.md").read_text() == render(), "run: python -m agent.config_reference > docs/configuration.md"

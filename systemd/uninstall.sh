@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Remove the faceagent service and its venv. Configuration, credentials and state are kept unless --purge.
+#
+#   sudo systemd/uninstall.sh [--purge] [--root DIR] [--no-systemctl]
+set -euo pipefail
+
+ROOT=""
+SYSTEMCTL=1
+PURGE=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --root) ROOT="${2%/}"; SYSTEMCTL=0; shift 2 ;;
+    --no-systemctl) SYSTEMCTL=0; shift ;;
+    --purge) PURGE=1; shift ;;
+    -h|--help) sed -n '2,4p' "$0"; exit 0 ;;
+    *) echo "uninstall.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+done
+if [ -z "$ROOT" ] && [ "$(id -u)" != 0 ]; then
+  echo "uninstall.sh: run as root (sudo), or use --root DIR" >&2
+  exit 1
+fi
+
+if [ "$SYSTEMCTL" = 1 ]; then
+  systemctl disable --now faceagent.service 2>/dev/null || true
+fi
+rm -f "$ROOT/etc/systemd/system/faceagent.service"
+rm -rf "$ROOT/opt/faceagent"
+if [ "$SYSTEMCTL" = 1 ]; then systemctl daemon-reload; fi
+if [ "$PURGE" = 1 ]; then
+  rm -rf "$ROOT/etc/faceagent" "$ROOT/var/lib/faceagent" "$ROOT/var/cache/faceagent" "$ROOT/etc/sysusers.d/faceagent.conf"
+  if [ "$SYSTEMCTL" = 1 ] && id faceagent >/dev/null 2>&1; then userdel faceagent || true; fi
+  echo "faceagent uninstall: removed everything, including configuration, credentials and state"
+else
+  echo "faceagent uninstall: kept $ROOT/etc/faceagent and $ROOT/var/lib/faceagent (use --purge to remove them)"
+fi
