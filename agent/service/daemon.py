@@ -49,6 +49,7 @@ from agent.vision.detector import FaceDetector
 log = logging.getLogger(__name__)
 
 RECONCILE_RETRY_S = (5.0, 300.0)  # first and longest wait between reconciliation attempts
+IDLE_WAKE_S = 5.0  # idle loops wake on events; this is only their safety net (an idle daemon uses ~0 % CPU)
 
 
 def canonical_signing_payload(command: dict[str, Any]) -> bytes:
@@ -140,7 +141,7 @@ class EnrollService:
 
     @property
     def alive(self) -> bool:
-        """Liveness by progress: the worker beat recently (it beats per frame and at least every second when idle)."""
+        """Every thread is running (progress is judged by `heartbeat`: per frame, and at least every IDLE_WAKE_S idle)."""
         return all(t.is_alive() for t in self._threads)
 
     # --- callbacks from the network thread: hand over only ---------------------------------------
@@ -158,7 +159,7 @@ class EnrollService:
     def _intake_loop(self) -> None:
         while not self.stopping.is_set():
             try:
-                message = self._incoming.get(timeout=0.5)
+                message = self._incoming.get(timeout=1.0)
             except queue.Empty:
                 continue
             try:
@@ -304,7 +305,7 @@ class EnrollService:
             if job is None:
                 if self.camera is not None:
                     self.camera.close_if_idle()
-                self.job_wake.wait(1.0)
+                self.job_wake.wait(min(IDLE_WAKE_S, self._next_reconcile_in()))
                 self.job_wake.clear()
                 continue
             self.current_job = job.id
@@ -379,6 +380,11 @@ class EnrollService:
                  f" ({result['error']['code']}: {result['error']['message']})" if result.get("error") else "")
         self.publish_state()
 
+    def _next_reconcile_in(self) -> float:
+        if not self._pending:
+            return IDLE_WAKE_S
+        return max(0.0, min(p.next_try for p in self._pending) - time.monotonic())
+
     def _reconcile_due(self) -> None:
         now = time.monotonic()
         for pending in [p for p in self._pending if p.next_try <= now]:
@@ -434,7 +440,7 @@ class EnrollService:
 
     def _outbox_loop(self) -> None:
         while not self.stopping.is_set():
-            self.outbox_wake.wait(0.5)
+            self.outbox_wake.wait(IDLE_WAKE_S)
             self.outbox_wake.clear()
             try:
                 self._drain_delivered()

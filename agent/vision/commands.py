@@ -7,8 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from agent.config import DEFAULT_CONFIG_PATH, Config
-from agent.errors import ExitCode, ImageUnreadable
+from agent.config import DEFAULT_CONFIG_PATH, Config, config_from_mapping
+from agent.errors import ConfigError, ExitCode, ImageUnreadable
 
 
 def optional_config(args: argparse.Namespace) -> Config:
@@ -23,7 +23,12 @@ def optional_config(args: argparse.Namespace) -> Config:
 
     if args.config or os.environ.get("FACEAGENT_CONFIG") or DEFAULT_CONFIG_PATH.exists():
         return load_config_or_exit(args)
-    return Config(camera={"type": "files", "path": "."})
+    try:
+        # No file: defaults, but secrets (e.g. the command signing key for `ctl`) still come from the environment.
+        return config_from_mapping({"camera": {"type": "files", "path": "."}}, os.environ)
+    except ConfigError as exc:
+        print(f"faceagent: {exc.message}", file=sys.stderr)
+        raise SystemExit(ExitCode.CONFIG) from None
 
 
 def build_detector(config: Config):  # type: ignore[no-untyped-def]

@@ -1,0 +1,249 @@
+"""Proof under attack and faults: TLS/mTLS, signed commands, policy guard, cloud outage, camera loss, bad state dir."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.config import MqttConfig
+from agent.service.daemon import sign_command
+from agent.service.mqtt import build_client, connect_async
+from tests.agent_proc import AgentProcess, command
+from tests.broker import Broker, free_port
+from tests.conftest import DATA
+from tests.iai_helpers import client_for, control, seed_person, state
+from tests.mqtt_helpers import Listener
+
+FACE = (DATA / "grace_hopper.jpg").read_bytes()
+COMMAND_KEY = "operator-hmac-key-0123456789abcdef"
+
+
+def faces(emulator: Any, person_id: str) -> list[str]:
+    return list(state(emulator)["persons"].get(person_id, {}).get("faces", []))
+
+
+@pytest.fixture
+def person(emulator: Any) -> str:
+    seed_person(client_for(emulator), "1001", FACE)
+    return "1001"
+
+
+@pytest.fixture
+def agents(tmp_path: Path, emulator: Any) -> Iterator[list[AgentProcess]]:
+    started: list[AgentProcess] = []
+    yield started
+    for agent in started:
+        agent.close()
+
+
+def start_agent(agents: list[AgentProcess], tmp_path: Path, broker: Broker, emulator: Any, env: dict[str, str] | None = None,
+                wait: bool = True, **overrides: Any) -> AgentProcess:
+    agent = AgentProcess(tmp_path, broker, emulator, overrides=overrides)
+    agent.env.update(env or {})
+    agents.append(agent)
+    agent.start(broker, wait_online=wait)
+    return agent
+
+
+def result_for(listener: Listener, base: str, command_id: str, timeout: float = 30) -> dict[str, Any]:
+    return listener.get_json(f"{base}/enroll/result", timeout, where=lambda r: r.get("id") == command_id)
+
+
+# --- TLS ---------------------------------------------------------------------------------------------
+
+
+def openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+def make_pki(folder: Path, name: str) -> dict[str, Path]:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, all signed by that CA."""
+    folder.mkdir(parents=True, exist_ok=True)
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={name} test CA",
+            "-keyout", "ca.key", "-out", "ca.pem", cwd=folder)
+    for role, ext in (("server", "subjectAltName=IP:127.0.0.1,DNS:localhost"), ("client", "extendedKeyUsage=clientAuth")):
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN=faceagent-{role}", "-keyout", f"{role}.key", "-out", f"{role}.csr", cwd=folder)
+        (folder / f"{role}.ext").write_text(ext + "\n")
+        openssl("x509", "-req", "-in", f"{role}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
+                "-extfile", f"{role}.ext", "-out", f"{role}.pem", cwd=folder)
+    return {n: folder / f"{n}.pem" if not n.endswith("key") else folder / f"{n.removesuffix('_key')}.key"
+            for n in ("ca", "server", "client", "server_key", "client_key")}
+
+
+@pytest.fixture(scope="module")
+def tls_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Broker, dict[str, Any]]]:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not installed")
+    work = tmp_path_factory.mktemp("tls")
+    pki = make_pki(work / "pki", "good")
+    other = make_pki(work / "other", "other")
+    tls_port, mtls_port = free_port(), free_port()
+    extra = (
+        f"listener {tls_port} 127.0.0.1\ncafile {pki['ca']}\ncertfile {pki['server']}\nkeyfile {pki['server_key']}\n"
+        f"listener {mtls_port} 127.0.0.1\ncafile {pki['ca']}\ncertfile {pki['server']}\nkeyfile {pki['server_key']}\n"
+        "require_certificate true\nuse_identity_as_username true\n"
+    )
+    broker = Broker(work / "broker", extra_conf=extra)
+    broker.start()
+    yield broker, {"pki": pki, "other": other, "tls_port": tls_port, "mtls_port": mtls_port}
+    broker.stop()
+
+
+def connects(cfg: MqttConfig, timeout: float = 8.0) -> bool:
+    """Whether the agent's own client construction connects with this config."""
+    client = build_client(cfg, f"tls-probe-{time.monotonic_ns()}", None)
+    done, ok = threading.Event(), []
+    client.on_connect = lambda c, u, f, r, p: (ok.append(not r.is_failure), done.set())
+    client.on_connect_fail = lambda c, u: done.set()
+    client.on_disconnect = lambda c, u, f, r, p: done.set()
+    try:
+        connect_async(client, cfg)
+        client.loop_start()
+        done.wait(timeout)
+        return bool(ok and ok[0])
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def test_tls_server_verification_on_by_default(tls_broker: tuple[Broker, dict[str, Any]]) -> None:
+    _, info = tls_broker
+    url = f"mqtts://127.0.0.1:{info['tls_port']}"
+    assert connects(MqttConfig(url=url, tls={"ca_file": info["pki"]["ca"]}))
+    assert not connects(MqttConfig(url=url))  # the system CAs do not know the test CA: refused
+    assert not connects(MqttConfig(url=url, tls={"ca_file": info["other"]["ca"]}))  # wrong CA: refused
+
+
+def test_mutual_tls_needs_the_client_certificate(tls_broker: tuple[Broker, dict[str, Any]]) -> None:
+    _, info = tls_broker
+    url = f"mqtts://127.0.0.1:{info['mtls_port']}"
+    pki = info["pki"]
+    assert connects(MqttConfig(url=url, tls={"ca_file": pki["ca"], "cert_file": pki["client"], "key_file": pki["client_key"]}))
+    assert not connects(MqttConfig(url=url, tls={"ca_file": pki["ca"]}))
+
+
+def test_plaintext_is_refused_when_tls_is_configured(tls_broker: tuple[Broker, dict[str, Any]]) -> None:
+    broker, info = tls_broker
+    # mqtts:// to a plaintext listener: the TLS handshake fails, nothing is sent in the clear
+    assert not connects(MqttConfig(url=f"mqtts://127.0.0.1:{broker.port}", tls={"ca_file": info["pki"]["ca"]}))
+    # and a plaintext client cannot talk to the TLS listener
+    assert not connects(MqttConfig(url=f"mqtt://127.0.0.1:{info['tls_port']}"))
+
+
+def test_enrollment_over_mutual_tls(tls_broker: tuple[Broker, dict[str, Any]], tmp_path: Path, emulator: Any, person: str,
+                                    agents: list[AgentProcess]) -> None:
+    broker, info = tls_broker
+    pki = info["pki"]
+    tls = {"ca_file": str(pki["ca"]), "cert_file": str(pki["client"]), "key_file": str(pki["client_key"])}
+    agent = start_agent(agents, tmp_path, broker, emulator, wait=False, mqtt={"url": f"mqtts://127.0.0.1:{info['mtls_port']}", "tls": tls})
+    agent.wait_online(broker)  # availability is seen through the plaintext listener of the same broker
+    listener = Listener(broker.host, broker.port, [f"{agent.base}/enroll/result"])
+    try:
+        listener.publish(f"{agent.base}/enroll", command("tls-1", person))
+        assert result_for(listener, agent.base, "tls-1")["status"] == "succeeded"
+    finally:
+        listener.close()
+
+
+# --- signed commands and the policy guard ---------------------------------------------------------------
+
+
+def signed(command_id: str, person_id: str, key: str = COMMAND_KEY, ts: int | None = None, **extra: Any) -> bytes:
+    body = {"id": command_id, "person_id": person_id, "ts": int(time.time()) if ts is None else ts, **extra}
+    body["sig"] = sign_command(body, key.encode())
+    return json.dumps(body).encode()
+
+
+def test_signed_commands(broker: Broker, tmp_path: Path, emulator: Any, person: str, agents: list[AgentProcess]) -> None:
+    agent = start_agent(agents, tmp_path, broker, emulator, env={"FACEAGENT_COMMAND_KEY": COMMAND_KEY},
+                        commands={"require_signature": True, "min_face_match_threshold": 50})
+    listener = Listener(broker.host, broker.port, [f"{agent.base}/enroll/result"])
+    try:
+        cases = [
+            (command("s-unsigned", person), "sig: signed commands are required"),
+            (signed("s-badsig", person, key="someone-else"), "sig: the signature does not match"),
+            (signed("s-stale", person, ts=int(time.time()) - 3600), "ts: the signature timestamp is more than 300 s"),
+            (signed("s-threshold", person, face_match_threshold=10), "face_match_threshold: must be >= 50"),
+        ]
+        tampered = json.loads(signed("s-tampered", person))
+        tampered["person_id"] = "9999"  # signed for 1001, sent for someone else
+        cases.append((json.dumps(tampered).encode(), "sig: the signature does not match"))
+        for payload, message in cases:
+            listener.publish(f"{agent.base}/enroll", payload)
+            result = listener.get_json(f"{agent.base}/enroll/result", 15)
+            assert result["status"] == "rejected" and message in result["error"]["message"], result
+        good = signed("s-good", person, face_match_threshold=70)
+        listener.publish(f"{agent.base}/enroll", good)
+        assert result_for(listener, agent.base, "s-good")["status"] == "succeeded"
+        listener.publish(f"{agent.base}/enroll", good)  # a captured, replayed command: stopped by the id store
+        assert result_for(listener, agent.base, "s-good")["replayed"] is True
+        assert len(faces(emulator, "1001")) == 2
+    finally:
+        listener.close()
+    # the operator tool signs when it has the key
+    proc = subprocess.run([sys.executable, "-m", "agent", "ctl", "enroll", "--broker", broker.url, "--device", agent.device_id,
+                           "--person-id", person, "--json"], capture_output=True, text=True, timeout=90, check=False,
+                          env={"PATH": "/usr/bin:/bin", "FACEAGENT_COMMAND_KEY": COMMAND_KEY})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# --- faults --------------------------------------------------------------------------------------------
+
+
+def test_cloud_outage_longer_than_the_deadline_then_recovery(broker: Broker, tmp_path: Path, emulator: Any, person: str,
+                                                            agents: list[AgentProcess]) -> None:
+    agent = start_agent(agents, tmp_path, broker, emulator, cloud={"deadline_s": 2, "max_attempts": 10})
+    listener = Listener(broker.host, broker.port, [f"{agent.base}/enroll/result"])
+    try:
+        control(emulator, outage=True)
+        listener.publish(f"{agent.base}/enroll", command("o-1", person))
+        down = result_for(listener, agent.base, "o-1")
+        assert (down["status"], down["error"]["code"], down["error"]["retryable"]) == ("failed", "cloud_unavailable", True)
+        control(emulator, outage=False)
+        listener.publish(f"{agent.base}/enroll", command("o-2", person))
+        assert result_for(listener, agent.base, "o-2")["status"] == "succeeded"
+        assert len(faces(emulator, "1001")) == 2
+    finally:
+        control(emulator, outage=False)
+        listener.close()
+
+
+def test_camera_vanishing_mid_burst_then_returning(broker: Broker, tmp_path: Path, emulator: Any, person: str,
+                                                   agents: list[AgentProcess]) -> None:
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    shutil.copy(DATA / "coffee.png", frames / "a.png")  # no face: the burst keeps reading
+    agent = start_agent(agents, tmp_path, broker, emulator, camera={"path": str(frames)}, enroll={"capture_timeout_s": 20})
+    listener = Listener(broker.host, broker.port, [f"{agent.base}/enroll/result", f"{agent.base}/enroll/progress"])
+    try:
+        listener.publish(f"{agent.base}/enroll", command("v-1", person))
+        listener.get_json(f"{agent.base}/enroll/progress", where=lambda p: p["state"] == "capturing")
+        (frames / "a.png").unlink()  # the camera is gone
+        gone = result_for(listener, agent.base, "v-1")
+        assert (gone["status"], gone["error"]["code"]) == ("failed", "camera_unavailable")
+        assert "a.png" in gone["error"]["message"]
+        shutil.copy(DATA / "grace_hopper.jpg", frames / "a.png")  # and back, now with a face in view
+        listener.publish(f"{agent.base}/enroll", command("v-2", person))
+        assert result_for(listener, agent.base, "v-2")["status"] == "succeeded"
+        assert agent.alive
+    finally:
+        listener.close()
+
+
+def test_unwritable_state_dir_is_a_clear_error_without_a_restart_loop(broker: Broker, tmp_path: Path, emulator: Any,
+                                                                      agents: list[AgentProcess]) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the state directory should be")
+    agent = start_agent(agents, tmp_path, broker, emulator, wait=False, state_dir=str(blocker / "state"))
+    assert agent.proc is not None
+    assert agent.proc.wait(timeout=60) == 78  # RestartPreventExitStatus=78: systemd does not loop
+    assert "job store" in agent.log() and "cannot be opened" in agent.log()
