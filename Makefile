@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: venv system-deps lint typecheck test test-slow demo bench clean
+.PHONY: venv system-deps lint typecheck test test-slow test-numpy124 demo bench clean
 
 $(BIN)/faceagent: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,8 +37,20 @@ typecheck: venv
 test: system-deps lint typecheck
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
-test-slow: venv
+test-slow: system-deps venv
 	$(BIN)/pytest -m slow $(PYTEST_ARGS)
+
+# The same suite on Raspberry Pi OS Bookworm's numpy (1.24) with an OpenCV that supports it.
+NP124 := .venv-numpy124
+$(NP124)/bin/python: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(NP124)
+	$(NP124)/bin/python -m pip install --quiet --upgrade pip
+	$(NP124)/bin/python -m pip install --quiet "numpy==1.24.4" "opencv-python-headless==4.10.0.84" -e '.[test]'
+	touch $@
+
+test-numpy124: system-deps $(NP124)/bin/python
+	$(NP124)/bin/python -c "import numpy; assert numpy.__version__ == '1.24.4', numpy.__version__"
+	$(NP124)/bin/pytest -m "not slow" -p no:cacheprovider $(PYTEST_ARGS)
 
 demo: system-deps venv
 	$(BIN)/python -m agent.demo
@@ -47,4 +59,4 @@ bench: venv
 	$(BIN)/faceagent bench
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(NP124) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache

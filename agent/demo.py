@@ -23,7 +23,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent
 PHOTO_CANDIDATES = [ROOT.parent / "tests" / "data" / "grace_hopper.jpg", ROOT / "demo_photos" / "grace_hopper.jpg"]
-SECRET_ID, SECRET_KEY = "AKIDDEMO0000000000000000000000000000", "demo-secret-key-for-the-emulator"
+DEMO_SECRET_ID, DEMO_SECRET_KEY = "AKIDDEMO0000000000000000000000000000", "demo-secret-key-for-the-emulator"
 
 
 def free_port() -> int:
@@ -41,6 +41,30 @@ def wait_port(port: int, timeout: float = 10.0) -> None:
         except OSError:
             time.sleep(0.05)
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def mosquitto_binary() -> str | None:
+    return shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
+
+
+def demo_photo() -> Path:
+    photo = next((p for p in PHOTO_CANDIDATES if p.exists()), None)
+    if photo is None:
+        raise FileNotFoundError("the demo photo is missing")
+    return photo
+
+
+def start_mosquitto(work: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """A private mosquitto on a free loopback port, its files in `work`."""
+    binary = mosquitto_binary()
+    if binary is None:
+        raise FileNotFoundError("mosquitto is not installed (sudo apt install mosquitto)")
+    port = free_port()
+    (work / "mosquitto.conf").write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+                                         f"log_dest file {work}/mosquitto.log\nuser {getpass.getuser()}\n")
+    proc = subprocess.Popen([binary, "-c", str(work / "mosquitto.conf")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port)
+    return proc, port
 
 
 def wait_online(port: int, topic: str, agent: subprocess.Popen[bytes], timeout: float) -> bool:
@@ -66,31 +90,28 @@ def wait_online(port: int, topic: str, agent: subprocess.Popen[bytes], timeout: 
 
 
 def main() -> int:
-    mosquitto = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
-    if mosquitto is None:
-        print("demo: mosquitto is not installed (sudo apt install mosquitto)", file=sys.stderr)
+    try:
+        photo = demo_photo()
+    except FileNotFoundError as exc:
+        print(f"demo: {exc}", file=sys.stderr)
         return 1
-    photo = next((p for p in PHOTO_CANDIDATES if p.exists()), None)
-    if photo is None:
-        print("demo: the demo photo is missing", file=sys.stderr)
+    if mosquitto_binary() is None:
+        print("demo: mosquitto is not installed (sudo apt install mosquitto)", file=sys.stderr)
         return 1
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="faceagent-demo-"))
     procs: list[subprocess.Popen[bytes]] = []
     try:
         # 1. a private broker
-        broker_port = free_port()
-        (work / "mosquitto.conf").write_text(f"listener {broker_port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-                                             f"log_dest file {work}/mosquitto.log\nuser {getpass.getuser()}\n")
-        procs.append(subprocess.Popen([mosquitto, "-c", str(work / "mosquitto.conf")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        wait_port(broker_port)
+        broker, broker_port = start_mosquitto(work)
+        procs.append(broker)
         # 2. the IAI emulator, with a group to enroll into
         from agent.iai.client import IaiClient
         from agent.iai.emulator import make_server
 
-        emulator = make_server(secret_id=SECRET_ID, secret_key=SECRET_KEY, state_file=work / "iai-state.json")
+        emulator = make_server(secret_id=DEMO_SECRET_ID, secret_key=DEMO_SECRET_KEY, state_file=work / "iai-state.json")
         threading.Thread(target=emulator.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
-        cloud = IaiClient(emulator.base_url, SECRET_ID, SECRET_KEY)
+        cloud = IaiClient(emulator.base_url, DEMO_SECRET_ID, DEMO_SECRET_KEY)
         cloud.create_group("demo", "Demo group")
         # 3. the agent, on the files camera
         config = {
@@ -100,7 +121,7 @@ def main() -> int:
             "camera": {"type": "files", "path": str(photo)},
         }
         (work / "agent.yaml").write_text(yaml.safe_dump(config))
-        env = {**os.environ, "TENCENTCLOUD_SECRET_ID": SECRET_ID, "TENCENTCLOUD_SECRET_KEY": SECRET_KEY, "FACEAGENT_LOG_LEVEL": "WARNING"}
+        env = {**os.environ, "TENCENTCLOUD_SECRET_ID": DEMO_SECRET_ID, "TENCENTCLOUD_SECRET_KEY": DEMO_SECRET_KEY, "FACEAGENT_LOG_LEVEL": "WARNING"}
         agent = subprocess.Popen([sys.executable, "-m", "agent", "run", "--config", str(work / "agent.yaml")], env=env)
         procs.append(agent)
         if not wait_online(broker_port, "faceagent/demo-cam/availability", agent, timeout=30):

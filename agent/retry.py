@@ -25,11 +25,19 @@ class RetryPolicy:
 
 
 class TokenBucket:
-    """Client-side rate limit: `rate` tokens per second, at most `burst` saved up. Thread-safe."""
+    """Client-side rate limit: `rate` tokens per second, at most `burst` saved up. Thread-safe.
+
+    Adaptive (AIMD, as TCP does): every rate-limit answer from the service halves the rate (down to
+    `min_rate`), every success wins back a tenth of the configured rate. Many devices sharing one
+    account's limit thus settle near their fair share instead of retrying in lockstep.
+    """
 
     def __init__(
-        self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep
+        self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+        min_rate: float = 0.2,
     ) -> None:
+        self.max_rate = rate
+        self.min_rate = min(min_rate, rate)
         self.rate = rate
         self.burst = burst
         self._clock = clock
@@ -42,6 +50,17 @@ class TokenBucket:
         now = self._clock()
         self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
         self._updated = now
+
+    def slow_down(self) -> None:
+        """The service said "too many requests": halve the rate and drop saved-up tokens."""
+        with self._lock:
+            self._refill()
+            self.rate = max(self.min_rate, self.rate / 2)
+            self._tokens = min(self._tokens, 0.0)
+
+    def speed_up(self) -> None:
+        with self._lock:
+            self.rate = min(self.max_rate, self.rate + self.max_rate / 10)
 
     def acquire(self, timeout: float | None = None) -> bool:
         """Take one token, waiting for it; False when it would take longer than `timeout` seconds."""

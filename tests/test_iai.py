@@ -432,3 +432,18 @@ def test_emulator_command_prints_url_first_and_stops_on_sigterm(tmp_path: Any) -
         assert proc.wait(timeout=10) == 0
     assert "g1" in state_file.read_text()  # persisted
     assert EMU_KEY not in (proc.stderr.read() if proc.stderr else "")  # type: ignore[union-attr]
+
+
+def test_token_bucket_backs_off_on_throttling_and_recovers() -> None:
+    bucket = TokenBucket(rate=8, burst=1, clock=lambda: 0.0, sleep=lambda s: None)
+    bucket.slow_down()
+    bucket.slow_down()
+    assert bucket.rate == 2
+    for _ in range(3):
+        bucket.slow_down()
+    assert bucket.rate == pytest.approx(0.25)
+    bucket.slow_down()
+    assert bucket.rate == 0.2  # floor
+    for _ in range(20):
+        bucket.speed_up()
+    assert bucket.rate == 8  # never above the configured rate

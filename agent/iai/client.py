@@ -351,6 +351,8 @@ class IaiClient:
             t0 = self._monotonic()
             try:
                 data = self._attempt(action, body, person, group)
+                if self.limiter is not None:
+                    self.limiter.speed_up()
                 log.info("%s ok in %.0f ms (attempt %d, RequestId %s)", action, (self._monotonic() - t0) * 1000, attempt, data.get("RequestId"))
                 return data
             except ClockSkewError as exc:
@@ -385,6 +387,8 @@ class IaiClient:
             wait = self.policy.backoff(attempt - 1)
             if isinstance(last, CloudRateLimited):
                 wait = max(wait, 1.0)  # IAI's limit is per second: an immediate retry only adds load
+                if self.limiter is not None:
+                    self.limiter.slow_down()
             elapsed = self._monotonic() - started
             if attempt >= self.policy.max_attempts or elapsed + wait > self.policy.deadline_s:
                 raise self._gave_up(action, last, attempt, elapsed)

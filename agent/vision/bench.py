@@ -148,6 +148,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
             report["detector"].append(bench_detector(frames, size, threads, args.repeat))
     report["detector_recall"] = detector_recall(photos)
     report["haar"] = bench_haar(photos, args.repeat)
+    if args.daemon:
+        from agent.service.bench import bench_daemon
+
+        report["daemon"] = bench_daemon(args.idle_seconds)
     if args.json:
         print(json.dumps(report))
     else:
@@ -157,4 +161,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
                   f"inference {row['inference_ms']} ms, pipeline {row['pipeline_ms']} ms (x{row['ratio']})")
         print(f"detector recall on test photos: {report['detector_recall']}")
         print(f"haar cascade: {report['haar']}")
+        if "daemon" in report:
+            print(f"daemon: {report['daemon']}")
     return ExitCode.OK

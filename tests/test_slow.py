@@ -1,0 +1,235 @@
+"""Slow proofs (make test-slow): a fleet of 50 agents on one broker and one rate-limited emulator, a 1,000-enrollment
+soak, and a broker outage of minutes. Figures are printed and written to $FACEAGENT_REPORT_DIR when set."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.camera.camera import Camera
+from agent.camera.files import FilesSource
+from agent.config import config_from_mapping
+from agent.iai.client import IaiClient
+from agent.service.daemon import EnrollService
+from agent.service.enroller import Enroller
+from agent.service.store import JobStore
+from agent.vision.detector import FaceDetector
+from tests.agent_proc import AgentProcess, command
+from tests.broker import Broker
+from tests.conftest import DATA, EMU_ID, EMU_KEY
+from tests.iai_helpers import client_for, control, state, stats
+from tests.mqtt_helpers import Listener
+
+pytestmark = pytest.mark.slow
+
+
+def report(name: str, figures: dict[str, Any]) -> None:
+    print(f"\n{name}: {json.dumps(figures)}")
+    folder = os.environ.get("FACEAGENT_REPORT_DIR")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        (Path(folder) / f"{name}.json").write_text(json.dumps(figures, indent=2))
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+# --- fleet ------------------------------------------------------------------------------------------------
+
+AGENTS = 50
+COMMANDS_PER_AGENT = 10
+DUPLICATES = 50
+QPS_LIMIT = 20
+
+
+def fleet_service(index: int, broker: Broker, emulator: Any, tmp_path: Path) -> EnrollService:
+    raw = {
+        "device_id": f"fleet-{index:02d}", "state_dir": str(tmp_path / f"fleet-{index:02d}"),
+        "mqtt": {"url": broker.url, "telemetry_interval_s": 300},
+        "cloud": {"endpoint": emulator.base_url, "max_attempts": 10, "deadline_s": 300, "backoff_base_s": 0.5, "backoff_max_s": 8,
+                  "rate_limit_per_s": 5, "rate_burst": 2},
+        "camera": {"type": "files", "path": str(DATA / "grace_hopper.jpg")},
+        "enroll": {"queue_size": 50, "min_capture_gap_s": 0.05},
+        "detector": {"threads": 1},
+    }
+    config = config_from_mapping(raw, {"TENCENTCLOUD_SECRET_ID": EMU_ID, "TENCENTCLOUD_SECRET_KEY": EMU_KEY})
+    detector = FaceDetector(threads=1)
+    camera = Camera(FilesSource(str(DATA / "grace_hopper.jpg")), fps=20, idle_close_s=None)
+    client = IaiClient.from_config(config.cloud, config.secrets, settle_s=1.0)
+    store = JobStore(config.state_dir / "jobs.sqlite3")
+    return EnrollService(config, store, Enroller(config, detector, camera, client), camera, detector, client)
+
+
+def test_fleet_of_50_agents_against_a_rate_limited_cloud(broker: Broker, emulator: Any, tmp_path: Path) -> None:
+    client_for(emulator).create_group("fleet", "Fleet")
+    control(emulator, qps_limit=QPS_LIMIT)
+    services = [fleet_service(i, broker, emulator, tmp_path) for i in range(AGENTS)]
+    for service in services:
+        service.start()
+    for service in services:
+        assert service.link.connected.wait(20)
+    listener = Listener(broker.host, broker.port, ["faceagent/+/enroll/result"])
+    sent_at: dict[str, float] = {}
+    try:
+        started = time.monotonic()
+        ids = []
+        for n in range(COMMANDS_PER_AGENT):
+            for i, service in enumerate(services):
+                command_id = f"f{i:02d}-{n}"
+                person = f"fleet-{i:02d}-{n}"
+                ids.append((service.topics.enroll, command_id, person))
+                sent_at[command_id] = time.monotonic()
+                listener.publish(service.topics.enroll, command(command_id, person, create_person={"group_id": "fleet", "person_name": person}))
+        for topic, command_id, person in ids[:DUPLICATES]:  # QoS 1 can deliver twice: the fleet must not enroll twice
+            listener.publish(topic, command(command_id, person, create_person={"group_id": "fleet", "person_name": person}))
+        finals: Counter[str] = Counter()
+        statuses: Counter[str] = Counter()
+        errors: Counter[str] = Counter()
+        latencies = []
+        deadline = time.monotonic() + 900
+        while sum(finals.values()) < len(ids) and time.monotonic() < deadline:
+            _, payload, _, _ = listener.get(timeout=max(1.0, deadline - time.monotonic()))
+            result = json.loads(payload)
+            if result.get("replayed"):
+                continue
+            finals[result["id"]] += 1
+            statuses[result["status"]] += 1
+            if result["status"] != "succeeded":
+                errors[(result.get("error") or {}).get("code", "?") + ": " + (result.get("error") or {}).get("message", "")[:80]] += 1
+            latencies.append((time.monotonic() - sent_at[result["id"]]) * 1000)
+        elapsed = time.monotonic() - started
+        time.sleep(2)  # late duplicates, if any, would show up now
+        while True:
+            try:
+                _, payload, _, _ = listener.get(timeout=0.5)
+            except TimeoutError:
+                break
+            result = json.loads(payload)
+            if not result.get("replayed"):
+                finals[result["id"]] += 1
+        persons = state(emulator)["persons"]
+        counts = stats(emulator)
+        figures = {
+            "agents": AGENTS, "commands": len(ids), "duplicates_sent": DUPLICATES, "emulator_qps_limit": QPS_LIMIT,
+            "elapsed_s": round(elapsed, 1), "throughput_per_s": round(len(ids) / elapsed, 2),
+            "latency_ms": {"p50": round(percentile(latencies, 0.5)), "p90": round(percentile(latencies, 0.9)),
+                           "p99": round(percentile(latencies, 0.99)), "max": round(max(latencies))},
+            "statuses": dict(statuses), "errors": dict(errors),
+            "rate_limited_answers": sum(v for k, v in counts.items() if "RequestLimitExceeded" in k),
+            "cloud_requests": sum(v for k, v in counts.items() if k.startswith("requests.")),
+        }
+        report("fleet", figures)
+        assert set(finals) == {command_id for _, command_id, _ in ids}
+        assert all(count == 1 for count in finals.values()), [k for k, v in finals.items() if v != 1]
+        assert statuses == Counter({"succeeded": len(ids)})
+        assert all(len(persons[person]["faces"]) == 1 for _, _, person in ids)  # no face added twice
+        assert figures["rate_limited_answers"] > 0  # the limit really was below the demand
+    finally:
+        listener.close()
+        for service in services:
+            service.stop(1.0)
+            service.store.close()
+            service.client.close()  # type: ignore[union-attr]
+
+
+# --- soak ---------------------------------------------------------------------------------------------------
+
+SOAK = 1000
+WINDOW = 6
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_soak_1000_enrollments_without_leaks(broker: Broker, emulator: Any, tmp_path: Path) -> None:
+    client_for(emulator).create_group("soak", "Soak")
+    agent = AgentProcess(tmp_path, broker, emulator, device_id="soak", overrides={
+        "enroll": {"queue_size": 20, "min_capture_gap_s": 0.05}, "camera": {"fps": 30}, "cloud": {"rate_limit_per_s": 50, "rate_burst": 50}})
+    agent.env["FACEAGENT_LOG_LEVEL"] = "WARNING"
+    agent.start(broker)
+    assert agent.proc is not None
+    pid = agent.proc.pid
+    listener = Listener(broker.host, broker.port, [f"{agent.base}/enroll/result"])
+    try:
+        samples: list[tuple[int, int, int]] = []
+        done = 0
+        in_flight: set[str] = set()
+        sent = 0
+        started = time.monotonic()
+        statuses: Counter[str] = Counter()
+        while done < SOAK:
+            while sent < SOAK and len(in_flight) < WINDOW:
+                command_id = f"soak-{sent}"
+                person = f"soak-{sent}"
+                listener.publish(f"{agent.base}/enroll", command(command_id, person, create_person={"group_id": "soak", "person_name": person}))
+                in_flight.add(command_id)
+                sent += 1
+            result = listener.get_json(f"{agent.base}/enroll/result", 60)
+            in_flight.discard(result["id"])
+            statuses[result["status"]] += 1
+            done += 1
+            if done in (50, 250, 500, 750, 1000):
+                samples.append((done, rss_kb(pid), open_fds(pid)))
+        elapsed = time.monotonic() - started
+        first, last = samples[0], samples[-1]
+        figures = {
+            "enrollments": SOAK, "elapsed_s": round(elapsed, 1), "per_s": round(SOAK / elapsed, 2), "statuses": dict(statuses),
+            "rss_mb": {str(n): round(kb / 1024, 1) for n, kb, _ in samples}, "fds": {str(n): fds for n, _, fds in samples},
+        }
+        report("soak", figures)
+        assert statuses == Counter({"succeeded": SOAK})
+        assert last[1] - first[1] < 30 * 1024, figures  # RSS growth after warm-up bounded (< 30 MB over 950 enrollments)
+        assert last[2] <= first[2] + 2, figures  # no file descriptor leak
+        assert agent.alive
+    finally:
+        listener.close()
+        agent.close()
+
+
+# --- broker down for minutes ---------------------------------------------------------------------------------
+
+OUTAGE_S = 120
+
+
+def test_broker_down_for_minutes_then_results_delivered(own_broker: Broker, emulator: Any, tmp_path: Path) -> None:
+    from tests.iai_helpers import seed_person
+
+    seed_person(client_for(emulator), "1001", (DATA / "grace_hopper.jpg").read_bytes())
+    agent = AgentProcess(tmp_path, own_broker, emulator, overrides={"mqtt": {"reconnect_max_s": 30}})
+    agent.start(own_broker)
+    listener = Listener(own_broker.host, own_broker.port, [f"{agent.base}/enroll/result"], client_id="patient-operator", persistent=True)
+    try:
+        control(emulator, delay_next={"ms": 3000, "count": 2, "action": "CreateFace"})
+        listener.publish(f"{agent.base}/enroll", command("long-1", "1001"))
+        listener.publish(f"{agent.base}/enroll", command("long-2", "1001"))
+        time.sleep(1.0)
+        own_broker.stop()
+        outage_started = time.monotonic()
+        while time.monotonic() - outage_started < OUTAGE_S:
+            time.sleep(5)
+            assert agent.alive
+        assert len(state(emulator)["persons"]["1001"]["faces"]) == 3  # both jobs finished during the outage
+        own_broker.start()
+        reconnected = time.monotonic()
+        results = {listener.get_json(f"{agent.base}/enroll/result", 90)["id"] for _ in range(2)}
+        report("broker_outage", {"outage_s": OUTAGE_S, "delivered_after_restart_s": round(time.monotonic() - reconnected, 1)})
+        assert results == {"long-1", "long-2"}
+    finally:
+        listener.close()
+        agent.close()
