@@ -447,3 +447,28 @@ def test_token_bucket_backs_off_on_throttling_and_recovers() -> None:
     for _ in range(20):
         bucket.speed_up()
     assert bucket.rate == 8  # never above the configured rate
+
+
+@pytest.mark.parametrize(
+    ("fault", "error_key"),
+    [({"error_rate": 1.0}, "error.GetPersonBaseInfo.InternalError"), ({"http_500_rate": 1.0}, "http_5xx.GetPersonBaseInfo"),
+     ({"drop_rate": 1.0}, "dropped.GetPersonBaseInfo")],
+)
+def test_rate_based_faults_exhaust_the_retries_then_clear(emulator: Any, fault: dict[str, float], error_key: str) -> None:
+    c = client_for(emulator, attempts=3)
+    seed_person(c, "1001", FACE_JPEG)
+    control(emulator, reset_stats=True, **fault)
+    with pytest.raises(CloudUnavailable, match="after 3 attempt"):
+        c.get_person_base_info("1001")
+    assert stats(emulator)[error_key] == 3
+    control(emulator, **{key: 0.0 for key in fault})
+    assert c.get_person_base_info("1001").face_ids
+
+
+def test_latency_flag_delays_every_answer(emulator: Any) -> None:
+    c = client_for(emulator)
+    c.create_group("g", "G")
+    control(emulator, latency_ms=300)
+    started = time.monotonic()
+    c.get_group_list()
+    assert time.monotonic() - started >= 0.3

@@ -430,3 +430,70 @@ def test_enroll_cli_from_files_camera_and_dry_run(tmp_path: Path, emulator: Any,
     assert len(faces(emulator, "1001")) == 3  # the dry run sent nothing
     no_face = run_enroll(tmp_path, emulator, "--person-id", person, "--image", str(DATA / "coffee.png"))
     assert no_face.returncode == 1 and "no_face" in no_face.stdout
+
+
+# --- process: systemd notification, shutdown, bad config -----------------------------------------------------
+
+
+def test_systemd_notifications_ready_watchdog_stopping(broker: Broker, make_agent: AgentFactory, tmp_path: Path) -> None:
+    import socket
+
+    path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(30)
+    agent = make_agent(broker, start=False)
+    agent.env.update({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "2000000"})  # 2 s: pings every 0.5 s while the worker beats
+    try:
+        agent.start(broker, wait_online=False)
+        messages: list[bytes] = []
+        while not any(b"READY=1" in m for m in messages):
+            messages.append(sock.recv(4096))
+        assert any(b"STATUS=loading the face detector" in m for m in messages)
+        ready = next(m for m in messages if b"READY=1" in m).decode()
+        assert "STATUS=ready: faceagent/cam-test, broker connected" in ready
+        assert sock.recv(4096) == b"WATCHDOG=1"
+        assert agent.stop() == 0
+        rest = []
+        while True:
+            try:
+                rest.append(sock.recv(4096))
+            except TimeoutError:
+                break
+            if b"STOPPING=1" in rest[-1]:
+                break
+        assert any(b"STOPPING=1" in m for m in rest)
+    finally:
+        sock.close()
+
+
+def test_sigterm_during_capture_requeues_the_job_and_it_runs_after_restart(broker: Broker, make_agent: AgentFactory, emulator: Any, person: str) -> None:
+    agent = make_agent(broker, camera={"path": str(DATA / "coffee.png")}, enroll={"capture_timeout_s": 30, "shutdown_grace_s": 1})
+    listener = listen(broker, agent.base, client_id="requeue-operator", persistent=True)
+    try:
+        listener.publish(f"{agent.base}/enroll", command("term-1", person))
+        listener.get_json(f"{agent.base}/enroll/progress", where=lambda p: p["state"] == "capturing")
+        started = time.monotonic()
+        assert agent.stop() == 0
+        assert time.monotonic() - started < 10  # finished or re-queued within the bound, not after the 30 s capture
+        with pytest.raises(TimeoutError):
+            result_for(listener, agent.base, "term-1", timeout=1)  # no result: it was re-queued, not failed
+        agent.config["camera"]["path"] = str(DATA / "grace_hopper.jpg")
+        agent.start(broker)
+        assert result_for(listener, agent.base, "term-1")["status"] == "succeeded"
+    finally:
+        listener.close()
+
+
+def test_run_with_invalid_config_exits_78(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("mqtt:\n  url: tcp://nowhere\n  keepalive: 5\n")
+    proc = subprocess.run([sys.executable, "-m", "agent", "run", "--config", str(cfg)], capture_output=True, text=True, timeout=60,
+                          check=False, env={"PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 78
+    assert "mqtt.url: Value error, must start with mqtt:// or mqtts://" in proc.stderr and "mqtt.keepalive: unknown key" in proc.stderr
+    missing_keys = tmp_path / "ok.yaml"
+    missing_keys.write_text("camera:\n  type: files\n  path: /tmp\n")
+    proc = subprocess.run([sys.executable, "-m", "agent", "run", "--config", str(missing_keys)], capture_output=True, text=True,
+                          timeout=60, check=False, env={"PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 78 and "secrets.secret_key" in proc.stderr

@@ -297,3 +297,30 @@ def test_detect_cli_json_lines_and_annotations(tmp_path: Path) -> None:
     assert set(face["quality"]) >= {"eye_distance_px", "sharpness", "brightness", "yaw_deg", "pitch_deg", "roll_deg"}
     assert len(face["landmarks"]) == 5 and face["usable"] is True
     assert sorted(p.name for p in (tmp_path / "ann").iterdir()) == ["a.annotated.jpg", "coffee.annotated.jpg"]
+
+
+@pytest.mark.parametrize(
+    ("channels", "outputs", "message"),
+    [
+        (3, [("scores", [1, "n", 2])], "expected outputs loc"),
+        (1, [("loc", [1, "n", 4]), ("conf", [1, "n", 2]), ("landmarks", [1, "n", 10])], "one NCHW 3-channel input"),
+        (3, [("loc", [1, "n", 4]), ("conf", [1, "n", 2]), ("landmarks", [1, "n", 8])], "expected outputs loc"),
+    ],
+)
+def test_valid_onnx_model_that_does_not_fit_is_refused(tmp_path: Path, channels: int, outputs: list[tuple[str, list[object]]], message: str) -> None:
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["input"], [name]) for name, _ in outputs],
+        "not-retinaface",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, channels, "h", "w"])],
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, shape) for name, shape in outputs],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    path = tmp_path / "other.onnx"
+    onnx.save(model, str(path))
+    with pytest.raises(ModelError, match=message) as info:
+        FaceDetector(path)
+    assert "other.onnx does not fit" in info.value.message

@@ -1,4 +1,4 @@
-"""`faceagent bench --daemon`: resource figures of the real daemon on loopback (never assertions).
+"""The daemon part of `faceagent bench`: resource figures of the real daemon on loopback (never assertions).
 
 Starts a private mosquitto and the IAI emulator, spawns `faceagent run` with its own NOTIFY_SOCKET and
 measures: start-to-READY, idle CPU over `idle_s`, steady-state RSS, and the local enrollment latency

@@ -151,7 +151,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.daemon:
         from agent.service.bench import bench_daemon
 
-        report["daemon"] = bench_daemon(args.idle_seconds)
+        try:
+            report["daemon"] = bench_daemon(args.idle_seconds)
+        except (FileNotFoundError, OSError, RuntimeError) as exc:
+            report["daemon"] = {"error": str(exc)}
     if args.json:
         print(json.dumps(report))
     else:
