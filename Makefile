@@ -16,11 +16,12 @@ $(BIN)/faceagent: setup.cfg pyproject.toml
 
 venv: $(BIN)/faceagent
 
-# mosquitto (private test/demo brokers) and systemd-analyze (unit checks); apt-get only when missing and root.
+# mosquitto (private test/demo brokers), systemd-analyze (unit checks), python3-venv; apt-get only when missing and root.
 system-deps:
 	@missing=""; \
 	command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto mosquitto-clients"; \
 	command -v systemd-analyze >/dev/null 2>&1 || missing="$$missing systemd"; \
+	$(PYTHON) -c "import ensurepip, venv" >/dev/null 2>&1 || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \

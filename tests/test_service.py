@@ -497,3 +497,21 @@ def test_run_with_invalid_config_exits_78(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "agent", "run", "--config", str(missing_keys)], capture_output=True, text=True,
                           timeout=60, check=False, env={"PATH": "/usr/bin:/bin"})
     assert proc.returncode == 78 and "secrets.secret_key" in proc.stderr
+
+
+def test_remote_snapshot_returns_an_annotated_frame(broker: Broker, make_agent: AgentFactory) -> None:
+    import base64
+
+    import cv2
+    import numpy as np
+
+    agent = make_agent(broker)
+    listener = Listener(broker.host, broker.port, [f"{agent.base}/snapshot/result"])
+    try:
+        listener.publish(f"{agent.base}/snapshot", b'{"id": "aim-1"}')
+        reply = listener.get_json(f"{agent.base}/snapshot/result", 15)
+        assert reply["id"] == "aim-1" and reply["verdict"] == "ok" and len(reply["faces"]) == 1
+        image = cv2.imdecode(np.frombuffer(base64.b64decode(reply["jpeg_b64"]), np.uint8), cv2.IMREAD_COLOR)
+        assert image is not None and image.shape[2] == 3
+    finally:
+        listener.close()
