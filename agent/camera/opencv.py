@@ -35,6 +35,8 @@ class OpenCvSource(CameraSource):
         capture_factory: Callable[[str | int], cv2.VideoCapture] | None = None,
     ) -> None:
         self.device: str | int = int(device) if isinstance(device, str) and device.isdigit() else device
+        # A video file is not live: it starts again at its end and has no stale buffer to drop.
+        self.live = not (isinstance(self.device, str) and not self.device.startswith(("rtsp://", "http://", "https://", "/dev/")))
         self.width, self.height, self.fps = width, height, fps
         self.reopen_max_s = reopen_max_s
         self._clock = clock
@@ -51,10 +53,6 @@ class OpenCvSource(CameraSource):
     @property
     def is_open(self) -> bool:
         return self._cap is not None
-
-    @property
-    def live(self) -> bool:  # type: ignore[override]
-        return not (isinstance(self.device, str) and not self.device.startswith(("rtsp://", "http://", "https://", "/dev/")))
 
     def _backoff(self) -> float:
         return float(min(self.reopen_max_s, 0.5 * 2 ** max(0, self._failures - 1)))

@@ -21,7 +21,7 @@ from agent.camera.camera import Camera
 from agent.config import Config
 from agent.errors import CameraUnavailable, ErrorCode, FaceAgentError
 from agent.iai.client import CreateFaceRequest, CreatePersonRequest, IaiClient
-from agent.iai.errors import OutcomeUnknown, PersonAlreadyExists, PersonNotFound, ret_code_error
+from agent.iai.errors import CloudError, OutcomeUnknown, PersonAlreadyExists, PersonNotFound, ret_code_error
 from agent.iai.limits import MAX_FACES_PER_PERSON
 from agent.images import encode_jpeg
 from agent.service.protocol import EnrollCommand
@@ -179,8 +179,8 @@ class Enroller:
         except FaceAgentError as exc:
             log.warning("enrollment of %s failed: %s", command.person_id, exc.message)
             fields["error"] = exc.as_result_error()
-            if getattr(exc, "request_id", None):
-                fields["cloud_request_id"] = exc.request_id  # type: ignore[attr-defined]
+            if isinstance(exc, CloudError) and exc.request_id:
+                fields["cloud_request_id"] = exc.request_id
             return Outcome({**fields, "status": "failed", **self._timings(timer)})
 
     def _person_slots(self, command: EnrollCommand, dry_run: bool) -> tuple[list[str] | None, int]:

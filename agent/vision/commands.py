@@ -6,9 +6,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent.config import DEFAULT_CONFIG_PATH, Config, config_from_mapping
 from agent.errors import ConfigError, ExitCode, ImageUnreadable
+
+if TYPE_CHECKING:
+    from agent.vision.detector import FaceDetector
 
 
 def optional_config(args: argparse.Namespace) -> Config:
@@ -31,7 +35,8 @@ def optional_config(args: argparse.Namespace) -> Config:
         raise SystemExit(ExitCode.CONFIG) from None
 
 
-def build_detector(config: Config):  # type: ignore[no-untyped-def]
+def build_detector(config: Config) -> FaceDetector:
+    """The detector the config asks for (onnxruntime is imported here, not at module import)."""
     from agent.vision.detector import FaceDetector
 
     d = config.detector

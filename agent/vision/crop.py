@@ -74,9 +74,10 @@ def crop_for_upload(
     if side > MAX_UPLOAD_SIDE:
         resize = MAX_UPLOAD_SIDE / side
         image = cv2.resize(image, (MAX_UPLOAD_SIDE, MAX_UPLOAD_SIDE), interpolation=cv2.INTER_AREA)
-    expected = tuple((v - o) * resize for v, o in zip(target.box, (x, y, x, y)))
+    x1, y1, x2, y2 = target.box
+    expected = ((x1 - x) * resize, (y1 - y) * resize, (x2 - x) * resize, (y2 - y) * resize)
     faces = sorted(detector.detect(image), key=lambda f: f.area, reverse=True)
-    if not faces or iou(faces[0].box, expected) < MIN_IOU_WITH_TARGET:  # type: ignore[arg-type]
+    if not faces or iou(faces[0].box, expected) < MIN_IOU_WITH_TARGET:
         if faces:
             raise CropRefused("another face is the largest in the crop: refusing to guess who to enroll")
         raise CropRefused("the face was not found again in the crop; hold still", code=ErrorCode.LOW_QUALITY)
