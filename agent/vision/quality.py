@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from agent.config import QualityConfig
-from agent.vision.detector import Face
+from agent.vision.detector import Face, shrink
 
 SHARPNESS_SIDE = 112  # faces are resized to this before the Laplacian, so sizes compare
 PITCH_NEUTRAL = 0.55  # nose position between eye line (0) and mouth line (1) on a level, frontal face
@@ -80,9 +80,9 @@ def measure(frame: np.ndarray, face: Face) -> Quality:
     else:
         grey = cv2.cvtColor(frame[iy1:iy2, ix1:ix2], cv2.COLOR_BGR2GRAY)
     clipped = float(np.count_nonzero((grey <= 5) | (grey >= 250))) / grey.size
-    brightness = float(grey.mean())
-    fixed = cv2.resize(grey, (SHARPNESS_SIDE, SHARPNESS_SIDE), interpolation=cv2.INTER_AREA)
-    sharpness = float(cv2.Laplacian(fixed, cv2.CV_64F).var())
+    brightness = float(cv2.mean(grey)[0])
+    fixed = shrink(grey, SHARPNESS_SIDE, SHARPNESS_SIDE)
+    sharpness = float(cv2.meanStdDev(cv2.Laplacian(fixed, cv2.CV_64F))[1][0, 0] ** 2)
     yaw, pitch, roll = head_pose(face.landmarks, face.width)
     return Quality(
         eye_distance_px=float(np.linalg.norm(face.landmarks[1] - face.landmarks[0])),
