@@ -190,6 +190,3 @@ def format_result(result: dict[str, Any]) -> str:
     timings = result.get("timings_ms") or {}
     lines.append("  timings ms: " + ", ".join(f"{k} {v}" for k, v in timings.items()))
     return "\n".join(lines)
-
-
-

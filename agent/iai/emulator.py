@@ -259,10 +259,11 @@ class Emulator:
         box = self.faces.largest_face(frame)
         if box is None:
             return -1101, None
-        for hook, code in ((self.faults.low_quality_next, -1601), (self.faults.mismatch_next, -1604)):
-            if hook.get(person_id, 0) > 0:
-                hook[person_id] -= 1
-                return code, None
+        with self.lock:  # the control endpoint updates these hooks from another thread
+            for hook, code in ((self.faults.low_quality_next, -1601), (self.faults.mismatch_next, -1604)):
+                if hook.get(person_id, 0) > 0:
+                    hook[person_id] -= 1
+                    return code, None
         return 0, box
 
     def create_face(self, params: dict[str, Any]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ Threads and what they own:
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -30,6 +31,7 @@ from agent.config import Config
 from agent.errors import CameraUnavailable, ErrorCode
 from agent.iai.client import IaiClient
 from agent.iai.errors import CloudError, OutcomeUnknown, PersonNotFound
+from agent.images import encode_jpeg
 from agent.service.enroller import Cancelled, Enroller, Outcome
 from agent.service.mqtt import MqttLink
 from agent.service.protocol import (
@@ -44,7 +46,9 @@ from agent.service.protocol import (
     rejection_result,
 )
 from agent.service.store import Job, JobStore, Message, StoreError
+from agent.vision.annotate import annotate
 from agent.vision.detector import FaceDetector
+from agent.vision.selection import analyze
 
 log = logging.getLogger(__name__)
 
@@ -419,10 +423,6 @@ class EnrollService:
     def _serve_snapshots(self) -> None:
         while not self._snapshots.empty() and self.camera is not None:
             request = self._snapshots.get_nowait()
-            from agent.images import encode_jpeg
-            from agent.vision.annotate import annotate
-            from agent.vision.selection import analyze
-
             try:
                 frame = self.camera.capture()
             except CameraUnavailable as exc:
@@ -430,8 +430,6 @@ class EnrollService:
             else:
                 analysis = analyze(self.detector, frame.detection, self.config.quality, self.config.selection)
                 image = annotate(frame.detection, analysis)
-                import base64
-
                 payload = {"id": request["id"], "jpeg_b64": base64.b64encode(encode_jpeg(image, 80)).decode(),
                            "faces": [r.as_json() for r in analysis.faces], "verdict": analysis.verdict}
             self.link.publish(self.topics.snapshot_result, json.dumps(payload), qos=1)

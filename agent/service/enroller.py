@@ -46,10 +46,6 @@ class Outcome:
 
     fields: dict[str, Any]
 
-    @property
-    def status(self) -> str:
-        return str(self.fields["status"])
-
 
 @dataclass
 class Timer:

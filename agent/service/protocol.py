@@ -7,6 +7,7 @@ Parsing never raises on bad input: every payload becomes either a valid `EnrollC
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -152,9 +153,7 @@ def parse_command(payload: bytes, now: float | None = None) -> EnrollCommand | R
 
 
 def _matches(pattern: str, value: str) -> bool:
-    import re
-
-    return re.match(pattern, value) is not None
+    return re.match(pattern, value) is not None  # `re` caches compiled patterns
 
 
 def iso_now(at: float | None = None) -> str:

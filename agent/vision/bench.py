@@ -61,13 +61,11 @@ def interleaved_medians_ms(fns: tuple[Callable[[], object], ...], repeat: int) -
 
 
 def bench_detector(frames: list[np.ndarray], size: tuple[int, int], threads: int, repeat: int) -> dict[str, Any]:
-    from agent.config import QualityConfig
     from agent.vision.detector import FaceDetector, letterbox
     from agent.vision.quality import measure
 
     detector = FaceDetector(input_size=size, threads=threads)
     tensors = [letterbox(f, *size)[0] for f in frames]
-    quality_cfg = QualityConfig()
 
     def inference() -> None:
         for t in tensors:
@@ -78,7 +76,6 @@ def bench_detector(frames: list[np.ndarray], size: tuple[int, int], threads: int
             for face in detector.detect(f):
                 measure(f, face)
 
-    assert quality_cfg is not None
     inference_ms, pipeline_ms = (ms / len(frames) for ms in interleaved_medians_ms((inference, pipeline), repeat))
     return {
         "input": list(size), "threads": threads,
