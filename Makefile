@@ -55,7 +55,7 @@ test-numpy124: system-deps $(NP124)/bin/python
 	$(NP124)/bin/pytest -m "not slow" -p no:cacheprovider $(PYTEST_ARGS)
 
 demo: system-deps venv
-	$(BIN)/python -m agent.demo
+	$(BIN)/python -m agent.devtools.demo
 
 bench: venv
 	$(BIN)/faceagent bench

@@ -60,7 +60,7 @@ def emulator() -> Iterator[object]:
     """A fresh IAI emulator on a free loopback port, serving in a thread."""
     import threading
 
-    from agent.iai.emulator import make_server
+    from agent.devtools.emulator import make_server
 
     server = make_server(secret_id=EMU_ID, secret_key=EMU_KEY)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from agent.config import MqttConfig
-from agent.service.daemon import sign_command
 from agent.service.mqtt import build_client, connect_async
+from agent.service.protocol import sign_command
 from tests.agent_proc import AgentProcess, command
 from tests.broker import Broker, free_port
 from tests.conftest import DATA

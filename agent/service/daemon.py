@@ -11,7 +11,6 @@ Threads and what they own:
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import json
 import logging
@@ -44,6 +43,7 @@ from agent.service.protocol import (
     parse_command,
     progress_payload,
     rejection_result,
+    sign_command,
 )
 from agent.service.store import Job, JobStore, Message, StoreError
 from agent.vision.annotate import annotate
@@ -54,16 +54,6 @@ log = logging.getLogger(__name__)
 
 RECONCILE_RETRY_S = (5.0, 300.0)  # first and longest wait between reconciliation attempts
 IDLE_WAKE_S = 5.0  # idle loops wake on events; this is only their safety net (an idle daemon uses ~0 % CPU)
-
-
-def canonical_signing_payload(command: dict[str, Any]) -> bytes:
-    """What a command signature covers: the command without `sig`, keys sorted, no spaces, UTF-8."""
-    body = {k: v for k, v in command.items() if k != "sig"}
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-
-
-def sign_command(command: dict[str, Any], key: bytes) -> str:
-    return hmac.new(key, canonical_signing_payload(command), hashlib.sha256).hexdigest()
 
 
 @dataclass

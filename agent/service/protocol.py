@@ -6,6 +6,8 @@ Parsing never raises on bad input: every payload becomes either a valid `EnrollC
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import re
 import time
@@ -189,3 +191,13 @@ def error_result(command: EnrollCommand, device_id: str, status: str, code: Erro
 
 def progress_payload(command_id: str, state: str, detail: str) -> dict[str, Any]:
     return {"id": command_id, "state": state, "detail": detail, "at": iso_now()}
+
+
+def canonical_signing_payload(command: dict[str, Any]) -> bytes:
+    """What a command signature covers: the command without `sig`, keys sorted, no spaces, UTF-8."""
+    body = {k: v for k, v in command.items() if k != "sig"}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def sign_command(command: dict[str, Any], key: bytes) -> str:
+    return hmac.new(key, canonical_signing_payload(command), hashlib.sha256).hexdigest()

@@ -18,6 +18,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from agent.config import DetectorConfig
 from agent.errors import ModelError
 from agent.models import DEFAULT_MODEL, DEFAULT_MODEL_SHA256
 
@@ -265,3 +266,8 @@ class FaceDetector:
 
     def describe(self) -> dict[str, Any]:
         return {"model": self.model_name, "sha256": self.sha256, "input": list(self.input_size), "threads": self.threads}
+
+
+def detector_from_config(cfg: DetectorConfig) -> FaceDetector:
+    """The detector the config asks for."""
+    return FaceDetector(cfg.model_path, (cfg.input_width, cfg.input_height), cfg.threads, cfg.score_threshold, cfg.nms_threshold)

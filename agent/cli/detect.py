@@ -1,4 +1,4 @@
-"""`faceagent detect`: detector + quality + selection on image files (contract §1)."""
+"""`faceagent detect`: detector + quality + selection on image files; one JSON line per image with `--json`."""
 
 from __future__ import annotations
 
@@ -6,52 +6,21 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from agent.config import DEFAULT_CONFIG_PATH, Config, config_from_mapping
-from agent.errors import ConfigError, ExitCode, ImageUnreadable
-
-if TYPE_CHECKING:
-    from agent.vision.detector import FaceDetector
-
-
-def optional_config(args: argparse.Namespace) -> Config:
-    """The configured detector/quality settings when a config exists, else the defaults.
-
-    `detect` and `bench` are useful on a laptop with no /etc/faceagent; an explicit `--config` or
-    `$FACEAGENT_CONFIG` must load, though.
-    """
-    import os
-
-    from agent.cli import load_config_or_exit
-
-    if args.config or os.environ.get("FACEAGENT_CONFIG") or DEFAULT_CONFIG_PATH.exists():
-        return load_config_or_exit(args)
-    try:
-        # No file: defaults, but secrets (e.g. the command signing key for `ctl`) still come from the environment.
-        return config_from_mapping({"camera": {"type": "files", "path": "."}}, os.environ)
-    except ConfigError as exc:
-        print(f"faceagent: {exc.message}", file=sys.stderr)
-        raise SystemExit(ExitCode.CONFIG) from None
-
-
-def build_detector(config: Config) -> FaceDetector:
-    """The detector the config asks for (onnxruntime is imported here, not at module import)."""
-    from agent.vision.detector import FaceDetector
-
-    d = config.detector
-    return FaceDetector(d.model_path, (d.input_width, d.input_height), d.threads, d.score_threshold, d.nms_threshold)
+from agent.cli.common import optional_config
+from agent.errors import ExitCode, ImageUnreadable
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
     from agent.errors import ModelError
     from agent.images import read_image, write_image
     from agent.vision.annotate import annotate
+    from agent.vision.detector import detector_from_config
     from agent.vision.selection import analyze
 
     config = optional_config(args)
     try:
-        detector = build_detector(config)
+        detector = detector_from_config(config.detector)
     except ModelError as exc:
         print(f"faceagent: {exc.message}", file=sys.stderr)
         return ExitCode.CONFIG

@@ -1,4 +1,4 @@
-"""`make demo` / `python -m agent.demo`: the whole product end to end on loopback.
+"""`make demo` / `python -m agent.devtools.demo`: the whole product end to end on loopback.
 
 A private mosquitto and the IAI emulator on free loopback ports (never the machine's own services),
 the agent on the files camera with a bundled photo, one enrollment sent with `faceagent ctl enroll`,
@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent
-PHOTO_CANDIDATES = [ROOT.parent / "tests" / "data" / "grace_hopper.jpg", ROOT / "demo_photos" / "grace_hopper.jpg"]
+PHOTO_CANDIDATES = [ROOT.parents[1] / "tests" / "data" / "grace_hopper.jpg", ROOT / "demo_photos" / "grace_hopper.jpg"]
 DEMO_SECRET_ID, DEMO_SECRET_KEY = "AKIDDEMO0000000000000000000000000000", "demo-secret-key-for-the-emulator"
 
 
@@ -106,8 +106,8 @@ def main() -> int:
         broker, broker_port = start_mosquitto(work)
         procs.append(broker)
         # 2. the IAI emulator, with a group to enroll into
+        from agent.devtools.emulator import make_server
         from agent.iai.client import IaiClient
-        from agent.iai.emulator import make_server
 
         emulator = make_server(secret_id=DEMO_SECRET_ID, secret_key=DEMO_SECRET_KEY, state_file=work / "iai-state.json")
         threading.Thread(target=emulator.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()

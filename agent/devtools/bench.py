@@ -32,7 +32,7 @@ def bench_frames() -> list[tuple[str, np.ndarray, bool]]:
     from agent.images import read_image
 
     here = Path(__file__).resolve().parents[2] / "tests" / "data"
-    demo = Path(__file__).resolve().parents[1] / "demo_photos"
+    demo = Path(__file__).resolve().parent / "demo_photos"
     folder = here if here.is_dir() else demo
     return [(name, read_image(folder / name), has_face) for name, has_face in PHOTOS if (folder / name).exists()]
 
@@ -146,7 +146,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     report["detector_recall"] = detector_recall(photos)
     report["haar"] = bench_haar(photos, args.repeat)
     if args.daemon:
-        from agent.service.bench import bench_daemon
+        from agent.devtools.bench_daemon import bench_daemon
 
         try:
             report["daemon"] = bench_daemon(args.idle_seconds)

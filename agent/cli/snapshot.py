@@ -1,4 +1,4 @@
-"""`faceagent snapshot`: one frame from the configured camera, optionally annotated (contract §1)."""
+"""`faceagent snapshot`: one frame from the configured camera, optionally annotated."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from agent.errors import CameraUnavailable, ExitCode, ImageUnreadable
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
     from agent.camera.camera import build_source
-    from agent.cli import load_config_or_exit
+    from agent.cli.common import load_config_or_exit
     from agent.images import write_image
 
     config = load_config_or_exit(args)
@@ -24,10 +24,10 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     image = frame.image
     if args.annotate:
         from agent.vision.annotate import annotate
-        from agent.vision.commands import build_detector
+        from agent.vision.detector import detector_from_config
         from agent.vision.selection import analyze
 
-        image = annotate(image, analyze(build_detector(config), image, config.quality, config.selection))
+        image = annotate(image, analyze(detector_from_config(config.detector), image, config.quality, config.selection))
     try:
         write_image(args.out, image, config.crop.jpeg_quality)
     except (ImageUnreadable, OSError) as exc:

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from agent.demo import DEMO_SECRET_ID, DEMO_SECRET_KEY, demo_photo, start_mosquitto
+from agent.devtools.demo import DEMO_SECRET_ID, DEMO_SECRET_KEY, demo_photo, start_mosquitto
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -40,8 +40,8 @@ def rss_mb(pid: int) -> float:
 
 
 def bench_daemon(idle_s: float = 60.0, repeats: int = 5) -> dict[str, Any]:
+    from agent.devtools.emulator import make_server
     from agent.iai.client import IaiClient
-    from agent.iai.emulator import make_server
 
     work = Path(tempfile.mkdtemp(prefix="faceagent-bench-"))
     broker, port = start_mosquitto(work)

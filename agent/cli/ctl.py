@@ -23,11 +23,9 @@ def cmd_ctl_enroll(args: argparse.Namespace) -> int:
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.properties import Properties
 
-    from agent.app import format_result
-    from agent.service.daemon import sign_command
+    from agent.cli.common import format_result, optional_config
     from agent.service.mqtt import build_client, connect_async
-    from agent.service.protocol import Topics
-    from agent.vision.commands import optional_config
+    from agent.service.protocol import Topics, sign_command
 
     config = optional_config(args)
     mqtt_cfg = config.mqtt.model_copy(update={"url": args.broker} if args.broker else {})

@@ -1,4 +1,4 @@
-"""`faceagent` command line (contract §1).
+"""`faceagent` command line: the parser and the dispatch to one handler module per command.
 
 Parsing only: every handler imports its heavy modules (onnxruntime, cv2, paho, picamera2) inside
 its body, so `faceagent --help` is fast and works where those libraries are missing.
@@ -13,13 +13,9 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from agent import __version__
-from agent.errors import ConfigError, ExitCode
-
-if TYPE_CHECKING:
-    from agent.config import Config
+from agent.errors import ExitCode
 
 log = logging.getLogger("faceagent")
 
@@ -103,51 +99,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_config_or_exit(args: argparse.Namespace) -> Config:
-    """Load the config named by `args.config`, or print every problem and exit 78.
-
-    Registers the secrets with the log redactor and applies the config's logging settings
-    (`--log-level`, then `$FACEAGENT_LOG_LEVEL` / `$FACEAGENT_LOG_FORMAT`, still win).
-    """
-    from agent.config import config_path_from, load_config
-    from agent.logs import SECRETS, setup_logging
-
-    try:
-        config = load_config(config_path_from(args.config))
-    except ConfigError as exc:
-        print(f"faceagent: {exc.message}", file=sys.stderr)
-        raise SystemExit(ExitCode.CONFIG) from None
-    SECRETS.add(*(s.get_secret_value() for s in config.secrets.model_dump().values() if s is not None))
-    level = args.log_level or os.environ.get("FACEAGENT_LOG_LEVEL") or config.logging.level
-    setup_logging(level, os.environ.get("FACEAGENT_LOG_FORMAT") or config.logging.format)
-    return config
-
-
-def cmd_check_config(args: argparse.Namespace) -> int:
-    from agent.config import require_cloud_secrets
-
-    config = load_config_or_exit(args)
-    try:
-        require_cloud_secrets(config)
-    except ConfigError as exc:
-        print(f"faceagent: {exc.message}", file=sys.stderr)
-        return ExitCode.CONFIG
-    import yaml
-
-    print(yaml.safe_dump(config.redacted(), sort_keys=False), end="")
-    return ExitCode.OK
-
-
 # Handlers by command, as "module:function"; imported only when that command runs.
 HANDLERS: dict[str, str] = {
-    "check-config": "agent.cli:cmd_check_config",
-    "detect": "agent.vision.commands:cmd_detect",
-    "bench": "agent.vision.bench:cmd_bench",
-    "emulator": "agent.iai.emulator:cmd_emulator",
-    "snapshot": "agent.camera.commands:cmd_snapshot",
-    "run": "agent.app:cmd_run",
-    "enroll": "agent.app:cmd_enroll",
-    "ctl enroll": "agent.service.ctl:cmd_ctl_enroll",
+    "check-config": "agent.cli.check_config:cmd_check_config",
+    "detect": "agent.cli.detect:cmd_detect",
+    "snapshot": "agent.cli.snapshot:cmd_snapshot",
+    "run": "agent.cli.run:cmd_run",
+    "enroll": "agent.cli.enroll:cmd_enroll",
+    "ctl enroll": "agent.cli.ctl:cmd_ctl_enroll",
+    "bench": "agent.devtools.bench:cmd_bench",
+    "emulator": "agent.devtools.emulator:cmd_emulator",
 }
 
 

@@ -1,0 +1,65 @@
+"""What every command-line handler shares: loading the config (or exiting 78) and printing results."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from agent.config import DEFAULT_CONFIG_PATH, Config, config_from_mapping, config_path_from, load_config
+from agent.errors import ConfigError, ExitCode
+from agent.logs import SECRETS, setup_logging
+
+
+def fail(message: str, code: int) -> int:
+    """Print `faceagent: message` to stderr and return `code` (for `return fail(...)`)."""
+    print(f"faceagent: {message}", file=sys.stderr)
+    return code
+
+
+def load_config_or_exit(args: argparse.Namespace) -> Config:
+    """Load the config named by `args.config`, or print every problem and exit 78.
+
+    Registers the secrets with the log redactor and applies the config's logging settings
+    (`--log-level`, then `$FACEAGENT_LOG_LEVEL` / `$FACEAGENT_LOG_FORMAT`, still win).
+    """
+    try:
+        config = load_config(config_path_from(args.config))
+    except ConfigError as exc:
+        raise SystemExit(fail(exc.message, ExitCode.CONFIG)) from None
+    SECRETS.add(*(s.get_secret_value() for s in config.secrets.model_dump().values() if s is not None))
+    level = args.log_level or os.environ.get("FACEAGENT_LOG_LEVEL") or config.logging.level
+    setup_logging(level, os.environ.get("FACEAGENT_LOG_FORMAT") or config.logging.format)
+    return config
+
+
+def optional_config(args: argparse.Namespace) -> Config:
+    """The configured settings when a config exists, else the defaults.
+
+    `detect`, `bench` and `ctl` are useful on a laptop with no /etc/faceagent; an explicit `--config`
+    or `$FACEAGENT_CONFIG` must load, though.
+    """
+    if args.config or os.environ.get("FACEAGENT_CONFIG") or DEFAULT_CONFIG_PATH.exists():
+        return load_config_or_exit(args)
+    try:
+        # No file: defaults, but secrets (e.g. the command signing key for `ctl`) still come from the environment.
+        return config_from_mapping({"camera": {"type": "files", "path": "."}}, os.environ)
+    except ConfigError as exc:
+        raise SystemExit(fail(exc.message, ExitCode.CONFIG)) from None
+
+
+def format_result(result: dict[str, Any]) -> str:
+    """One readable paragraph for a person at a terminal."""
+    lines = [f"{result['status']}: person {result.get('person_id')} — {result.get('faces_added', 0)} face(s) added"]
+    if result.get("face_ids"):
+        lines.append(f"  face ids: {', '.join(result['face_ids'])}")
+    if result.get("error"):
+        lines.append(f"  {result['error']['code']}: {result['error']['message']}")
+    if result.get("crops"):
+        lines.append(f"  crops written: {', '.join(result['crops'])}")
+    if result.get("cloud_request_id"):
+        lines.append(f"  cloud RequestId: {result['cloud_request_id']}")
+    timings = result.get("timings_ms") or {}
+    lines.append("  timings ms: " + ", ".join(f"{k} {v}" for k, v in timings.items()))
+    return "\n".join(lines)

@@ -1,0 +1,37 @@
+"""`faceagent run`: the MQTT enrollment daemon (exit 0 on SIGTERM, 78 on a configuration problem, 1 fatal)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from agent.app import App
+from agent.cli.common import load_config_or_exit
+from agent.config import require_cloud_secrets
+from agent.errors import ConfigError, ExitCode, FaceAgentError, ModelError
+from agent.service.store import StoreError
+
+log = logging.getLogger("faceagent")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = load_config_or_exit(args)
+    app = App(config)
+    try:
+        require_cloud_secrets(config)
+        app.start()
+    except ConfigError as exc:
+        print(f"faceagent: {exc.message}", file=sys.stderr)
+        return ExitCode.CONFIG
+    except (ModelError, StoreError) as exc:
+        # A bad model path or an unwritable state_dir will not fix itself: 78 stops systemd's restart loop.
+        log.error("%s", exc.message)
+        app.notifier.status(f"failed: {exc.message}")
+        return ExitCode.CONFIG
+    except FaceAgentError as exc:
+        log.error("cannot start: %s", exc.message)
+        return ExitCode.FAILED
+    return app.run()
+
+
