@@ -6,16 +6,40 @@ Every other module takes its collaborators as arguments; only this one wires the
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
-from typing import Any
 
-from agent.config import Config
-from agent.errors import ExitCode
+from agent.camera.camera import Camera, build_source
+from agent.config import Config, read_secrets
+from agent.errors import CameraUnavailable, ConfigError, ExitCode
+from agent.iai.client import IaiClient
+from agent.iai.reconcile import Reconciler
+from agent.iai.transport import Credentials
+from agent.iai.upload import Uploader
+from agent.service.daemon import EnrollService
+from agent.service.enroller import Enroller
+from agent.service.store import JobStore
 from agent.service.systemd import Notifier
+from agent.vision.detector import detector_from_config
 
 log = logging.getLogger("faceagent")
+
+
+def reload_credentials() -> Credentials:
+    """The cloud keys as their source holds them now (temporary credentials are renewed there)."""
+    found, problems = read_secrets(os.environ)
+    if problems or "secret_id" not in found or "secret_key" not in found:
+        raise ConfigError(problems or [("secrets.secret_id", "not set")])
+    return Credentials(found["secret_id"], found["secret_key"], found.get("session_token"))
+
+
+def build_cloud(config: Config) -> tuple[IaiClient, Uploader]:
+    """The IAI client and the exactly-once uploader on top of it."""
+    client = IaiClient.from_config(config.cloud, config.secrets, reload_credentials)
+    window = config.cloud.read_timeout_s + config.cloud.settle_s
+    return client, Uploader(client, Reconciler(client, window_s=window, clock=client.transport.now))
 
 
 class App:
@@ -25,21 +49,14 @@ class App:
         self.config = config
         self.notifier = notifier or Notifier()
         self.stop_requested = threading.Event()
-        self.service: Any = None
-        self.camera: Any = None
-        self.client: Any = None
-        self.store: Any = None
+        self.service: EnrollService | None = None
+        self.camera: Camera | None = None
+        self.client: IaiClient | None = None
+        self.store: JobStore | None = None
 
     def start(self) -> None:
-        from agent.camera.camera import Camera, build_source
-        from agent.errors import CameraUnavailable
-        from agent.iai.client import IaiClient
-        from agent.service.daemon import EnrollService
-        from agent.service.enroller import Enroller
-        from agent.service.store import JobStore
-        from agent.vision.detector import detector_from_config
-
         cfg = self.config
+        os.umask(0o077)  # state files name people; the unit sets the same, this covers running it by hand
         self.notifier.status("opening the job store")
         self.store = JobStore(cfg.state_dir / "jobs.sqlite3")
         self.notifier.status("loading the face detector")
@@ -50,10 +67,12 @@ class App:
             self.camera.check()
         except CameraUnavailable as exc:
             log.error("%s (enrollments will fail with camera_unavailable until it works)", exc.message)
-        self.client = IaiClient.from_config(cfg.cloud, cfg.secrets)
+        self.client, uploader = build_cloud(cfg)
         password = cfg.secrets.mqtt_password.get_secret_value() if cfg.secrets.mqtt_password else None
-        self.service = EnrollService(cfg, self.store, Enroller(cfg, detector, self.camera, self.client), self.camera, detector,
-                                     self.client, password)
+        enroller = Enroller(cfg, detector, self.camera, self.client, uploader)
+        self.service = EnrollService(cfg, self.store, enroller, uploader, self.camera, detector, password)
+        if self.store.recovered_from is not None:
+            self.service.device.set(store_recovered_from=str(self.store.recovered_from))
         self.notifier.status("connecting to the broker")
         self.service.start()
         self.service.link.first_attempt.wait(10.0)
@@ -63,7 +82,10 @@ class App:
         log.info("faceagent %s", status)
 
     def run(self) -> int:
-        """Serve until SIGTERM/SIGINT; ping the watchdog only while the worker makes progress."""
+        """Serve until SIGTERM/SIGINT (exit 0) or a fault it cannot run on (exit 1); ping the watchdog while the worker progresses."""
+        assert self.service is not None
+        service = self.service
+
         def request_stop(signum: int, frame: object) -> None:
             self.stop_requested.set()
 
@@ -71,11 +93,11 @@ class App:
         signal.signal(signal.SIGINT, request_stop)
         watchdog = self.notifier.watchdog_s
         tick = min(1.0, watchdog / 4) if watchdog else 1.0
-        while not self.stop_requested.wait(tick):
-            if watchdog and self.service.alive and time.monotonic() - self.service.heartbeat < watchdog / 2:
+        while not self.stop_requested.wait(tick) and not service.failed.is_set():
+            if watchdog and service.alive and time.monotonic() - service.heartbeat < watchdog / 2:
                 self.notifier.watchdog()
         self.stop()
-        return ExitCode.OK
+        return ExitCode.FAILED if service.failed.is_set() else ExitCode.OK
 
     def stop(self) -> None:
         self.notifier.stopping("finishing the current job")

@@ -7,11 +7,15 @@ Secrets never live in the YAML file: they are resolved from `$CREDENTIALS_DIRECT
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import socket
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -31,6 +35,54 @@ SECRET_SOURCES: dict[str, tuple[str, str]] = {
 }
 
 
+MIN_COMMAND_KEY_CHARS = 16  # an HMAC key an operator cannot guess; 32 random characters recommended
+
+
+@dataclass(frozen=True)
+class BrokerUrl:
+    host: str
+    port: int
+    tls: bool
+    username: str | None = None
+    password: str | None = None
+
+
+def parse_broker_url(url: str) -> BrokerUrl:
+    """`mqtt://[user[:password]@]host[:port]` or `mqtts://...`, strictly; `ValueError` says what is wrong."""
+    if "://" not in url:
+        raise ValueError(f"{url!r} has no scheme: write mqtt://{url} (or mqtts:// for TLS)")
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts"):
+        raise ValueError(f"scheme {parts.scheme!r} is not mqtt:// or mqtts://")
+    if not parts.hostname:
+        raise ValueError("has no host")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError("must be scheme://host:port with nothing after the port")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("has an invalid port: use 1-65535") from None
+    if port == 0:
+        raise ValueError("has an invalid port: use 1-65535")
+    tls = parts.scheme == "mqtts"
+    return BrokerUrl(parts.hostname, port or (8883 if tls else 1883), tls,
+                     unquote(parts.username) if parts.username else None, unquote(parts.password) if parts.password else None)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _existing_file(path: Path | None, what: str) -> None:
+    if path is not None and not (path.is_file() and os.access(path, os.R_OK)):
+        raise ValueError(f"{what}: {path} does not exist or is not readable by this user")
+
+
 class Section(BaseModel):
     """Base of every config section: unknown keys are errors, values are immutable after load."""
 
@@ -43,9 +95,11 @@ class MqttTls(Section):
     key_file: Path | None = Field(None, description="client private key for mutual TLS")
 
     @model_validator(mode="after")
-    def _cert_and_key_together(self) -> MqttTls:
+    def _files_usable(self) -> MqttTls:
         if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("cert_file and key_file must be given together")
+            raise ValueError("cert_file: cert_file and key_file must be given together")
+        for name in ("ca_file", "cert_file", "key_file"):
+            _existing_file(getattr(self, name), name)
         return self
 
 
@@ -64,12 +118,12 @@ class MqttConfig(Section):
 
     @field_validator("url")
     @classmethod
-    def _url_scheme(cls, value: str) -> str:
+    def _url_strict(cls, value: str) -> str:
         if not value.startswith(("mqtt://", "mqtts://")):
             raise ValueError("must start with mqtt:// or mqtts://")
-        host = value.split("://", 1)[1].rsplit(":", 1)[0]
-        if not host:
-            raise ValueError("has no host")
+        broker = parse_broker_url(value)
+        if broker.username or broker.password:
+            raise ValueError("must not carry credentials: use mqtt.username and the mqtt_password credential")
         return value
 
     @field_validator("topic_prefix")
@@ -82,17 +136,22 @@ class MqttConfig(Section):
     @model_validator(mode="after")
     def _backoff_order(self) -> MqttConfig:
         if self.reconnect_max_s < self.reconnect_min_s:
-            raise ValueError("reconnect_max_s must be >= reconnect_min_s")
+            raise ValueError("reconnect_max_s: must be >= reconnect_min_s")
         return self
 
 
 class CloudConfig(Section):
     endpoint: str = Field("https://iai.tencentcloudapi.com", description="IAI API host; http://127.0.0.1:PORT for the emulator")
     version: Literal["2018-03-01", "2020-03-03"] = Field("2018-03-01", description="IAI API version (same CreateFace fields in both)")
-    region: str = Field("", description="X-TC-Region; optional for CreateFace")
+    region: str = Field("ap-guangzhou", description="X-TC-Region, sent with every call (2020-03-03 requires it); "
+                        "persons belong to the account, so one region serves the whole fleet")
     language: Literal["", "zh-CN", "en-US"] = Field("en-US", description="X-TC-Language for error messages")
     connect_timeout_s: float = Field(3.05, gt=0, le=60, description="TCP/TLS connect timeout per attempt")
     read_timeout_s: float = Field(15.0, gt=0, le=300, description="time to wait for the answer per attempt (then: outcome unknown, reconcile)")
+    settle_s: float = Field(5.0, ge=5, le=300, description="after a lost CreateFace/CreatePerson answer the person is read back "
+                            "until read_timeout_s + this after sending (IAI applies a face within 5 s)")
+    reconcile_give_up_s: float = Field(3600.0, ge=60, le=7 * 86400,
+                                       description="a lost answer the cloud cannot be asked about for this long ends as status unknown")
     max_attempts: int = Field(4, ge=1, le=10, description="attempts per call, first one included")
     deadline_s: float = Field(30.0, gt=0, le=600, description="overall time budget per call, retries included")
     backoff_base_s: float = Field(0.5, gt=0, le=30, description="exponential backoff base; each wait is drawn from [0, base * 2^n] (full jitter)")
@@ -103,9 +162,31 @@ class CloudConfig(Section):
     @field_validator("endpoint")
     @classmethod
     def _endpoint_url(cls, value: str) -> str:
-        if not value.startswith(("https://", "http://")):
+        parts = urlsplit(value)
+        if parts.scheme not in ("https", "http"):
             raise ValueError("must start with https:// (or http:// for a local emulator)")
+        try:
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError:
+            raise ValueError("has an invalid port: use 1-65535") from None
+        if not parts.hostname or parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+            raise ValueError("must be https://host[:port] with nothing after it")
+        if parts.scheme == "http" and not is_loopback(parts.hostname):
+            raise ValueError("http:// only to a loopback emulator: face images must never travel in clear text; use https://")
         return value.rstrip("/")
+
+    @field_validator("region")
+    @classmethod
+    def _region_name(cls, value: str) -> str:
+        if value and not re.fullmatch(r"[a-z]{2,4}-[a-z]+(-[a-z0-9]+)?", value):
+            raise ValueError("must be a Tencent Cloud region such as ap-guangzhou")
+        return value
+
+    @model_validator(mode="after")
+    def _region_for_version(self) -> CloudConfig:
+        if self.version == "2020-03-03" and not self.region:
+            raise ValueError("region: required with version 2020-03-03 (e.g. ap-guangzhou)")
+        return self
 
 
 class CameraConfig(Section):
@@ -124,7 +205,7 @@ class CameraConfig(Section):
     @model_validator(mode="after")
     def _source_given(self) -> CameraConfig:
         if self.type == "files" and not self.path:
-            raise ValueError("camera.path is required when camera.type is files")
+            raise ValueError("path: required when camera.type is files")
         return self
 
 
@@ -214,6 +295,15 @@ class Config(Section):
             raise ValueError("must be 1-64 characters of letters, digits, - _ .")
         return value
 
+    @model_validator(mode="after")
+    def _command_key_usable(self) -> Config:
+        key = self.secrets.command_key
+        if key is not None and len(key.get_secret_value()) < MIN_COMMAND_KEY_CHARS:
+            raise ValueError(f"secrets.command_key: the command_hmac_key credential must be at least {MIN_COMMAND_KEY_CHARS} characters")
+        if self.commands.require_signature and key is None:
+            raise ValueError("commands.require_signature: set, but there is no command_hmac_key credential to check signatures with")
+        return self
+
     @property
     def base_topic(self) -> str:
         return f"{self.mqtt.topic_prefix}/{self.device_id}"
@@ -261,8 +351,16 @@ def read_secrets(environ: Mapping[str, str]) -> tuple[dict[str, str], list[tuple
     return found, problems
 
 
-def _error_path(error: Any) -> str:
-    return ".".join(str(part) for part in error["loc"]) or "<root>"
+def _problem(error: Any) -> tuple[str, str]:
+    """(dotted key path, reason) of one pydantic error; a validator's "key: reason" message names its own key."""
+    path = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "extra_forbidden":
+        return path, "unknown key"
+    reason = str(error["msg"]).removeprefix("Value error, ")
+    named = re.match(r"^([a-z_][a-z0-9_.]*): (.*)$", reason, re.DOTALL)
+    if error["type"] == "value_error" and named:
+        return ".".join(p for p in (path, named[1]) if p), named[2]
+    return path or "<root>", reason
 
 
 def load_config(path: Path | str, environ: Mapping[str, str] | None = None) -> Config:
@@ -298,8 +396,7 @@ def config_from_mapping(raw: Any, environ: Mapping[str, str]) -> Config:
         config = Config.model_validate(data)
     except ValidationError as exc:
         for error in exc.errors(include_url=False):
-            reason = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
-            problems.append((_error_path(error), reason))
+            problems.append(_problem(error))
         raise ConfigError(problems) from None
     if problems:
         raise ConfigError(problems)

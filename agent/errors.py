@@ -1,4 +1,4 @@
-"""Typed errors shared by every layer, and the contract's error codes and exit codes (contract §1, §4)."""
+"""Typed errors shared by every layer, the result error codes (docs/mqtt-api.md) and the process exit codes."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from enum import Enum
 
 
 class ErrorCode(str, Enum):
-    """`error.code` values of a result (contract §4). Keep them exactly."""
+    """`error.code` values of a result (docs/mqtt-api.md). Operators' automation depends on them: keep them exactly."""
 
     INVALID_COMMAND = "invalid_command"
     EXPIRED = "expired"
@@ -25,11 +25,22 @@ class ErrorCode(str, Enum):
     CLOUD_RATE_LIMITED = "cloud_rate_limited"
     CLOUD_UNAVAILABLE = "cloud_unavailable"
     CLOUD_REJECTED = "cloud_rejected"
+    OUTCOME_UNKNOWN = "outcome_unknown"
+    STORAGE_UNAVAILABLE = "storage_unavailable"
     INTERNAL = "internal"
 
 
+# Codes after which the same command, sent again unchanged, may well succeed (a new capture, a recovered
+# cloud or device). The one place `retryable` is decided; an error may override it for a good reason.
+RETRYABLE_CODES = frozenset({
+    ErrorCode.QUEUE_FULL, ErrorCode.CAMERA_UNAVAILABLE, ErrorCode.NO_FACE, ErrorCode.FACE_TOO_SMALL, ErrorCode.MULTIPLE_FACES,
+    ErrorCode.LOW_QUALITY, ErrorCode.CLOUD_QUALITY, ErrorCode.CLOUD_RATE_LIMITED, ErrorCode.CLOUD_UNAVAILABLE,
+    ErrorCode.STORAGE_UNAVAILABLE,
+})
+
+
 class ExitCode:
-    """Process exit codes (contract §1)."""
+    """Process exit codes (README, "Command line")."""
 
     OK = 0
     FAILED = 1
@@ -46,7 +57,7 @@ class FaceAgentError(Exception):
     """
 
     code: ErrorCode = ErrorCode.INTERNAL
-    retryable: bool = False
+    retryable: bool | None = None  # None: decided by the code (RETRYABLE_CODES)
 
     def __init__(self, message: str, *, code: ErrorCode | None = None, retryable: bool | None = None) -> None:
         super().__init__(message)
@@ -55,10 +66,8 @@ class FaceAgentError(Exception):
             self.code = code
         if retryable is not None:
             self.retryable = retryable
-
-    def as_result_error(self) -> dict[str, object]:
-        """The `error` object of a result (contract §3)."""
-        return {"code": self.code.value, "message": self.message, "retryable": self.retryable}
+        elif type(self).retryable is None:
+            self.retryable = self.code in RETRYABLE_CODES
 
 
 class ConfigError(FaceAgentError):

@@ -24,14 +24,14 @@ def state(server: Any) -> dict[str, Any]:
 
 
 def client_for(server: Any, *, key: str = EMU_KEY, attempts: int = 4, deadline: float = 10.0, read_timeout: float = 5.0, **kw: Any) -> IaiClient:
-    return IaiClient(
+    return IaiClient.connect(
         server.base_url, EMU_ID, key, read_timeout_s=read_timeout, connect_timeout_s=2.0,
-        policy=RetryPolicy(max_attempts=attempts, deadline_s=deadline, base_s=0.01, max_s=0.05), settle_s=0.05, **kw,
+        policy=RetryPolicy(max_attempts=attempts, deadline_s=deadline, base_s=0.01, max_s=0.05), **kw,
     )
 
 
 def seed_person(client: IaiClient, person_id: str, image: bytes, group: str = "staff") -> str | None:
     client.create_group(group, group.title())
-    from agent.iai.client import CreatePersonRequest
+    from agent.iai.models import CreatePersonRequest
 
     return client.create_person(CreatePersonRequest(group, f"Person {person_id}", person_id, image=image)).face_id

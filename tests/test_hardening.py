@@ -100,7 +100,7 @@ def tls_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Broke
 
 def connects(cfg: MqttConfig, timeout: float = 8.0) -> bool:
     """Whether the agent's own client construction connects with this config."""
-    client = build_client(cfg, f"tls-probe-{time.monotonic_ns()}", None)
+    client = build_client(cfg, f"tls-probe-{time.monotonic_ns()}", None, None)
     done, ok = threading.Event(), []
     client.on_connect = lambda c, u, f, r, p: (ok.append(not r.is_failure), done.set())
     client.on_connect_fail = lambda c, u: done.set()

@@ -11,17 +11,17 @@ from typing import Any
 import pytest
 
 from agent.errors import ErrorCode
-from agent.iai.client import CreateFaceRequest, CreatePersonRequest
 from agent.iai.errors import (
     CloudAuthError,
     CloudRateLimited,
     CloudRejected,
     CloudUnavailable,
-    OutcomeUnknown,
     PersonFaceLimit,
     PersonNotFound,
 )
 from agent.iai.limits import ImageRejected
+from agent.iai.models import CreateFaceRequest, CreatePersonRequest
+from agent.iai.transport import Credentials
 from agent.logs import SECRETS, setup_logging
 from agent.retry import RetryPolicy, TokenBucket
 from tests.conftest import DATA, EMU_ID, EMU_KEY
@@ -121,7 +121,6 @@ def test_create_face_happy_path_with_both_versions(emulator: Any) -> None:
         result = c.create_face(CreateFaceRequest(person, [FACE_PNG], face_match_threshold=60, quality_control=1, need_rotate_detection=False))
         assert result.suc_face_num == 1 and result.ret_code == [0] and result.suc_indexes == [0]
         assert result.suc_face_rects[0].width > 0 and result.face_model_version == "3.0" and result.request_id
-        assert not result.reconciled
         assert faces_of(emulator, person)[-1] == result.suc_face_ids[0]
 
 
@@ -156,7 +155,7 @@ def test_error_classes_map_to_contract_codes_without_retry(
         control(emulator, fail_next={"code": "ResourceUnavailable.Freeze", "count": 1})
     c = {"wrong_key": client_for(emulator, key="bad-key"), "wrong_id": client_for(emulator)}.get(setup, good)
     if setup == "wrong_id":
-        c.secret_id = "AKIDunknown"
+        c.transport.credentials = Credentials("AKIDunknown", EMU_KEY)
     control(emulator, reset_stats=True)
     with pytest.raises(error) as info:
         if action == "info":
@@ -192,7 +191,7 @@ def test_retries_stay_within_max_attempts(emulator: Any) -> None:
 
 def test_retries_stay_within_the_deadline(emulator: Any) -> None:
     c = client_for(emulator, attempts=50, deadline=1.0)
-    c.policy = RetryPolicy(max_attempts=50, deadline_s=1.0, base_s=0.2, max_s=0.2)
+    c.transport.policy = RetryPolicy(max_attempts=50, deadline_s=1.0, base_s=0.2, max_s=0.2)
     seed_person(c, "1001", FACE_JPEG)
     control(emulator, reset_stats=True, outage=True)
     started = time.monotonic()
@@ -243,7 +242,7 @@ def test_signature_expire_corrects_the_clock_and_retries_once(emulator: Any, cap
     c = client_for(emulator, clock=lambda: time.time() - 1000)
     with caplog.at_level(logging.WARNING):
         seed_person(c, "1001", FACE_JPEG)
-    assert abs(c.clock_offset_s - 1000) < 5
+    assert abs(c.transport.clock_offset_s - 1000) < 5
     assert "device clock is -1000 s off" in caplog.text or "device clock is" in caplog.text
 
 
@@ -260,67 +259,6 @@ def test_local_rate_limiter_paces_calls(client: Any, emulator: Any) -> None:
         assert bucket.acquire()
     assert now[0] == pytest.approx(2.0)  # 2 free, then 4 at 2/s
     assert not bucket.acquire(timeout=0.1)
-
-
-# --- CreateFace is not idempotent ------------------------------------------------------------------
-
-
-def test_apply_then_drop_ends_with_exactly_one_new_face(client: Any, emulator: Any) -> None:
-    seed_person(client, "1001", FACE_JPEG)
-    control(emulator, reset_stats=True, apply_then_drop_next=1)
-    result = client.create_face(CreateFaceRequest("1001", [FACE_PNG]))
-    assert result.reconciled and result.suc_face_num == 1
-    assert len(faces_of(emulator, "1001")) == 2
-    assert stats(emulator)["requests.CreateFace"] == 1  # never re-sent
-    assert faces_of(emulator, "1001")[-1] == result.suc_face_ids[0]
-
-
-def test_late_answer_after_read_timeout_is_reconciled_not_resent(emulator: Any) -> None:
-    c = client_for(emulator, read_timeout=0.3)
-    c.settle_s = 0.6
-    seed_person(c, "1001", FACE_JPEG)
-    control(emulator, reset_stats=True, delay_next={"ms": 500, "count": 1, "action": "CreateFace"})
-    result = c.create_face(CreateFaceRequest("1001", [FACE_PNG]))
-    assert result.reconciled and len(faces_of(emulator, "1001")) == 2
-    assert stats(emulator)["requests.CreateFace"] == 1
-
-
-@pytest.mark.parametrize("fault", [{"drop_next": 1}, {"http_500_next": 1}])
-def test_unapplied_attempt_is_retried_once_and_adds_one_face(client: Any, emulator: Any, fault: dict[str, int]) -> None:
-    seed_person(client, "1001", FACE_JPEG)
-    before = faces_of(emulator, "1001")
-    control(emulator, reset_stats=True)
-    for key, value in fault.items():
-        # Fire the fault on CreateFace, not on the up-front GetPersonBaseInfo.
-        client.get_person_base_info("1001")
-        control(emulator, **{key: value})
-    result = client.create_face(CreateFaceRequest("1001", [FACE_PNG]), known_face_ids=before)
-    assert not result.reconciled and result.suc_face_num == 1
-    assert len(faces_of(emulator, "1001")) == 2
-    assert stats(emulator)["requests.CreateFace"] == 2
-
-
-def test_unknown_outcome_that_cannot_be_checked_is_not_resent(client: Any, emulator: Any) -> None:
-    seed_person(client, "1001", FACE_JPEG)
-    before = faces_of(emulator, "1001")
-    control(emulator, reset_stats=True, apply_then_drop_next=1, fail_next={"code": "InternalError", "count": 50, "action": "GetPersonBaseInfo"})
-    with pytest.raises(OutcomeUnknown, match="not re-sent"):
-        client.create_face(CreateFaceRequest("1001", [FACE_PNG]), known_face_ids=before)
-    assert stats(emulator)["requests.CreateFace"] == 1
-
-
-def test_concurrent_create_face_on_one_person_is_serialized(client: Any, emulator: Any) -> None:
-    seed_person(client, "1001", FACE_JPEG)
-    control(emulator, latency_ms=100, reset_stats=True)
-    results = []
-    threads = [threading.Thread(target=lambda: results.append(client.create_face(CreateFaceRequest("1001", [FACE_PNG])))) for _ in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert [r.suc_face_num for r in results] == [1, 1, 1]
-    assert not any(k.startswith("error.CreateFace.FailedOperation.ConflictOperation") for k in stats(emulator))
-    assert len(faces_of(emulator, "1001")) == 4
 
 
 def test_emulator_refuses_concurrent_create_face(emulator: Any) -> None:
@@ -377,7 +315,7 @@ def test_person_id_rules(client: Any, person: str) -> None:
 
 def test_body_over_10_mb_fails_locally(client: Any) -> None:
     with pytest.raises(ImageRejected, match="at most 10 MB"):
-        client.call("CreateFace", {"PersonId": "1001", "Images": ["A" * (11 * 1024 * 1024)]})
+        client.transport.call("CreateFace", {"PersonId": "1001", "Images": ["A" * (11 * 1024 * 1024)]}, idempotent=False)
 
 
 # --- secrets and images never logged; RequestIds always --------------------------------------------
@@ -390,7 +328,7 @@ def test_client_logs_request_ids_but_no_secret_or_image(emulator: Any) -> None:
     try:
         c = client_for(emulator)
         seed_person(c, "1001", FACE_JPEG)
-        control(emulator, apply_then_drop_next=1)
+        control(emulator, fail_next={"code": "InternalError", "count": 1, "action": "GetPersonBaseInfo"})
         c.create_face(CreateFaceRequest("1001", [FACE_PNG]))
         c.get_person_base_info("1001")
     finally:

@@ -491,7 +491,7 @@ def test_run_with_invalid_config_exits_78(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "agent", "run", "--config", str(cfg)], capture_output=True, text=True, timeout=60,
                           check=False, env={"PATH": "/usr/bin:/bin"})
     assert proc.returncode == 78
-    assert "mqtt.url: Value error, must start with mqtt:// or mqtts://" in proc.stderr and "mqtt.keepalive: unknown key" in proc.stderr
+    assert "mqtt.url: must start with mqtt:// or mqtts://" in proc.stderr and "mqtt.keepalive: unknown key" in proc.stderr
     missing_keys = tmp_path / "ok.yaml"
     missing_keys.write_text("camera:\n  type: files\n  path: /tmp\n")
     proc = subprocess.run([sys.executable, "-m", "agent", "run", "--config", str(missing_keys)], capture_output=True, text=True,

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
+from agent.app import build_cloud
 from agent.camera.camera import Camera
 from agent.camera.files import FilesSource
 from agent.config import config_from_mapping
-from agent.iai.client import IaiClient
 from agent.service.daemon import EnrollService
 from agent.service.enroller import Enroller
 from agent.service.store import JobStore
@@ -50,7 +50,7 @@ DUPLICATES = 50
 QPS_LIMIT = 20
 
 
-def fleet_service(index: int, broker: Broker, emulator: Any, tmp_path: Path) -> EnrollService:
+def fleet_service(index: int, broker: Broker, emulator: Any, tmp_path: Path) -> tuple[EnrollService, JobStore, Any]:
     raw = {
         "device_id": f"fleet-{index:02d}", "state_dir": str(tmp_path / f"fleet-{index:02d}"),
         "mqtt": {"url": broker.url, "telemetry_interval_s": 300},
@@ -63,15 +63,16 @@ def fleet_service(index: int, broker: Broker, emulator: Any, tmp_path: Path) -> 
     config = config_from_mapping(raw, {"TENCENTCLOUD_SECRET_ID": EMU_ID, "TENCENTCLOUD_SECRET_KEY": EMU_KEY})
     detector = FaceDetector(threads=1)
     camera = Camera(FilesSource(str(DATA / "grace_hopper.jpg")), fps=20, idle_close_s=None)
-    client = IaiClient.from_config(config.cloud, config.secrets, settle_s=1.0)
+    client, uploader = build_cloud(config)
     store = JobStore(config.state_dir / "jobs.sqlite3")
-    return EnrollService(config, store, Enroller(config, detector, camera, client), camera, detector, client)
+    return EnrollService(config, store, Enroller(config, detector, camera, client, uploader), uploader, camera, detector), store, client
 
 
 def test_fleet_of_50_agents_against_a_rate_limited_cloud(broker: Broker, emulator: Any, tmp_path: Path) -> None:
     client_for(emulator).create_group("fleet", "Fleet")
     control(emulator, qps_limit=QPS_LIMIT)
-    services = [fleet_service(i, broker, emulator, tmp_path) for i in range(AGENTS)]
+    parts = [fleet_service(i, broker, emulator, tmp_path) for i in range(AGENTS)]
+    services = [service for service, _, _ in parts]
     for service in services:
         service.start()
     for service in services:
@@ -134,10 +135,10 @@ def test_fleet_of_50_agents_against_a_rate_limited_cloud(broker: Broker, emulato
         assert figures["rate_limited_answers"] > 0  # the limit really was below the demand
     finally:
         listener.close()
-        for service in services:
+        for service, store, client in parts:
             service.stop(1.0)
-            service.store.close()
-            service.client.close()  # type: ignore[union-attr]
+            store.close()
+            client.close()
 
 
 # --- soak ---------------------------------------------------------------------------------------------------

@@ -41,10 +41,10 @@ def test_recovery_requeues_running_and_returns_uploading(state_dir: Path) -> Non
         store.submit(cmd(job_id), queue_size=5)
     store.claim_next()
     store.claim_next()
-    store.mark_uploading("up", ["f1", "f2"])
+    store.save_upload("up", {"person_id": "1001", "attempt": {"known_face_ids": ["f1", "f2"]}})
     requeued, uploading = store.recover()
     assert requeued == 1
-    assert [(j.id, j.known_face_ids) for j in uploading] == [("up", ["f1", "f2"])]
+    assert [(j.id, j.upload["attempt"]["known_face_ids"]) for j in uploading] == [("up", ["f1", "f2"])]  # type: ignore[index]
     assert store.claim_next().id == "run"  # type: ignore[union-attr]
 
 
@@ -59,8 +59,8 @@ def test_queue_full_counts_running_jobs(state_dir: Path) -> None:
 
 def test_wal_and_full_sync(state_dir: Path) -> None:
     store = JobStore(state_dir / "jobs.sqlite3")
-    assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert store._conn().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store._conn().execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes to read-only directories")
@@ -75,9 +75,70 @@ def test_read_only_state_dir_is_a_clear_error(state_dir: Path) -> None:
 
 def test_unwritable_store_raises_store_error(state_dir: Path) -> None:
     store = JobStore(state_dir / "jobs.sqlite3")
-    store._db.execute("PRAGMA query_only = ON")  # what a read-only file system looks like to SQLite writes
+    store._conn().execute("PRAGMA query_only = ON")  # what a read-only file system looks like to SQLite writes
     with pytest.raises(StoreError, match="cannot be written"):
         store.submit(cmd("x"), queue_size=5)
+
+
+def test_a_full_disk_is_reported_with_its_real_cause(state_dir: Path) -> None:
+    store = JobStore(state_dir / "jobs.sqlite3")
+    db = store._conn()
+    pages = db.execute("PRAGMA page_count").fetchone()[0]
+    db.execute(f"PRAGMA max_page_count = {pages}")  # SQLite's own "database or disk is full", as on a full file system
+    with pytest.raises(StoreError) as info:
+        for n in range(200):
+            store.submit({"id": f"fill-{n}", "person_id": "1001", "pad": "x" * 2000}, queue_size=1000)
+    assert "database or disk is full" in info.value.message and "rollback" not in info.value.message
+    assert info.value.code.value == "storage_unavailable" and info.value.retryable
+    db.execute("PRAGMA max_page_count = 1000000")
+    assert store.submit(cmd("after"), queue_size=1000).outcome == "queued"  # usable again once there is room
+
+
+def test_state_files_are_private(state_dir: Path) -> None:
+    store = JobStore(state_dir / "jobs.sqlite3")
+    store.submit(cmd("a"), queue_size=5)
+    for name in ("jobs.sqlite3", "jobs.sqlite3-wal", "jobs.sqlite3-shm"):
+        assert stat.S_IMODE(os.stat(state_dir / name).st_mode) == 0o600, name
+    fresh = state_dir / "new" / "deeper"
+    JobStore(fresh / "jobs.sqlite3")
+    assert stat.S_IMODE(os.stat(fresh).st_mode) == 0o700
+
+
+def test_a_damaged_store_is_moved_aside_and_a_new_one_started(state_dir: Path) -> None:
+    path = state_dir / "jobs.sqlite3"
+    store = JobStore(path)
+    for n in range(50):
+        store.submit({"id": f"j{n}", "person_id": "1001", "pad": "x" * 500}, queue_size=100)
+    store._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    store.close()
+    data = bytearray(path.read_bytes())
+    data[4096 : 4096 + 300] = b"\xa5" * 300  # scribble over the second page, header included, as a bad SD card does
+    path.write_bytes(bytes(data))
+    again = JobStore(path)
+    assert again.recovered_from is not None and again.recovered_from.exists()
+    assert again.submit(cmd("fresh"), queue_size=5).outcome == "queued"
+
+
+def test_each_thread_has_its_own_connection_and_writes_are_not_lost(state_dir: Path) -> None:
+    import threading
+
+    store = JobStore(state_dir / "jobs.sqlite3")
+    errors: list[BaseException] = []
+
+    def writer(prefix: str) -> None:
+        try:
+            for n in range(100):
+                store.submit({"id": f"{prefix}-{n}", "person_id": "1001"}, queue_size=10_000)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(f"t{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and store.depth() == 400
+    assert len(store._connections) == 5  # the main thread's and one per writer
 
 
 def test_sd_notify_sends_datagrams(tmp_path: Path) -> None:

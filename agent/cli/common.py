@@ -52,6 +52,10 @@ def optional_config(args: argparse.Namespace) -> Config:
 def format_result(result: dict[str, Any]) -> str:
     """One readable paragraph for a person at a terminal."""
     lines = [f"{result['status']}: person {result.get('person_id')} — {result.get('faces_added', 0)} face(s) added"]
+    if result.get("replayed"):
+        lines[0] += " (replayed: the stored result of an earlier command with this id; nothing was run again)"
+    if result.get("candidate_face_ids"):
+        lines.append(f"  faces that may be this command's: {', '.join(result['candidate_face_ids'])}")
     if result.get("face_ids"):
         lines.append(f"  face ids: {', '.join(result['face_ids'])}")
     if result.get("error"):

@@ -8,61 +8,60 @@ import sys
 import time
 import uuid
 
-from agent.cli.common import format_result, load_config_or_exit
+from agent.cli.common import fail, format_result, load_config_or_exit
 from agent.config import require_cloud_secrets
 from agent.errors import ConfigError, ExitCode, ImageUnreadable
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:
+    from agent.app import build_cloud
     from agent.camera.base import Frame
     from agent.camera.camera import Camera, build_source
-    from agent.iai.client import IaiClient
+    from agent.iai.upload import ReconcileDeferred
     from agent.images import read_image
     from agent.service.enroller import Enroller
-    from agent.service.protocol import EnrollCommand, base_result, parse_command
+    from agent.service.protocol import EnrollCommand, parse_command
+    from agent.service.result import Status
     from agent.vision.detector import detector_from_config
 
     config = load_config_or_exit(args)
+    received_at = time.time()
     if not args.dry_run:
         try:
             require_cloud_secrets(config)
         except ConfigError as exc:
-            print(f"faceagent: {exc.message}", file=sys.stderr)
-            return ExitCode.CONFIG
+            return fail(exc.message, ExitCode.CONFIG)
     parsed = parse_command(json.dumps({"id": f"cli-{uuid.uuid4().hex[:12]}", "person_id": args.person_id, "faces": args.faces}).encode())
     if not isinstance(parsed, EnrollCommand):
-        print(f"faceagent: {parsed.message}", file=sys.stderr)
-        return ExitCode.USAGE
+        return fail(parsed.message, ExitCode.USAGE)
     command = parsed
     frames = None
     camera = None
     if args.image:
         try:
-            start = time.time()
             gap = config.enroll.min_capture_gap_s + 0.01
             # Files have no capture time: each is its own moment, far enough apart to count as distinct captures.
-            frames = [Frame(read_image(path), start + i * gap) for i, path in enumerate(args.image)]
+            frames = [Frame(read_image(path), received_at + i * gap) for i, path in enumerate(args.image)]
         except ImageUnreadable as exc:
-            print(f"faceagent: {exc.message}", file=sys.stderr)
-            return ExitCode.USAGE
+            return fail(exc.message, ExitCode.USAGE)
     else:
         camera = Camera(build_source(config.camera), config.camera.fps, None)
-    client = None if args.dry_run else IaiClient.from_config(config.cloud, config.secrets)
+    client, uploader = (None, None) if args.dry_run else build_cloud(config)
     try:
-        enroller = Enroller(config, detector_from_config(config.detector), camera, client)
-        outcome = enroller.run(command, frames=frames, dry_run_dir=args.out_dir if args.dry_run else None,
-                               progress=lambda state, detail: print(f"{state}: {detail}", file=sys.stderr))
+        enroller = Enroller(config, detector_from_config(config.detector), camera, client, uploader)
+        try:
+            result = enroller.run(command, frames=frames, dry_run_dir=args.out_dir if args.dry_run else None,
+                                  progress=lambda state, detail: print(f"{state}: {detail}", file=sys.stderr))
+        except ReconcileDeferred as exc:
+            # No daemon will settle it later: say plainly that nobody knows yet.
+            exc.progress.unknown, exc.progress.attempt = True, None
+            result = enroller.upload_result(command, exc.progress, command.faces, command.faces, exc.progress.images_total)
     finally:
         if camera is not None:
             camera.close()
         if client is not None:
             client.close()
-    result = base_result(command.id, config.device_id, command.person_id)
-    result.update(outcome.fields)
-    result["timings_ms"] = {"queue": 0, **outcome.fields.get("timings_ms", {})}
-    result["timings_ms"]["total"] = sum(result["timings_ms"].get(k, 0) for k in ("capture", "upload"))
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print(format_result(result))
-    return ExitCode.OK if result["status"] == "succeeded" else ExitCode.FAILED
+    result = result.completed(received_at, received_at)
+    data = result.to_json()
+    print(json.dumps(data) if args.json else format_result(data))
+    return ExitCode.OK if result.status is Status.SUCCEEDED else ExitCode.FAILED

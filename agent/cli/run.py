@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 
 from agent.app import App
-from agent.cli.common import load_config_or_exit
+from agent.cli.common import fail, load_config_or_exit
 from agent.config import require_cloud_secrets
 from agent.errors import ConfigError, ExitCode, FaceAgentError, ModelError
 from agent.service.store import StoreError
@@ -22,10 +21,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         require_cloud_secrets(config)
         app.start()
     except ConfigError as exc:
-        print(f"faceagent: {exc.message}", file=sys.stderr)
-        return ExitCode.CONFIG
+        return fail(exc.message, ExitCode.CONFIG)
     except (ModelError, StoreError) as exc:
-        # A bad model path or an unwritable state_dir will not fix itself: 78 stops systemd's restart loop.
+        # A bad model path or an unusable state_dir will not fix itself: 78 stops systemd's restart loop.
         log.error("%s", exc.message)
         app.notifier.status(f"failed: {exc.message}")
         return ExitCode.CONFIG
@@ -33,5 +31,3 @@ def cmd_run(args: argparse.Namespace) -> int:
         log.error("cannot start: %s", exc.message)
         return ExitCode.FAILED
     return app.run()
-
-

@@ -47,7 +47,7 @@ def bench_daemon(idle_s: float = 60.0, repeats: int = 5) -> dict[str, Any]:
     broker, port = start_mosquitto(work)
     emulator = make_server(secret_id=DEMO_SECRET_ID, secret_key=DEMO_SECRET_KEY)
     threading.Thread(target=emulator.serve_forever, kwargs={"poll_interval": 0.5}, daemon=True).start()
-    cloud = IaiClient(emulator.base_url, DEMO_SECRET_ID, DEMO_SECRET_KEY)
+    cloud = IaiClient.connect(emulator.base_url, DEMO_SECRET_ID, DEMO_SECRET_KEY)
     cloud.create_group("bench", "Bench")
     config = {"device_id": "bench-cam", "state_dir": str(work / "state"), "mqtt": {"url": f"mqtt://127.0.0.1:{port}"},
               "cloud": {"endpoint": emulator.base_url, "rate_limit_per_s": 50, "rate_burst": 50},

@@ -111,7 +111,7 @@ def main() -> int:
 
         emulator = make_server(secret_id=DEMO_SECRET_ID, secret_key=DEMO_SECRET_KEY, state_file=work / "iai-state.json")
         threading.Thread(target=emulator.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
-        cloud = IaiClient(emulator.base_url, DEMO_SECRET_ID, DEMO_SECRET_KEY)
+        cloud = IaiClient.connect(emulator.base_url, DEMO_SECRET_ID, DEMO_SECRET_KEY)
         cloud.create_group("demo", "Demo group")
         # 3. the agent, on the files camera
         config = {

@@ -1,4 +1,8 @@
-"""Every IAI error code mapped to a typed error with `retryable`, the contract error code and an operator message."""
+"""Every IAI error code mapped to a typed error with `retryable`, the result's error code and an operator message.
+
+`ambiguous` marks answers after which a non-idempotent request may or may not have been applied (a server
+error can come after the change was made): CreateFace and CreatePerson are never sent again after one.
+"""
 
 from __future__ import annotations
 
@@ -20,16 +24,12 @@ class CloudError(FaceAgentError):
         request_id: str | None = None,
         code: ErrorCode | None = None,
         retryable: bool | None = None,
+        ambiguous: bool = False,
     ) -> None:
         super().__init__(message, code=code, retryable=retryable)
         self.cloud_code = cloud_code
         self.request_id = request_id
-
-    def as_result_error(self) -> dict[str, object]:
-        data = super().as_result_error()
-        if self.cloud_code:
-            data["cloud_code"] = self.cloud_code
-        return data
+        self.ambiguous = ambiguous
 
 
 class CloudAuthError(CloudError):
@@ -59,7 +59,18 @@ class ConflictError(CloudUnavailable):
 
 
 class OutcomeUnknown(CloudUnavailable):
-    """The request may or may not have been applied (timeout after sending, dropped connection, 5xx)."""
+    """The request may or may not have been applied (timeout after sending, dropped connection, 5xx, a server error)."""
+
+
+class CloudTlsError(CloudError):
+    """The cloud's TLS certificate was refused: a configuration (or device clock) problem, not an outage."""
+
+    code = ErrorCode.CLOUD_UNAVAILABLE
+    retryable = False
+
+
+class TokenExpired(CloudAuthError):
+    """AuthFailure.TokenFailure: temporary credentials expired; they are read again from their source once."""
 
 
 class PersonNotFound(CloudError):
@@ -78,9 +89,10 @@ class CloudRejected(CloudError):
     code = ErrorCode.CLOUD_REJECTED
 
 
+# Server-side failures: retried for reads; for CreateFace/CreatePerson they leave the outcome unknown.
 RETRYABLE_SERVER = {
-    "FailedOperation.ServerError", "FailedOperation.RequestTimeout", "FailedOperation.RpcFail",
-    "InternalError", "ServiceUnavailable",
+    "FailedOperation.ServerError", "FailedOperation.RequestTimeout", "FailedOperation.RpcFail", "FailedOperation.UnKnowError",
+    "InternalError", "InternalError.ServerError", "ServiceUnavailable",
 }
 CONFLICT = {"FailedOperation.ConflictOperation", "FailedOperation.CreateFaceConcurrent"}
 
@@ -138,6 +150,8 @@ def error_from_code(
     kwargs: dict[str, Any] = {"cloud_code": cloud_code, "request_id": request_id}
     if cloud_code == "AuthFailure.SignatureExpire":
         return ClockSkewError(message, **kwargs)
+    if cloud_code == "AuthFailure.TokenFailure":
+        return TokenExpired(message, **kwargs)
     if cloud_code.startswith(("AuthFailure", "UnauthorizedOperation")):
         return CloudAuthError(message, **kwargs)
     if cloud_code.startswith("RequestLimitExceeded") or cloud_code == "FailedOperation.RequestLimitExceeded":
@@ -145,7 +159,7 @@ def error_from_code(
     if cloud_code in CONFLICT:
         return ConflictError(f"another enrollment for person {person or '?'} was running at the cloud", **kwargs)
     if cloud_code in RETRYABLE_SERVER:
-        return CloudUnavailable(f"the cloud failed ({cloud_code}): try again later", **kwargs)
+        return CloudUnavailable(f"the cloud failed ({cloud_code}): try again later", ambiguous=True, **kwargs)
     if cloud_code == "InvalidParameterValue.PersonIdNotExist":
         return PersonNotFound(message, **kwargs)
     if cloud_code == "InvalidParameterValue.PersonFaceNumExceed":

@@ -1,4 +1,4 @@
-"""IAI's documented limits (iai-api.md §1) and the local check of one image against them.
+"""IAI's documented limits (docs/iai.md) and the local check of one image against them.
 
 Shared by the crop (so the agent never produces an image the cloud refuses) and the client
 (so a bad image gets a clear local error instead of a wasted call).
@@ -6,7 +6,6 @@ Shared by the crop (so the agent never produces an image the cloud refuses) and 
 
 from __future__ import annotations
 
-import base64
 import re
 from dataclasses import dataclass
 
@@ -67,8 +66,3 @@ def check_image(data: bytes, index: int = 0) -> ImageInfo:
     if short_side < MIN_SHORT_SIDE:
         raise ImageRejected(f"{what} is {width}x{height}: the short side must be >= {MIN_SHORT_SIDE} px")
     return ImageInfo(fmt, width, height, b64_len)
-
-
-def b64(data: bytes) -> str:
-    """Base64 text for a JSON body (a str: bytes would be serialised wrongly)."""
-    return base64.b64encode(data).decode("ascii")

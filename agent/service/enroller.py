@@ -1,6 +1,7 @@
-"""One enrollment: read the person, capture until enough usable faces, crop, upload, and build the result.
+"""One enrollment: read the person, capture until enough usable faces, crop, upload exactly once, judge.
 
-Independent of MQTT: the daemon's worker and `faceagent enroll` both call `Enroller.run`.
+Independent of MQTT: the daemon's worker and `faceagent enroll` both call `Enroller.run`, which returns
+the command's `Result` (without queue time: the caller completes it).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import base64
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,13 @@ from agent.camera.base import Frame
 from agent.camera.camera import Camera
 from agent.config import Config
 from agent.errors import CameraUnavailable, ErrorCode, FaceAgentError
-from agent.iai.client import CreateFaceRequest, CreatePersonRequest, IaiClient
-from agent.iai.errors import CloudError, OutcomeUnknown, PersonAlreadyExists, PersonNotFound, ret_code_error
+from agent.iai.client import IaiClient
+from agent.iai.errors import CloudError, PersonNotFound, ret_code_error
 from agent.iai.limits import MAX_FACES_PER_PERSON
+from agent.iai.upload import NewPerson, ReconcileDeferred, Uploader, UploadProgress
 from agent.images import encode_jpeg
 from agent.service.protocol import EnrollCommand
+from agent.service.result import Result, ResultError, Status, Timings
 from agent.vision.crop import Crop, CropRefused, crop_for_upload
 from agent.vision.detector import Face, FaceDetector
 from agent.vision.quality import measure
@@ -34,17 +37,11 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[str, str], None]  # (state, detail)
 GUIDANCE_REPEAT_S = 2.0
+IAI_DEFAULT_FACE_MATCH_THRESHOLD = 60.0  # what CreateFace applies when the field is omitted
 
 
 class Cancelled(Exception):
     """The daemon is stopping: the job goes back to the queue."""
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What `run` found: the result fields (without id/device/replay/queue timing) and whether it enrolled."""
-
-    fields: dict[str, Any]
 
 
 @dataclass
@@ -52,6 +49,9 @@ class Timer:
     capture_ms: float = 0.0
     detect_ms: float = 0.0
     upload_ms: float = 0.0
+
+    def timings(self) -> Timings:
+        return Timings(capture=round(self.capture_ms), detect=round(self.detect_ms), upload=round(self.upload_ms))
 
 
 def scale_face(face: Face, sx: float, sy: float) -> Face:
@@ -67,14 +67,52 @@ def preview_b64(crop: np.ndarray, side: int) -> str:
     return base64.b64encode(encode_jpeg(small, 80)).decode("ascii")
 
 
+def capture_json(candidate: Candidate) -> dict[str, Any]:
+    data = candidate.report.as_json()
+    return {"score": data["score"], "box": data["box"], "quality": data["quality"]}
+
+
+def judge_upload(command: EnrollCommand, progress: UploadProgress, wanted: int, remaining: int, sent: int,
+                 failure: FaceAgentError | None = None) -> tuple[Status, ResultError | None]:
+    """The status and error of an upload that has ended (`failure`: the refusal that ended it early)."""
+    added = len(progress.face_ids)
+    if progress.unknown:
+        candidates = ", ".join(progress.candidates) or "none seen"
+        return Status.UNKNOWN, ResultError.of(ErrorCode.OUTCOME_UNKNOWN, (
+            f"could not establish what the cloud did with the upload (faces that appeared meanwhile: {candidates}): "
+            f"check person {command.person_id} before sending again"))
+    if added >= command.faces:
+        return Status.SUCCEEDED, None
+    status = Status.PARTIAL if added else Status.FAILED
+    if failure is not None:
+        return status, ResultError.from_exception(failure)
+    failed_codes = [c for c in progress.ret_codes if c != 0]
+    if failed_codes:
+        code, message = ret_code_error(failed_codes[0])
+        return status, ResultError.of(code, message)
+    if progress.reconciled and added < sent:
+        return status, ResultError.of(ErrorCode.CLOUD_UNAVAILABLE, (
+            f"the cloud's answer was lost and {sent - added} of {sent} image(s) did not appear on person {command.person_id} "
+            "within the settle time: they were not enrolled; send the command again"))
+    if wanted < command.faces:
+        return status, ResultError.of(ErrorCode.PERSON_FACE_LIMIT, (
+            f"person {command.person_id} had room for {remaining} more face(s) of {command.faces} asked: delete faces first"))
+    if sent < wanted:
+        return status, ResultError.of(ErrorCode.LOW_QUALITY,
+                                      f"only {sent} of {wanted} distinct usable captures before the timeout: hold still longer")
+    return status, ResultError.of(ErrorCode.CLOUD_REJECTED, f"the cloud added {added} of {sent} images")
+
+
 class Enroller:
-    def __init__(self, config: Config, detector: FaceDetector, camera: Camera | None, client: IaiClient | None) -> None:
+    def __init__(self, config: Config, detector: FaceDetector, camera: Camera | None, client: IaiClient | None,
+                 uploader: Uploader | None) -> None:
         self.config = config
         self.detector = detector
         self.camera = camera
         self.client = client
+        self.uploader = uploader
 
-    # --- capture --------------------------------------------------------------------------------
+    # --- capture ----------------------------------------------------------------------------------------
 
     def _frames(self, timeout_s: float, frames: Iterable[Frame] | None) -> Iterator[Frame]:
         if frames is not None:
@@ -136,7 +174,7 @@ class Enroller:
                 count, last = count + 1, cand.timestamp
         return count >= wanted or wanted == 1
 
-    # --- the whole enrollment ------------------------------------------------------------------
+    # --- the whole enrollment ---------------------------------------------------------------------------
 
     def run(
         self,
@@ -144,111 +182,94 @@ class Enroller:
         *,
         progress: Progress = lambda state, detail: None,
         cancel: Callable[[], bool] = lambda: False,
-        before_upload: Callable[[list[str]], None] = lambda known: None,
+        save_upload: Callable[[UploadProgress], None] = lambda progress: None,
         frames: Iterable[Frame] | None = None,
         dry_run_dir: Path | None = None,
         heartbeat: Callable[[], None] = lambda: None,
-    ) -> Outcome:
+    ) -> Result:
+        """Capture and upload; the result (timings without the queue). Raises `Cancelled` and `ReconcileDeferred`."""
         timer = Timer()
-        fields: dict[str, Any] = {"person_id": command.person_id, "faces_added": 0, "face_ids": [], "ret_codes": []}
+        base = Result(command.id, self.config.device_id, command.person_id, Status.FAILED)
+        captures: tuple[dict[str, Any], ...] | None = None
+        previews: tuple[str, ...] | None = None
         try:
-            known, remaining = self._person_slots(command, dry_run_dir is not None)
+            exists, remaining = self._person_slots(command, dry_run_dir is not None)
             wanted = min(command.faces, remaining)
             picks, last, refusal = self.capture(command, wanted, progress, cancel, timer, frames, heartbeat)
-            if picks:
-                fields["captures"] = [self._capture_json(c) for c, _ in picks]
-                if command.preview:
-                    fields["preview_jpeg_b64"] = [preview_b64(crop.image, self.config.enroll.preview_px) for _, crop in picks]
             if not picks:
-                return self._outcome(fields, timer, "failed", *self._capture_failure(last, refusal, command))
+                code, message = self._capture_failure(last, refusal)
+                return replace(base, error=ResultError.of(code, message), timings=timer.timings())
+            captures = tuple(capture_json(c) for c, _ in picks)
+            if command.preview:
+                previews = tuple(preview_b64(crop.image, self.config.enroll.preview_px) for _, crop in picks)
             if dry_run_dir is not None:
-                return self._dry_run(fields, timer, picks, dry_run_dir)
+                return self._dry_run(base, timer, picks, dry_run_dir, captures, previews)
             progress("uploading", f"sending {len(picks)} image(s)")
+            upload = self._new_upload(command, [crop.jpeg for _, crop in picks], exists)
+            failure: FaceAgentError | None = None
             t0 = time.monotonic()
             try:
-                self._upload(command, picks, known, fields, before_upload)
+                assert self.uploader is not None
+                self.uploader.run(upload, save_upload)
+            except FaceAgentError as exc:  # a refusal that left nothing applied; what was added before it still counts
+                log.warning("upload for %s ended: %s", command.person_id, exc.message)
+                failure = exc
             finally:
                 timer.upload_ms = (time.monotonic() - t0) * 1000
-            return self._judge(command, fields, timer, wanted, remaining, len(picks))
-        except OutcomeUnknown:
-            raise  # CreateFace may have landed: the worker keeps the job `uploading` and reconciles later
+            return self.upload_result(command, upload, wanted, remaining, len(picks), captures, previews, timer.timings(), failure)
+        except (Cancelled, ReconcileDeferred):
+            raise
         except FaceAgentError as exc:
             log.warning("enrollment of %s failed: %s", command.person_id, exc.message)
-            fields["error"] = exc.as_result_error()
-            if isinstance(exc, CloudError) and exc.request_id:
-                fields["cloud_request_id"] = exc.request_id
-            return Outcome({**fields, "status": "failed", **self._timings(timer)})
+            request_id = exc.request_id if isinstance(exc, CloudError) else None
+            return replace(base, error=ResultError.from_exception(exc), cloud_request_id=request_id, captures=captures,
+                           preview_jpeg_b64=previews, timings=timer.timings())
 
-    def _person_slots(self, command: EnrollCommand, dry_run: bool) -> tuple[list[str] | None, int]:
-        """(the person's FaceIds, or None when it does not exist yet; free slots). Read before capturing."""
+    def upload_result(self, command: EnrollCommand, upload: UploadProgress, wanted: int, remaining: int, sent: int,
+                      captures: tuple[dict[str, Any], ...] | None = None, previews: tuple[str, ...] | None = None,
+                      timings: Timings | None = None, failure: FaceAgentError | None = None) -> Result:
+        """The result of an upload that has ended (also after a restart, where captures are gone)."""
+        status, error = judge_upload(command, upload, wanted, remaining, sent, failure)
+        request_id = upload.request_id or (failure.request_id if isinstance(failure, CloudError) else None)
+        return Result(
+            command.id, self.config.device_id, command.person_id, status, face_ids=tuple(upload.face_ids),
+            ret_codes=tuple(upload.ret_codes), timings=timings or Timings(), error=error, captures=captures,
+            cloud_request_id=request_id, face_model_version=upload.face_model_version, reconciled=upload.reconciled,
+            person_created=upload.person_created, candidate_face_ids=tuple(upload.candidates) if upload.unknown else None,
+            preview_jpeg_b64=previews,
+        )
+
+    def _new_upload(self, command: EnrollCommand, images: list[bytes], exists: bool) -> UploadProgress:
+        spec = command.create_person
+        floor = self.config.commands.min_face_match_threshold
+        threshold = command.face_match_threshold
+        if threshold is None and floor > IAI_DEFAULT_FACE_MATCH_THRESHOLD:
+            threshold = floor  # the device's floor applies whether or not the command names the field
+        return UploadProgress(
+            command.person_id, images,
+            new_person=NewPerson(spec.group_id, spec.person_name, spec.gender) if spec is not None and not exists else None,
+            face_match_threshold=threshold, quality_control=command.quality_control,
+            need_rotate_detection=command.need_rotate_detection,
+        )
+
+    def _person_slots(self, command: EnrollCommand, dry_run: bool) -> tuple[bool, int]:
+        """(whether the person exists, free face slots), read before capturing so a hopeless command fails fast."""
         if dry_run or self.client is None:
-            return [], command.faces
+            return True, command.faces
         try:
             known = self.client.get_person_base_info(command.person_id).face_ids
         except PersonNotFound:
             if command.create_person is None:
                 raise
-            return None, MAX_FACES_PER_PERSON
+            return False, MAX_FACES_PER_PERSON
         remaining = MAX_FACES_PER_PERSON - len(known)
         if remaining <= 0:
             raise FaceAgentError(f"person {command.person_id} already has {len(known)} faces: delete one before adding more",
                                  code=ErrorCode.PERSON_FACE_LIMIT)
-        return known, remaining
-
-    def _upload(self, command: EnrollCommand, picks: list[tuple[Candidate, Crop]], known: list[str] | None,
-                fields: dict[str, Any], before_upload: Callable[[list[str]], None]) -> None:
-        assert self.client is not None
-        images = [crop.jpeg for _, crop in picks]
-        before_upload(known or [])
-        ret_codes: list[int] = []
-        face_ids: list[str] = []
-        if known is None and command.create_person is not None:
-            spec = command.create_person
-            try:
-                person = self.client.create_person(CreatePersonRequest(
-                    spec.group_id, spec.person_name, command.person_id, image=images[0], gender=spec.gender,
-                    quality_control=command.quality_control, need_rotate_detection=command.need_rotate_detection))
-            except PersonAlreadyExists:
-                known = self.client.get_person_base_info(command.person_id).face_ids  # created meanwhile: add all
-            else:
-                face_ids.append(str(person.face_id))
-                ret_codes.append(0)
-                fields.update(cloud_request_id=person.request_id, face_model_version=person.face_model_version, person_created=True)
-                if person.reconciled:
-                    fields["reconciled"] = True
-                known = [str(person.face_id)]
-                images = images[1:]
-        if images:
-            response = self.client.create_face(CreateFaceRequest(
-                command.person_id, images, face_match_threshold=command.face_match_threshold,
-                quality_control=command.quality_control, need_rotate_detection=command.need_rotate_detection), known_face_ids=known)
-            face_ids.extend(response.suc_face_ids)
-            if response.reconciled:
-                fields["reconciled"] = True
-                ret_codes.extend([0] * len(images) if response.suc_face_num == len(images) else [])
-            else:
-                ret_codes.extend(response.ret_code)
-                fields.update(cloud_request_id=response.request_id, face_model_version=response.face_model_version)
-        fields.update(faces_added=len(face_ids), face_ids=face_ids, ret_codes=ret_codes)
-
-    def _judge(self, command: EnrollCommand, fields: dict[str, Any], timer: Timer, wanted: int, remaining: int, sent: int) -> Outcome:
-        added = fields["faces_added"]
-        if added >= command.faces:
-            return self._outcome(fields, timer, "succeeded")
-        status = "partial" if added else "failed"
-        failed_codes = [c for c in fields["ret_codes"] if c != 0]
-        if failed_codes:
-            code, message = ret_code_error(failed_codes[0])
-        elif wanted < command.faces:
-            code, message = ErrorCode.PERSON_FACE_LIMIT, f"person {command.person_id} had room for {remaining} more face(s) of {command.faces} asked"
-        elif sent < wanted:
-            code, message = ErrorCode.LOW_QUALITY, f"only {sent} of {wanted} distinct usable captures before the timeout: hold still longer"
-        else:
-            code, message = ErrorCode.CLOUD_REJECTED, f"the cloud added {added} of {sent} images"
-        return self._outcome(fields, timer, status, code, message)
+        return True, remaining
 
     @staticmethod
-    def _capture_failure(last: Analysis | None, refusal: str, command: EnrollCommand) -> tuple[ErrorCode, str]:
+    def _capture_failure(last: Analysis | None, refusal: str) -> tuple[ErrorCode, str]:
         if last is None:
             return ErrorCode.CAMERA_UNAVAILABLE, "the camera delivered no frame"
         if refusal:
@@ -260,27 +281,13 @@ class Enroller:
                 ErrorCode.MULTIPLE_FACES: "several people in view: only one person please"}.get(code, "face not usable")
         return code, f"{hint} ({last.detail})" if last.detail and code != ErrorCode.NO_FACE else hint
 
-    def _dry_run(self, fields: dict[str, Any], timer: Timer, picks: list[tuple[Candidate, Crop]], out_dir: Path) -> Outcome:
+    def _dry_run(self, base: Result, timer: Timer, picks: list[tuple[Candidate, Crop]], out_dir: Path,
+                 captures: tuple[dict[str, Any], ...], previews: tuple[str, ...] | None) -> Result:
         out_dir.mkdir(parents=True, exist_ok=True)
         paths = []
         for index, (_, crop) in enumerate(picks):
-            path = out_dir / f"crop-{fields['person_id']}-{index}.jpg"
+            path = out_dir / f"crop-{base.person_id}-{index}.jpg"
             path.write_bytes(crop.jpeg)
             paths.append(str(path))
-        fields.update(dry_run=True, crops=paths)
-        return self._outcome(fields, timer, "succeeded")
-
-    @staticmethod
-    def _capture_json(candidate: Candidate) -> dict[str, Any]:
-        data = candidate.report.as_json()
-        return {"score": data["score"], "box": data["box"], "quality": data["quality"]}
-
-    @staticmethod
-    def _timings(timer: Timer) -> dict[str, Any]:
-        return {"timings_ms": {"capture": round(timer.capture_ms), "detect": round(timer.detect_ms), "upload": round(timer.upload_ms)}}
-
-    def _outcome(self, fields: dict[str, Any], timer: Timer, status: str, code: ErrorCode | None = None, message: str = "") -> Outcome:
-        if code is not None:
-            retryable = code in {ErrorCode.NO_FACE, ErrorCode.FACE_TOO_SMALL, ErrorCode.MULTIPLE_FACES, ErrorCode.LOW_QUALITY}
-            fields["error"] = {"code": code.value, "message": message, "retryable": retryable}
-        return Outcome({**fields, "status": status, **self._timings(timer)})
+        return replace(base, status=Status.SUCCEEDED, dry_run=True, crops=tuple(paths), captures=captures, preview_jpeg_b64=previews,
+                       timings=timer.timings())

@@ -1,111 +1,124 @@
-"""The device's MQTT connection (paho-mqtt 2.x, VERSION2 callbacks).
+"""The device's MQTT connection (paho-mqtt 2.x, VERSION2 callbacks): callbacks only hand over.
 
-- Will `offline` (retained, QoS 1) set before connecting; `online` published on every connect.
-- Subscriptions made in `on_connect`, so they come back after every reconnect.
-- Persistent session (MQTT 5 Session Expiry + clean_start=False, or clean_session=False in 3.1.1), so
-  commands sent during a short outage still arrive. Manual acks: a command is acknowledged only after
-  the daemon has stored it.
-- Callbacks only hand over to queues: no blocking work on the network thread.
+- Will `offline` (retained, QoS 1) set before connecting; `online` published and subscriptions made on
+  every connect, so they come back after a reconnect.
+- Persistent session (MQTT 5 Session Expiry + clean_start=False, or clean_session=False in 3.1.1): commands
+  sent while the device is away or restarting still arrive. Manual acks: a command is acknowledged only
+  once stored; one that is not acknowledged is delivered again in the next session.
+- MQTT 5: Maximum Packet Size (the broker never forwards a bigger message) and Receive Maximum (at most
+  that many unacknowledged commands in flight) bound memory whatever is published; commands are
+  subscribed with Retain As Published (a retained command is seen as such, and ignored) and retain
+  handling 2 (retained commands are never sent on subscribe).
+- paho keeps unacknowledged QoS 1 publications and sends them again after a reconnect itself, so the
+  outbox publishes each stored message once per process and waits for its PUBACK.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import ssl
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from agent.config import MqttConfig
-from agent.service.protocol import Topics
-from agent.service.store import Outgoing
+from agent.config import MqttConfig, parse_broker_url
+from agent.errors import ConfigError
+from agent.service.protocol import MAX_PACKET_BYTES
 
 log = logging.getLogger(__name__)
 
-
-def parse_url(url: str) -> tuple[str, int, bool]:
-    """(host, port, tls) of mqtt://host[:1883] or mqtts://host[:8883]."""
-    parts = urlsplit(url)
-    tls = parts.scheme == "mqtts"
-    return parts.hostname or "127.0.0.1", parts.port or (8883 if tls else 1883), tls
+RECEIVE_MAXIMUM = 10  # unacknowledged QoS 1 commands the broker may send at once
+QOS0_BACKLOG = 64  # QoS 0 commands beyond this many waiting are dropped (no flow control exists for them)
 
 
-def build_client(cfg: MqttConfig, client_id: str, password: str | None, manual_ack: bool = False) -> mqtt.Client:
+def build_client(cfg: MqttConfig, client_id: str, username: str | None, password: str | None, manual_ack: bool = False) -> mqtt.Client:
     """A configured, not yet connected paho client (also used by `faceagent ctl`)."""
     v5 = cfg.protocol == "5"
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2, client_id=client_id,
         protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
-        clean_session=None if v5 else False,
+        clean_session=None if v5 else cfg.session_expiry_s == 0,
         manual_ack=manual_ack,
     )
     client.reconnect_delay_set(max(1, int(cfg.reconnect_min_s)), max(1, int(cfg.reconnect_max_s)))
     client.max_inflight_messages_set(20)
-    if cfg.username:
-        client.username_pw_set(cfg.username, password)
-    _, _, tls = parse_url(cfg.url)
-    if tls:
-        client.tls_set(
-            ca_certs=str(cfg.tls.ca_file) if cfg.tls.ca_file else None,
-            certfile=str(cfg.tls.cert_file) if cfg.tls.cert_file else None,
-            keyfile=str(cfg.tls.key_file) if cfg.tls.key_file else None,
-            cert_reqs=ssl.CERT_REQUIRED,
-        )
+    if username:
+        client.username_pw_set(username, password)
+    if parse_broker_url(cfg.url).tls:
+        try:
+            client.tls_set(
+                ca_certs=str(cfg.tls.ca_file) if cfg.tls.ca_file else None,
+                certfile=str(cfg.tls.cert_file) if cfg.tls.cert_file else None,
+                keyfile=str(cfg.tls.key_file) if cfg.tls.key_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+        except (ssl.SSLError, OSError) as exc:  # a file that is not a certificate or key, a key that does not fit
+            raise ConfigError([("mqtt.tls", f"the certificate files cannot be used: {exc}")]) from None
         client.tls_insecure_set(False)
     return client
 
 
-def connect_async(client: mqtt.Client, cfg: MqttConfig) -> None:
-    host, port, _ = parse_url(cfg.url)
+def connect_async(client: mqtt.Client, cfg: MqttConfig, receive_maximum: int | None = None) -> None:
+    broker = parse_broker_url(cfg.url)
     if cfg.protocol == "5":
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = cfg.session_expiry_s
-        client.connect_async(host, port, cfg.keepalive_s, clean_start=cfg.session_expiry_s == 0, properties=props)
+        props.MaximumPacketSize = MAX_PACKET_BYTES
+        if receive_maximum:
+            props.ReceiveMaximum = receive_maximum
+        client.connect_async(broker.host, broker.port, cfg.keepalive_s, clean_start=cfg.session_expiry_s == 0, properties=props)
     else:
-        client.connect_async(host, port, cfg.keepalive_s)
+        client.connect_async(broker.host, broker.port, cfg.keepalive_s)
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """A message handed from the network thread to the intake."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    mid: int
+    retain: bool
+    response_topic: str | None
+    correlation: bytes | None
+    expiry_s: int | None
 
 
 class MqttLink:
-    """The daemon's connection: commands in (handed to `on_message`), results out (tracked to PUBACK)."""
+    """The daemon's connection. Owns nothing but paho: state lives in the threads it hands over to."""
 
     def __init__(
-        self,
-        cfg: MqttConfig,
-        device_id: str,
-        password: str | None,
-        topics: Topics,
-        on_message: Callable[[mqtt.MQTTMessage], None],
-        on_connected: Callable[[], None],
-        on_delivered: Callable[[int], None],
+        self, cfg: MqttConfig, client_id: str, password: str | None, availability_topic: str, command_topics: list[str],
+        incoming: queue.Queue[Incoming], on_ack: Callable[[int], None], on_connected: Callable[[], None],
     ) -> None:
         self.cfg = cfg
-        self.topics = topics
-        self._on_message = on_message
+        self.availability_topic = availability_topic
+        self.command_topics = command_topics
+        self._incoming = incoming
+        self._on_ack = on_ack
         self._on_connected = on_connected
-        self._on_delivered = on_delivered
-        self._inflight: dict[int, int] = {}  # mid -> outbox seq
-        self._publishing: set[int] = set()  # seqs being handed to paho right now
-        self._early_acks: set[int] = set()  # PUBACKs that beat the recording of their mid
-        # Never held while calling into paho: paho calls on_publish with its own mutex held (deadlock otherwise).
-        self._lock = threading.Lock()
         self.connected = threading.Event()
         self.first_attempt = threading.Event()
         self.connects = 0
-        self.client = build_client(cfg, cfg.client_id or f"faceagent-{device_id}", password, manual_ack=True)
-        self.client.will_set(topics.availability, "offline", qos=1, retain=True)
+        self.dropped_qos0 = 0
+        self.client = build_client(cfg, client_id, cfg.username, password, manual_ack=True)
+        self.client.will_set(availability_topic, "offline", qos=1, retain=True)
         self.client.on_connect = self._handle_connect
         self.client.on_connect_fail = self._handle_connect_fail
         self.client.on_disconnect = self._handle_disconnect
         self.client.on_message = self._handle_message
         self.client.on_publish = self._handle_publish
 
-    # --- paho callbacks (network thread): hand over only ---------------------------------------
+    # --- paho callbacks (network thread): hand over only -------------------------------------------
 
     def _handle_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if reason.is_failure:
@@ -113,13 +126,13 @@ class MqttLink:
             log.warning("MQTT connect to %s refused: %s", self.cfg.url, reason)
             return
         self.connects += 1
-        session = getattr(flags, "session_present", False)
-        log.info("MQTT connected to %s (session present: %s)", self.cfg.url, session)
-        with self._lock:
-            self._inflight.clear()  # anything unacknowledged is published again from the outbox
-            self._early_acks.clear()
-        client.subscribe([(self.topics.enroll, 1), (self.topics.snapshot, 1)])
-        client.publish(self.topics.availability, "online", qos=1, retain=True)
+        log.info("MQTT connected to %s (session present: %s)", self.cfg.url, getattr(flags, "session_present", False))
+        if self.cfg.protocol == "5":
+            options = SubscribeOptions(qos=1, retainAsPublished=True, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND)
+            client.subscribe([(topic, options) for topic in self.command_topics])
+        else:
+            client.subscribe([(topic, 1) for topic in self.command_topics])
+        client.publish(self.availability_topic, "online", qos=1, retain=True)
         self.connected.set()
         self.first_attempt.set()
         self._on_connected()
@@ -133,60 +146,46 @@ class MqttLink:
         log.log(logging.WARNING if reason.is_failure else logging.INFO, "MQTT disconnected from %s: %s", self.cfg.url, reason)
 
     def _handle_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        self._on_message(message)
+        if message.qos == 0 and self._incoming.qsize() >= QOS0_BACKLOG:
+            self.dropped_qos0 += 1  # QoS 1 ones are bounded by Receive Maximum; QoS 0 has no flow control
+            return
+        props = getattr(message, "properties", None)
+        self._incoming.put(Incoming(
+            message.topic, bytes(message.payload), message.qos, message.mid, bool(message.retain),
+            getattr(props, "ResponseTopic", None) or None, getattr(props, "CorrelationData", None),
+            getattr(props, "MessageExpiryInterval", None),
+        ))
 
     def _handle_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
-        with self._lock:
-            seq = self._inflight.pop(mid, None)
-            if seq is None and self._publishing:
-                self._early_acks.add(mid)
-        if seq is not None:
-            self._on_delivered(seq)
+        self._on_ack(mid)
 
-    # --- used by the daemon's threads ------------------------------------------------------------
+    # --- used by the daemon's threads (paho's publish and ack are thread-safe) -----------------------
 
     def start(self) -> None:
-        connect_async(self.client, self.cfg)
+        connect_async(self.client, self.cfg, RECEIVE_MAXIMUM)
         self.client.loop_start()
 
-    def ack(self, message: mqtt.MQTTMessage) -> None:
-        """PUBACK a command now that it is stored."""
+    def ack(self, message: Incoming) -> None:
+        """PUBACK a command now that it is stored (or deliberately dropped)."""
         if message.qos > 0:
             self.client.ack(message.mid, message.qos)
 
-    def publish(self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False, correlation: bytes | None = None) -> int | None:
-        if not self.connected.is_set():
+    def publish(self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False,
+                correlation: bytes | None = None) -> int | None:
+        """Publish; the message id of a QoS 1 publication paho now owns (sent again after a reconnect), or None.
+
+        QoS 0 messages are dropped while disconnected. Never raises for a bad topic: it is logged.
+        """
+        if qos == 0 and not self.connected.is_set():
             return None
-        info = self.client.publish(topic, payload, qos=qos, retain=retain, properties=self._props(correlation))
-        return info.mid if info.rc == mqtt.MQTT_ERR_SUCCESS else None
-
-    def publish_outgoing(self, item: Outgoing) -> bool:
-        """Publish an outbox row with QoS 1; `on_delivered(seq)` follows its PUBACK."""
-        with self._lock:
-            if item.seq in self._publishing or item.seq in self._inflight.values() or not self.connected.is_set():
-                return False
-            self._publishing.add(item.seq)
         try:
-            info = self.client.publish(item.topic, item.payload, qos=1, retain=False, properties=self._props(item.correlation))
-        except Exception:
-            with self._lock:
-                self._publishing.discard(item.seq)
-            raise
-        with self._lock:
-            self._publishing.discard(item.seq)
-            if info.rc != mqtt.MQTT_ERR_SUCCESS:
-                return False
-            acked = info.mid in self._early_acks
-            self._early_acks.discard(info.mid)
-            if not acked:
-                self._inflight[info.mid] = item.seq
-        if acked:
-            self._on_delivered(item.seq)
-        return True
-
-    def inflight(self) -> int:
-        with self._lock:
-            return len(self._inflight)
+            info = self.client.publish(topic, payload, qos=qos, retain=retain, properties=self._props(correlation))
+        except ValueError as exc:
+            log.error("cannot publish to %r: %s", topic[:120], exc)
+            return None
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN) or (qos == 0 and info.rc != mqtt.MQTT_ERR_SUCCESS):
+            return None
+        return info.mid
 
     def _props(self, correlation: bytes | None) -> Properties | None:
         if correlation is None or self.cfg.protocol != "5":
@@ -196,9 +195,9 @@ class MqttLink:
         return props
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Publish `offline` (retained), disconnect cleanly, stop the network thread."""
+        """Publish `offline` (retained) and disconnect; subscriptions stay in the persistent session."""
         if self.connected.is_set():
-            info = self.client.publish(self.topics.availability, "offline", qos=1, retain=True)
+            info = self.client.publish(self.availability_topic, "offline", qos=1, retain=True)
             try:
                 info.wait_for_publish(timeout)
             except (RuntimeError, ValueError):

@@ -1,7 +1,8 @@
-"""The MQTT protocol of contract §2-3: topics, the enroll command schema, and result/progress payloads.
+"""The MQTT protocol (docs/mqtt-api.md): topics, command schemas, command signatures, and the checks of what arrives.
 
-Parsing never raises on bad input: every payload becomes either a valid `EnrollCommand` or a
-`Rejection` carrying the contract status and a message naming the field.
+Nothing here trusts its input: every payload becomes a valid command or a `Rejection` whose message
+names the field, and attacker-chosen text (field names, topics) is made printable before it is echoed.
+Light on purpose (pydantic and the standard library only): `faceagent ctl` imports it on a laptop.
 """
 
 from __future__ import annotations
@@ -11,17 +12,23 @@ import hmac
 import json
 import re
 import time
+import unicodedata
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from agent.errors import ErrorCode
 
-MAX_PAYLOAD_BYTES = 64 * 1024
+MAX_PAYLOAD_BYTES = 64 * 1024  # a command is at most this; larger ones are answered `rejected`
+# Announced to the broker as MQTT 5 Maximum Packet Size: it never forwards more, so memory stays bounded
+# whatever anyone publishes (3.1.1 brokers need `message_size_limit`, see docs/mqtt-api.md).
+MAX_PACKET_BYTES = 4 * MAX_PAYLOAD_BYTES
+MAX_TS = 2**33  # unix seconds, year 2242: keeps integers small and comparisons cheap
 COMMAND_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
 IAI_ID_PATTERN = r"^[A-Za-z0-9\-%@#&_]{1,64}$"
+DEVICE_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+SIG_PATTERN = r"^[0-9a-f]{64}$"
 
 
 @dataclass(frozen=True)
@@ -73,22 +80,33 @@ class CreatePersonSpec(Strict):
     gender: int | None = Field(None, ge=0, le=2)
 
 
-class EnrollCommand(Strict):
-    """An enroll command (contract §3). Types are strict: "2" is not 2, 1 is not true."""
+class Signed(Strict):
+    """Fields of every command that can be signed (commands.require_signature)."""
+
+    device_id: Annotated[str, StringConstraints(pattern=DEVICE_ID_PATTERN)] | None = None  # the device it is meant for
+    ts: int | None = Field(None, ge=0, le=MAX_TS)  # unix seconds when it was signed
+    sig: Annotated[str, StringConstraints(pattern=SIG_PATTERN)] | None = None  # hex HMAC-SHA256, see signing_payload()
+
+
+class EnrollCommand(Signed):
+    """An enroll command. Types are strict: "2" is not 2, 1 is not true."""
 
     id: Annotated[str, StringConstraints(pattern=COMMAND_ID_PATTERN)]
     person_id: Annotated[str, StringConstraints(pattern=IAI_ID_PATTERN)]
     faces: int = Field(1, ge=1, le=4)
     capture_timeout_s: float | None = Field(None, ge=1, le=60)
-    expires_at: float | None = Field(None, ge=0)
+    expires_at: float | None = Field(None, ge=0, le=MAX_TS)
     face_match_threshold: float | None = Field(None, ge=0, le=100)
     quality_control: int | None = Field(None, ge=0, le=4)
     need_rotate_detection: bool | None = None
     create_person: CreatePersonSpec | None = None
     preview: bool = False
-    # Command authentication (commands.require_signature): unix seconds and HMAC-SHA256 hex.
-    ts: int | None = Field(None, ge=0)
-    sig: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")] | None = None
+
+
+class SnapshotRequest(Signed):
+    """A request for one annotated frame."""
+
+    id: Annotated[str, StringConstraints(pattern=COMMAND_ID_PATTERN)] | None = None
 
 
 @dataclass(frozen=True)
@@ -102,102 +120,144 @@ class Rejection:
     message: str
 
 
+def printable(text: object, limit: int = 80) -> str:
+    """`text` safe to echo into results and logs: control characters escaped, length bounded."""
+    out = "".join(c if unicodedata.category(c)[0] != "C" else repr(c)[1:-1] for c in str(text)[: limit * 2])
+    return out if len(out) <= limit else out[: limit - 1] + "…"
+
+
+def _matches(pattern: str, value: object) -> bool:
+    return isinstance(value, str) and re.match(pattern, value) is not None  # `re` caches compiled patterns
+
+
+_RULES = {
+    "id": "1-64 characters of A-Z a-z 0-9 . _ : -",
+    "person_id": "1-64 characters of letters, digits and -%@#&_",
+    "create_person.group_id": "1-64 characters of letters, digits and -%@#&_",
+    "device_id": "1-64 characters of letters, digits and . _ -",
+    "sig": "64 lower-case hex digits",
+}
+
+
 def _field_message(error: Any) -> str:
-    path = ".".join(str(p) for p in error["loc"]) or "command"
+    path = printable(".".join(str(p) for p in error["loc"]) or "command", 64)
     if error["type"] == "extra_forbidden":
         return f"{path}: unknown field"
     if error["type"] == "missing":
         return f"{path}: required field is missing"
     if error["type"] == "string_pattern_mismatch":
-        rules = {
-            "id": "1-64 characters of A-Z a-z 0-9 . _ : -",
-            "person_id": "1-64 characters of letters, digits and -%@#&_",
-            "create_person.group_id": "1-64 characters of letters, digits and -%@#&_",
-            "sig": "64 lower-case hex digits",
-        }
-        return f"{path}: must be {rules.get(path, 'in the documented format')}"
-    return f"{path}: {error['msg']}"
+        return f"{path}: must be {_RULES.get(path, 'in the documented format')}"
+    return f"{path}: {printable(error['msg'], 120)}"
 
 
-def parse_command(payload: bytes, now: float | None = None) -> EnrollCommand | Rejection:
-    """Validate one raw `enroll` payload."""
+def _reject(command_id: str | None, person_id: str | None, message: str, status: str = "rejected",
+            code: ErrorCode = ErrorCode.INVALID_COMMAND) -> Rejection:
+    return Rejection(command_id, person_id, status, code, message)
+
+
+def decode_payload(payload: bytes) -> dict[str, Any] | Rejection:
+    """A payload as a JSON object, or why it is not one."""
     if len(payload) > MAX_PAYLOAD_BYTES:
-        return Rejection(None, None, "rejected", ErrorCode.INVALID_COMMAND,
-                         f"payload is {len(payload)} bytes: commands are at most {MAX_PAYLOAD_BYTES} bytes")
+        return _reject(None, None, f"payload is {len(payload)} bytes: commands are at most {MAX_PAYLOAD_BYTES} bytes")
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return Rejection(None, None, "rejected", ErrorCode.INVALID_COMMAND, f"payload is not UTF-8 (byte {exc.start})")
+        return _reject(None, None, f"payload is not UTF-8 (byte {exc.start})")
     try:
         data = json.loads(text)
     except RecursionError:
-        return Rejection(None, None, "rejected", ErrorCode.INVALID_COMMAND, "payload is nested too deeply")
+        return _reject(None, None, "payload is nested too deeply")
     except ValueError as exc:
-        return Rejection(None, None, "rejected", ErrorCode.INVALID_COMMAND, f"payload is not JSON: {exc}")
+        return _reject(None, None, f"payload is not JSON: {printable(exc, 120)}")
     if not isinstance(data, dict):
-        return Rejection(None, None, "rejected", ErrorCode.INVALID_COMMAND, f"payload must be a JSON object, got {type(data).__name__}")
-    raw_id = data.get("id")
-    command_id = raw_id if isinstance(raw_id, str) and _matches(COMMAND_ID_PATTERN, raw_id) else None
-    raw_person = data.get("person_id")
-    person_id = raw_person if isinstance(raw_person, str) and _matches(IAI_ID_PATTERN, raw_person) else None
+        return _reject(None, None, f"payload must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+def command_ids(data: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(id, person_id) when they are well-formed: what a rejection may echo."""
+    command_id = data.get("id") if _matches(COMMAND_ID_PATTERN, data.get("id")) else None
+    person_id = data.get("person_id") if _matches(IAI_ID_PATTERN, data.get("person_id")) else None
+    return command_id, person_id
+
+
+def parse_command(payload: bytes, now: float | None = None) -> EnrollCommand | Rejection:
+    """Validate one raw `enroll` payload (signatures are checked separately, before this)."""
+    data = decode_payload(payload)
+    return data if isinstance(data, Rejection) else validate_command(data, now)
+
+
+def validate_command(data: dict[str, Any], now: float | None = None) -> EnrollCommand | Rejection:
+    command_id, person_id = command_ids(data)
     if command_id is None:
-        why = "id: required field is missing" if raw_id is None else _field_message(
-            {"loc": ("id",), "type": "string_pattern_mismatch" if isinstance(raw_id, str) else "type", "msg": "must be a string"})
-        return Rejection(None, person_id, "rejected", ErrorCode.INVALID_COMMAND, why)
+        raw_id = data.get("id")
+        why = "id: required field is missing" if raw_id is None else (
+            _field_message({"loc": ("id",), "type": "string_pattern_mismatch"}) if isinstance(raw_id, str) else "id: must be a string")
+        return _reject(None, person_id, why)
     try:
         command = EnrollCommand.model_validate(data)
     except ValidationError as exc:
-        messages = [_field_message(e) for e in exc.errors(include_url=False)]
-        return Rejection(command_id, person_id, "rejected", ErrorCode.INVALID_COMMAND, "; ".join(messages[:5]))
+        return _reject(command_id, person_id, "; ".join(_field_message(e) for e in exc.errors(include_url=False)[:5]))
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:  # pydantic lets a few of these through
+        return _reject(command_id, person_id, f"command: {printable(exc, 120)}")
     if command.expires_at is not None and command.expires_at <= (time.time() if now is None else now):
-        return Rejection(command_id, person_id, "expired", ErrorCode.EXPIRED, "the command expired before it was picked up")
+        return _reject(command_id, person_id, "the command expired before it was picked up", "expired", ErrorCode.EXPIRED)
     return command
 
 
-def _matches(pattern: str, value: str) -> bool:
-    return re.match(pattern, value) is not None  # `re` caches compiled patterns
+def validate_snapshot(data: dict[str, Any]) -> SnapshotRequest | Rejection:
+    try:
+        return SnapshotRequest.model_validate(data)
+    except ValidationError as exc:
+        return _reject(command_ids(data)[0], None, "; ".join(_field_message(e) for e in exc.errors(include_url=False)[:5]))
 
 
-def iso_now(at: float | None = None) -> str:
-    return datetime.fromtimestamp(time.time() if at is None else at, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+# --- command signatures ------------------------------------------------------------------------------------
 
 
-def empty_timings() -> dict[str, int]:
-    return {"queue": 0, "capture": 0, "detect": 0, "upload": 0, "total": 0}
-
-
-def base_result(command_id: str | None, device_id: str, person_id: str | None) -> dict[str, Any]:
-    """A result with every always-present field (contract §3), to be filled in."""
-    return {
-        "id": command_id, "device_id": device_id, "person_id": person_id, "status": "failed",
-        "faces_added": 0, "face_ids": [], "ret_codes": [], "timings_ms": empty_timings(),
-        "replayed": False, "finished_at": iso_now(),
-    }
-
-
-def rejection_result(rejection: Rejection, device_id: str) -> dict[str, Any]:
-    result = base_result(rejection.id, device_id, rejection.person_id)
-    result["status"] = rejection.status
-    result["error"] = {"code": rejection.code.value, "message": rejection.message, "retryable": False}
-    return result
-
-
-def error_result(command: EnrollCommand, device_id: str, status: str, code: ErrorCode, message: str, retryable: bool = False) -> dict[str, Any]:
-    result = base_result(command.id, device_id, command.person_id)
-    result["status"] = status
-    result["error"] = {"code": code.value, "message": message, "retryable": retryable}
-    return result
-
-
-def progress_payload(command_id: str, state: str, detail: str) -> dict[str, Any]:
-    return {"id": command_id, "state": state, "detail": detail, "at": iso_now()}
-
-
-def canonical_signing_payload(command: dict[str, Any]) -> bytes:
-    """What a command signature covers: the command without `sig`, keys sorted, no spaces, UTF-8."""
+def signing_payload(command: dict[str, Any]) -> bytes:
+    """What a signature covers: the command without `sig`, keys sorted, no spaces, UTF-8 (docs/mqtt-api.md)."""
     body = {k: v for k, v in command.items() if k != "sig"}
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 def sign_command(command: dict[str, Any], key: bytes) -> str:
-    return hmac.new(key, canonical_signing_payload(command), hashlib.sha256).hexdigest()
+    return hmac.new(key, signing_payload(command), hashlib.sha256).hexdigest()
+
+
+def signature_problem(data: dict[str, Any], key: bytes | None, device_id: str, max_skew_s: float, now: float | None = None) -> str | None:
+    """Why a raw command's signature is not acceptable on this device, or None. Checked before anything is looked up."""
+    if key is None:
+        return "sig: this device has no command_hmac_key to check signatures"
+    sig, ts, target = data.get("sig"), data.get("ts"), data.get("device_id")
+    if sig is None or ts is None or target is None:
+        return "sig: signed commands are required on this device (fields device_id, ts and sig)"
+    if not _matches(SIG_PATTERN, sig):
+        return f"sig: must be {_RULES['sig']}"
+    if not isinstance(ts, int) or isinstance(ts, bool) or not 0 <= ts <= MAX_TS:
+        return "ts: must be unix seconds (an integer)"
+    if not hmac.compare_digest(sign_command(data, key), sig):
+        return "sig: the signature does not match the command"
+    if target != device_id:
+        return f"device_id: the command is signed for device {printable(target, 64)}, not this one"
+    if abs((time.time() if now is None else now) - ts) > max_skew_s:
+        return f"ts: the signature timestamp is more than {max_skew_s:g} s from the device clock"
+    return None
+
+
+def response_topic_problem(topic: str, topic_prefix: str) -> str | None:
+    """Why an MQTT 5 Response Topic cannot be published to, or None.
+
+    A Response Topic is chosen by whoever sent the command: it must be a plain topic (no wildcards,
+    no `$`), and outside the fleet's own tree so a command cannot make one device publish into
+    another device's command topics.
+    """
+    if not topic or len(topic.encode("utf-8")) > 1024:
+        return "response topic: must be 1-1024 bytes"
+    if any(c in topic for c in "#+\0") or any(unicodedata.category(c) == "Cc" for c in topic):
+        return f"response topic {printable(topic)!r}: wildcards and control characters are not allowed"
+    if topic.startswith("$"):
+        return f"response topic {printable(topic)!r}: $-topics are reserved by the broker"
+    if topic == topic_prefix or topic.startswith(topic_prefix + "/"):
+        return f"response topic {printable(topic)!r}: must be outside {topic_prefix}/ (reply to your own topic)"
+    return None

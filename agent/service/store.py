@@ -3,13 +3,19 @@
 A command is stored before its PUBACK goes out; a job's final result and the messages that publish it
 are written in one transaction, so after a crash nothing is lost and nothing is done twice.
 
-Job states: `queued` -> `running` (capturing) -> `uploading` (CreateFace may be in flight: reconcile
-after a crash) -> `done` (final result stored).
+Job states: `queued` -> `running` (capturing) -> `uploading` (a CreateFace/CreatePerson may be in
+flight: its `upload` progress, with the images of that attempt, is saved before it is sent, and is
+settled with the cloud after a crash) -> `done` (final result stored; the images are gone).
+
+Each thread uses its own connection (SQLite serialises writers itself, WAL lets readers go on): no
+Python lock is held across a write and its fsync.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sqlite3
 import threading
 import time
@@ -21,6 +27,8 @@ from typing import Any
 
 from agent.errors import ErrorCode, FaceAgentError
 
+log = logging.getLogger(__name__)
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
@@ -31,9 +39,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     response_topic TEXT,
     correlation BLOB,
     started_at REAL,
-    known_face_ids TEXT,
     finished_at REAL,
-    result TEXT
+    result TEXT,
+    upload TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, received_at);
 CREATE TABLE IF NOT EXISTS outbox (
@@ -44,16 +52,25 @@ CREATE TABLE IF NOT EXISTS outbox (
     created_at REAL NOT NULL
 );
 """
-
+MIGRATIONS = ("ALTER TABLE jobs ADD COLUMN upload TEXT",)  # for files written by 0.1.0; applied when the column is missing
+CORRUPT_CODES = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
 
 # An outgoing QoS 1 message: (topic, payload, MQTT 5 correlation data or None).
 Message = tuple[str, bytes, bytes | None]
 
 
 class StoreError(FaceAgentError):
-    """The state directory cannot be written (full, read-only, corrupt)."""
+    """The state directory cannot be written (full, read-only); the message carries SQLite's own reason."""
 
-    code = ErrorCode.INTERNAL
+    code = ErrorCode.STORAGE_UNAVAILABLE
+
+
+class StoreCorrupt(StoreError):
+    """The database file is damaged: the daemon stops; the next start moves it aside and begins a new one."""
+
+
+def _is_corrupt(exc: sqlite3.Error) -> bool:
+    return getattr(exc, "sqlite_errorcode", None) in CORRUPT_CODES or "malformed" in str(exc) or "not a database" in str(exc)
 
 
 @dataclass(frozen=True)
@@ -65,7 +82,7 @@ class Job:
     expires_at: float | None
     response_topic: str | None
     correlation: bytes | None
-    known_face_ids: list[str] | None
+    upload: dict[str, Any] | None  # the saved upload progress while `uploading`
     result: dict[str, Any] | None
 
 
@@ -87,46 +104,112 @@ class Submitted:
     job: Job
 
 
+_COLUMNS = "id, command, state, received_at, expires_at, response_topic, correlation, upload, result"
+
+
+def _job(row: tuple[Any, ...]) -> Job:
+    (job_id, command, state, received_at, expires_at, response_topic, correlation, upload, result) = row
+    return Job(job_id, json.loads(command), state, received_at, expires_at, response_topic, correlation,
+               json.loads(upload) if upload else None, json.loads(result) if result else None)
+
+
 class JobStore:
-    """Thread-safe: one connection, one lock; every write is a short IMMEDIATE transaction."""
+    """Thread-safe through one connection per thread; every write is a short IMMEDIATE transaction."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.recovered_from: Path | None = None  # a damaged file moved aside at open
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=10)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")  # a stored command survives power loss
-            self._db.executescript(SCHEMA)
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._create_private(path)
+            self._open_checked()
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"job store {path} cannot be opened: {exc}") from None
-        self._lock = threading.Lock()
+
+    @staticmethod
+    def _create_private(path: Path) -> None:
+        """Create the file 0600 (SQLite gives its -wal and -shm files the same mode): commands name people."""
+        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+        os.chmod(path, 0o600)
+
+    def _open_checked(self) -> None:
+        try:
+            db = self._conn()
+            if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+                raise sqlite3.DatabaseError("database disk image is malformed")
+            db.executescript(SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+            for statement in MIGRATIONS:
+                if statement.split()[-2] not in columns:
+                    db.execute(statement)
+        except sqlite3.DatabaseError as exc:
+            if not _is_corrupt(exc) or self.recovered_from is not None:
+                raise
+            self._move_aside(exc)
+            self._open_checked()
+
+    def _move_aside(self, exc: sqlite3.Error) -> None:
+        self.close()
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
+        for suffix in ("", "-wal", "-shm"):
+            source = Path(str(self.path) + suffix)
+            if source.exists():
+                source.rename(Path(str(aside) + suffix))
+        self.recovered_from = aside
+        log.error("job store %s was damaged (%s): moved aside to %s and started empty; queued commands in it are lost",
+                  self.path, exc, aside)
+        self._create_private(self.path)
+
+    def _conn(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=10)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")  # a stored command survives power loss
+            self._local.db = db
+            with self._connections_lock:
+                self._connections.append(db)
+        return db
+
+    def _error(self, exc: sqlite3.Error, doing: str) -> StoreError:
+        cls = StoreCorrupt if _is_corrupt(exc) else StoreError
+        return cls(f"job store {self.path} cannot be {doing}: {exc}")
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+        db = self._conn()
+        try:
+            db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    yield self._db
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise StoreError(f"job store {self.path} cannot be written: {exc}") from None
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:  # SQLite has already rolled back after some errors (a full disk)
+                    try:
+                        db.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
+                raise
+        except sqlite3.Error as exc:
+            raise self._error(exc, "written") from None
+
+    def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+        try:
+            return self._conn().execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise self._error(exc, "read") from None
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        with self._connections_lock:
+            for db in self._connections:
+                db.close()
+            self._connections.clear()
+        self._local = threading.local()
 
-    @staticmethod
-    def _job(row: tuple[Any, ...]) -> Job:
-        (job_id, command, state, received_at, expires_at, response_topic, correlation, known, result) = row
-        return Job(job_id, json.loads(command), state, received_at, expires_at, response_topic, correlation,
-                   json.loads(known) if known else None, json.loads(result) if result else None)
-
-    _COLUMNS = "id, command, state, received_at, expires_at, response_topic, correlation, known_face_ids, result"
+    # --- commands ----------------------------------------------------------------------------------------
 
     def submit(
         self, command: dict[str, Any], *, queue_size: int, expires_at: float | None = None,
@@ -135,9 +218,9 @@ class JobStore:
         """Store a new command as queued, or report the existing job with this id, or that the queue is full."""
         now = time.time() if now is None else now
         with self._tx() as db:
-            row = db.execute(f"SELECT {self._COLUMNS} FROM jobs WHERE id = ?", (command["id"],)).fetchone()
+            row = db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (command["id"],)).fetchone()
             if row is not None:
-                return Submitted("duplicate", self._job(row))
+                return Submitted("duplicate", _job(row))
             depth = db.execute("SELECT COUNT(*) FROM jobs WHERE state != 'done'").fetchone()[0]
             job = Job(command["id"], command, "queued", now, expires_at, response_topic, correlation, None, None)
             if depth >= queue_size:
@@ -163,26 +246,27 @@ class JobStore:
     def claim_next(self) -> Job | None:
         """The oldest queued job, now `running`."""
         with self._tx() as db:
-            row = db.execute(f"SELECT {self._COLUMNS} FROM jobs WHERE state = 'queued' ORDER BY received_at LIMIT 1").fetchone()
+            row = db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE state = 'queued' ORDER BY received_at LIMIT 1").fetchone()
             if row is None:
                 return None
             db.execute("UPDATE jobs SET state = 'running', started_at = ? WHERE id = ?", (time.time(), row[0]))
-            return self._job(row)
+            return _job(row)
 
-    def mark_uploading(self, job_id: str, known_face_ids: list[str]) -> None:
-        """Persist, before CreateFace is sent, what the person's faces were: the base of any reconciliation."""
+    def save_upload(self, job_id: str, upload: dict[str, Any]) -> None:
+        """Persist the upload progress (with the attempt about to be sent): the base of any reconciliation."""
         with self._tx() as db:
-            db.execute("UPDATE jobs SET state = 'uploading', known_face_ids = ? WHERE id = ?", (json.dumps(known_face_ids), job_id))
+            db.execute("UPDATE jobs SET state = 'uploading', upload = ? WHERE id = ?", (json.dumps(upload), job_id))
 
     def requeue(self, job_id: str) -> None:
         with self._tx() as db:
-            db.execute("UPDATE jobs SET state = 'queued', known_face_ids = NULL WHERE id = ? AND state != 'done'", (job_id,))
+            db.execute("UPDATE jobs SET state = 'queued', upload = NULL WHERE id = ? AND state = 'running'", (job_id,))
 
     def finish(self, job_id: str, result: dict[str, Any], messages: list[Message]) -> None:
-        """Store the final result and the messages that publish it, atomically."""
+        """Store the final result and the messages that publish it, atomically; the upload's images go."""
         now = time.time()
         with self._tx() as db:
-            db.execute("UPDATE jobs SET state = 'done', finished_at = ?, result = ? WHERE id = ?", (now, json.dumps(result), job_id))
+            db.execute("UPDATE jobs SET state = 'done', finished_at = ?, result = ?, upload = NULL WHERE id = ?",
+                       (now, json.dumps(result), job_id))
             self._enqueue(db, messages, now)
 
     def enqueue(self, messages: list[Message]) -> None:
@@ -195,24 +279,23 @@ class JobStore:
                        [(topic, payload, correlation, now) for topic, payload, correlation in messages])
 
     def recover(self) -> tuple[int, list[Job]]:
-        """After a restart: `running` jobs go back to the queue (capture again); `uploading` ones are returned to reconcile."""
+        """After a restart: `running` jobs go back to the queue (capture again); `uploading` ones are returned to settle."""
         with self._tx() as db:
             requeued = db.execute("UPDATE jobs SET state = 'queued' WHERE state = 'running'").rowcount
-            rows = db.execute(f"SELECT {self._COLUMNS} FROM jobs WHERE state = 'uploading' ORDER BY received_at").fetchall()
-        return requeued, [self._job(r) for r in rows]
+            rows = db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE state = 'uploading' ORDER BY received_at").fetchall()
+        return requeued, [_job(r) for r in rows]
 
     def get(self, job_id: str) -> Job | None:
-        with self._lock:
-            row = self._db.execute(f"SELECT {self._COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        return self._job(row) if row else None
+        rows = self._read(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
+        return _job(rows[0]) if rows else None
 
     def depth(self) -> int:
-        with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM jobs WHERE state != 'done'").fetchone()[0])
+        return int(self._read("SELECT COUNT(*) FROM jobs WHERE state != 'done'")[0][0])
 
-    def outbox(self, limit: int = 100) -> list[Outgoing]:
-        with self._lock:
-            rows = self._db.execute("SELECT seq, topic, payload, correlation FROM outbox ORDER BY seq LIMIT ?", (limit,)).fetchall()
+    # --- outbox -------------------------------------------------------------------------------------------
+
+    def outbox(self, limit: int = 100, after: int = 0) -> list[Outgoing]:
+        rows = self._read("SELECT seq, topic, payload, correlation FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit))
         return [Outgoing(seq, topic, bytes(payload), correlation) for seq, topic, payload, correlation in rows]
 
     def delivered(self, seq: int) -> None:
@@ -222,4 +305,4 @@ class JobStore:
     def prune(self, older_than_s: float) -> int:
         """Forget finished jobs older than the retention (their ids can then run again)."""
         with self._tx() as db:
-            return db.execute("DELETE FROM jobs WHERE state = 'done' AND finished_at < ?", (time.time() - older_than_s,)).rowcount
+            return int(db.execute("DELETE FROM jobs WHERE state = 'done' AND finished_at < ?", (time.time() - older_than_s,)).rowcount)

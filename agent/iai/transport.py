@@ -1,0 +1,291 @@
+"""Signed HTTPS to one IAI endpoint: one attempt with its failure classified, and the one retry loop around it.
+
+Every failure says whether the request reached the service. Reads are retried on any retryable failure.
+CreateFace and CreatePerson are not idempotent: they are retried only after a failure that proves the
+request was not applied (never connected, throttled, refused); after a lost answer or an ambiguous server
+error they raise `OutcomeUnknown` at once and are never sent again — the caller reconciles instead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+
+from agent import __version__
+from agent.iai.errors import (
+    ClockSkewError,
+    CloudError,
+    CloudRateLimited,
+    CloudRejected,
+    CloudTlsError,
+    CloudUnavailable,
+    OutcomeUnknown,
+    TokenExpired,
+    error_from_code,
+)
+from agent.iai.limits import MAX_BODY_BYTES, ImageRejected
+from agent.iai.signing import SERVICE, authorization
+from agent.retry import RetryPolicy, TokenBucket
+
+log = logging.getLogger("agent.iai")
+
+CONTENT_TYPE = "application/json; charset=utf-8"
+SIGNED_HEADERS = ["content-type", "host", "x-tc-action"]
+REQUEST_CLIENT = f"faceagent/{__version__}"  # X-TC-RequestClient: lets Tencent support trace the calls
+
+
+@dataclass(frozen=True)
+class Credentials:
+    secret_id: str
+    secret_key: str
+    session_token: str | None = None
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """`exc` and everything it wraps (args, `reason`, cause, context): requests nests urllib3 nests ssl/socket."""
+    seen: list[BaseException] = []
+    stack = [exc]
+    while stack:
+        item = stack.pop()
+        if any(item is s for s in seen):
+            continue
+        seen.append(item)
+        stack.extend(arg for arg in getattr(item, "args", ()) if isinstance(arg, BaseException))
+        reason = getattr(item, "reason", None)
+        if isinstance(reason, BaseException):
+            stack.append(reason)
+        stack.extend(linked for linked in (item.__cause__, item.__context__) if linked is not None)
+    return seen
+
+
+def _never_sent(exc: BaseException) -> bool:
+    """True when the request provably never reached the server (refused, DNS, connect timeout)."""
+    from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return True
+    return any(isinstance(item, (NewConnectionError, ConnectTimeoutError, NameResolutionError)) for item in _chain(exc))
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc)
+    return text if len(text) < 200 else exc.__class__.__name__
+
+
+def tls_problem(exc: BaseException, host: str) -> CloudTlsError | None:
+    """A certificate refusal (a configuration or device-clock problem); None for other TLS failures."""
+    for item in _chain(exc):
+        if isinstance(item, ssl.SSLCertVerificationError):
+            why = item.verify_message or str(item)
+            if "not yet valid" in why:
+                return CloudTlsError(f"the certificate of {host} is not yet valid: the device clock is wrong "
+                                     "(NTP? a Pi without a real-time clock boots in the past)")
+            if "expired" in why:
+                return CloudTlsError(f"the certificate of {host} has expired, or the device clock is far ahead: check the clock (NTP)")
+            return CloudTlsError(f"TLS verification of {host} failed ({why}): check cloud.endpoint and the system CA certificates")
+    return None
+
+
+class Transport:
+    """One keep-alive `requests.Session`, TC3 signatures, the client-side rate limit and the retry policy. Thread-safe."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        credentials: Credentials,
+        *,
+        version: str,
+        region: str = "",
+        language: str = "",
+        connect_timeout_s: float = 3.05,
+        read_timeout_s: float = 15.0,
+        policy: RetryPolicy | None = None,
+        limiter: TokenBucket | None = None,
+        reload_credentials: Callable[[], Credentials] | None = None,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        parts = urlsplit(endpoint)
+        if parts.scheme not in ("https", "http") or not parts.netloc:
+            raise ValueError(f"cloud endpoint {endpoint!r} is not an http(s) URL")
+        self.url = f"{parts.scheme}://{parts.netloc}/"
+        self.host = parts.netloc
+        self.credentials = credentials
+        self.version = version
+        self.region = region
+        self.language = language
+        self.timeout = (connect_timeout_s, read_timeout_s)
+        self.policy = policy or RetryPolicy()
+        self.limiter = limiter
+        self._reload = reload_credentials
+        self._clock = clock
+        self._monotonic = monotonic
+        self._sleep = sleep
+        self.clock_offset_s = 0.0  # service time minus device time, learnt from a SignatureExpire answer
+        self.session = requests.Session()  # keep-alive; proxies from the environment (trust_env); TLS verified
+        self.session.headers["User-Agent"] = REQUEST_CLIENT
+
+    def close(self) -> None:
+        self.session.close()
+
+    def now(self) -> float:
+        """The service's time as far as the device knows it (device clock plus the learnt offset)."""
+        return self._clock() + self.clock_offset_s
+
+    # --- one attempt -------------------------------------------------------------------------------
+
+    def _headers(self, action: str, body: bytes) -> dict[str, str]:
+        creds = self.credentials
+        timestamp = int(self.now())
+        headers = {
+            "Content-Type": CONTENT_TYPE,
+            "Host": self.host,
+            "X-TC-Action": action,
+            "X-TC-Version": self.version,
+            "X-TC-Timestamp": str(timestamp),
+            "X-TC-RequestClient": REQUEST_CLIENT,
+        }
+        if self.region:
+            headers["X-TC-Region"] = self.region
+        if self.language:
+            headers["X-TC-Language"] = self.language
+        if creds.session_token:
+            headers["X-TC-Token"] = creds.session_token
+        headers["Authorization"] = authorization(creds.secret_id, creds.secret_key, SERVICE, timestamp, headers, SIGNED_HEADERS, body)
+        return headers
+
+    def attempt(self, action: str, body: bytes, person: str = "", group: str = "") -> dict[str, Any]:
+        """POST once; the `Response` object, or a typed error saying whether the request reached the service."""
+        try:
+            response = self.session.post(self.url, data=body, headers=self._headers(action, body), timeout=self.timeout)
+        except requests.exceptions.SSLError as exc:
+            refused = tls_problem(exc, self.host)
+            if refused is not None:
+                raise refused from None
+            raise OutcomeUnknown(f"TLS connection to {self.host} failed: {_reason(exc)}") from None
+        except (requests.exceptions.ConnectTimeout, requests.exceptions.ConnectionError) as exc:
+            if _never_sent(exc):
+                raise CloudUnavailable(f"cannot connect to {self.host}: {_reason(exc)}") from None
+            raise OutcomeUnknown(f"connection to {self.host} lost before the answer: {_reason(exc)}") from None
+        except requests.exceptions.Timeout:
+            raise OutcomeUnknown(f"no answer from {self.host} within {self.timeout[1]:g} s") from None
+        except requests.exceptions.RequestException as exc:
+            raise OutcomeUnknown(f"request to {self.host} failed: {_reason(exc)}") from None
+        if response.status_code == 429:
+            raise CloudRateLimited(f"HTTP 429 from {self.host}: too many requests")
+        if response.status_code >= 500:
+            raise OutcomeUnknown(f"HTTP {response.status_code} from {self.host}")
+        if response.status_code != 200:
+            raise CloudRejected(f"HTTP {response.status_code} from {self.host}: check cloud.endpoint", retryable=False)
+        try:
+            data = response.json()["Response"]
+            if not isinstance(data, dict):
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            raise OutcomeUnknown(f"unreadable answer from {self.host}") from None
+        error = data.get("Error")
+        if error:
+            failure = error_from_code(str(error.get("Code", "")), str(error.get("Message", "")), data.get("RequestId"), person, group)
+            if isinstance(failure, ClockSkewError):
+                self._learn_clock_offset(response)
+            raise failure
+        return data
+
+    def _learn_clock_offset(self, response: requests.Response) -> None:
+        """The service's time from its HTTP `Date` header (SignatureExpire's text does not carry it)."""
+        try:
+            server = parsedate_to_datetime(response.headers["Date"]).timestamp()
+        except (KeyError, TypeError, ValueError):
+            return
+        self.clock_offset_s = server - self._clock()
+        log.warning("device clock is %+.0f s off the cloud's: re-signing with corrected time; fix the clock (NTP)", -self.clock_offset_s)
+
+    # --- the retry loop ------------------------------------------------------------------------------
+
+    def call(
+        self,
+        action: str,
+        payload: dict[str, Any],
+        *,
+        idempotent: bool,
+        person: str = "",
+        group: str = "",
+        before_attempt: Callable[[], None] | None = None,
+    ) -> dict[str, Any]:
+        """POST one action with bounded retries; return its `Response` object.
+
+        `before_attempt` runs before every attempt (a non-idempotent action takes its snapshot there).
+        """
+        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        if len(body) > MAX_BODY_BYTES:
+            raise ImageRejected(f"the {action} request is {len(body)} bytes: IAI allows at most 10 MB; send fewer or smaller images")
+        started = self._monotonic()
+        skew_retried = token_reloaded = False
+        attempt = 0
+        while True:
+            attempt += 1
+            remaining = self.policy.deadline_s - (self._monotonic() - started)
+            if self.limiter is not None and not self.limiter.acquire(timeout=max(0.0, remaining)):
+                raise CloudRateLimited(f"local rate limit: no {action} slot within the {self.policy.deadline_s:.0f} s deadline")
+            if before_attempt is not None:
+                before_attempt()
+            t0 = self._monotonic()
+            try:
+                data = self.attempt(action, body, person, group)
+            except ClockSkewError as exc:
+                log.warning("%s: %s (RequestId %s)", action, exc.message, exc.request_id)
+                if skew_retried:
+                    raise
+                skew_retried, attempt = True, attempt - 1  # one re-signed retry, not counted: the request was refused
+                continue
+            except TokenExpired:
+                if token_reloaded or self._reload is None:
+                    raise
+                self.credentials, token_reloaded, attempt = self._reload(), True, attempt - 1
+                log.warning("%s: the session token was refused; read the credentials again and retrying once", action)
+                continue
+            except CloudError as exc:
+                if not idempotent and (isinstance(exc, OutcomeUnknown) or exc.ambiguous):
+                    log.warning("%s attempt %d: outcome unknown (%s); not sent again", action, attempt, exc.message)
+                    if isinstance(exc, OutcomeUnknown):
+                        raise
+                    raise OutcomeUnknown(f"{action}: {exc.message}", cloud_code=exc.cloud_code, request_id=exc.request_id) from None
+                log.log(logging.WARNING if exc.retryable else logging.INFO, "%s attempt %d failed: %s %s (RequestId %s)",
+                        action, attempt, exc.cloud_code or "", exc.message, exc.request_id)
+                if not exc.retryable:
+                    raise
+                last = exc
+            else:
+                if self.limiter is not None:
+                    self.limiter.speed_up()
+                log.info("%s ok in %.0f ms (attempt %d, RequestId %s)", action, (self._monotonic() - t0) * 1000, attempt, data.get("RequestId"))
+                return data
+            wait = self.policy.backoff(attempt - 1)
+            if isinstance(last, CloudRateLimited):
+                wait = max(wait, 1.0)  # IAI's limit is per second: an immediate retry only adds load
+                if self.limiter is not None:
+                    self.limiter.slow_down()
+            elapsed = self._monotonic() - started
+            if attempt >= self.policy.max_attempts or elapsed + wait > self.policy.deadline_s:
+                raise self._gave_up(action, last, attempt, elapsed)
+            self._sleep(wait)
+
+    @staticmethod
+    def _gave_up(action: str, last: CloudError, attempts: int, elapsed: float) -> CloudError:
+        """The error after the last retry; every failure before it was one that left nothing applied."""
+        if isinstance(last, CloudRateLimited):
+            return last
+        return CloudUnavailable(
+            f"{action} failed after {attempts} attempt(s) in {elapsed:.1f} s: {last.message}",
+            cloud_code=last.cloud_code, request_id=last.request_id, retryable=True,
+        )

@@ -1,0 +1,236 @@
+"""Thread `intake`: every message on a command topic becomes a stored job or an answer — then it is acknowledged.
+
+The order of checks is the security model (docs/mqtt-api.md, "Security"): retained messages are
+ignored; with signatures required, the signature is verified before the id is looked up or stored,
+so unsigned traffic can neither read stored results nor claim ids (its rejection goes only to the
+device's own result topic and is not stored); then the schema, the device's policy, and the id store,
+where a duplicate is detected and answered with the stored result (`replayed: true`).
+A command that cannot be stored (the disk is full) is answered `storage_unavailable` and acknowledged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from agent.config import Config
+from agent.errors import ErrorCode
+from agent.service.mqtt import Incoming, MqttLink
+from agent.service.protocol import (
+    EnrollCommand,
+    Rejection,
+    SnapshotRequest,
+    Topics,
+    command_ids,
+    decode_payload,
+    printable,
+    response_topic_problem,
+    signature_problem,
+    validate_command,
+    validate_snapshot,
+)
+from agent.service.result import Result, ResultError, Status, progress_payload
+from agent.service.store import JobStore, Message, StoreError
+from agent.service.telemetry import Counters
+
+log = logging.getLogger(__name__)
+
+
+def result_messages(result: Result, topics: Topics, response_topic: str | None, correlation: bytes | None) -> list[Message]:
+    """The result on the device's result topic, and on the command's Response Topic (MQTT 5) when it has one."""
+    payload = json.dumps(result.to_json(), ensure_ascii=False).encode("utf-8")
+    messages: list[Message] = [(topics.result, payload, None)]
+    if response_topic and response_topic != topics.result:
+        messages.append((response_topic, payload, correlation))
+    return messages
+
+
+class Intake:
+    def __init__(self, config: Config, store: JobStore, link: MqttLink, incoming: queue.Queue[Incoming], counters: Counters,
+                 job_added: Callable[[], None], result_stored: Callable[[], None], snapshots: queue.Queue[SnapshotRequest]) -> None:
+        self.config = config
+        self.topics = Topics(config.base_topic)
+        self.store = store
+        self.link = link
+        self.incoming = incoming
+        self.counters = counters
+        self._job_added = job_added
+        self._result_stored = result_stored
+        self.snapshots = snapshots
+        self.key = config.secrets.command_key.get_secret_value().encode() if config.secrets.command_key else None
+        self.accepting = threading.Event()
+        self.stopping = threading.Event()
+        self._last_store_error = ""
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                message = self.incoming.get(timeout=1.0)
+            except queue.Empty:
+                continue
+            if not self.accepting.is_set():
+                continue  # stopping: not acknowledged, so the broker delivers it again in the next session
+            try:
+                self.handle(message)
+            except StoreError as exc:
+                self._storage_failed(message, exc)
+            except Exception:
+                log.exception("unexpected error handling a message on %s; acknowledged and dropped", printable(message.topic))
+                self.counters.inc("internal_errors")
+            self.link.ack(message)
+
+    # --- one message -------------------------------------------------------------------------------------
+
+    def handle(self, message: Incoming) -> None:
+        if message.retain:
+            log.warning("ignoring a retained message on %s: commands must not be retained", message.topic)
+            self.counters.inc("ignored_retained")
+            return
+        snapshot = message.topic == self.topics.snapshot
+        if not snapshot:
+            self.counters.inc("received")
+        data = decode_payload(message.payload)
+        if self._must_verify(data):
+            why = data.message if isinstance(data, Rejection) else signature_problem(
+                data, self.key, self.config.device_id, self.config.commands.max_clock_skew_s)
+            if why is not None:
+                self._refuse_unauthenticated(data, why, snapshot)
+                return
+        reply_to, correlation = self._reply_address(message)
+        if isinstance(data, Rejection):
+            self._reject(data, reply_to, correlation, store=False)
+            return
+        if snapshot:
+            request = validate_snapshot(data)
+            if isinstance(request, SnapshotRequest):
+                self._queue_snapshot(request)
+            return
+        if message.response_topic and reply_to is None:  # answered on the device's own result topic only
+            problem = response_topic_problem(message.response_topic, self.config.mqtt.topic_prefix) or "response topic refused"
+            self._reject(Rejection(*command_ids(data), "rejected", ErrorCode.INVALID_COMMAND, problem), None, None, store=False)
+            return
+        command = validate_command(data)
+        if isinstance(command, EnrollCommand):
+            command = self._check_policy(command)
+        if isinstance(command, Rejection):
+            self._reject(command, reply_to, correlation, store=command.id is not None)
+            return
+        expiry = time.time() + message.expiry_s if message.expiry_s else None
+        self._accept(command, reply_to, correlation, expiry)
+
+    def _must_verify(self, data: dict[str, Any] | Rejection) -> bool:
+        """Signatures are checked when required, and whenever a device with a key receives a signed command."""
+        return self.config.commands.require_signature or (self.key is not None and isinstance(data, dict) and "sig" in data)
+
+    def _refuse_unauthenticated(self, data: dict[str, Any] | Rejection, why: str, snapshot: bool) -> None:
+        """Answered on the device's own topic only, never stored: the id stays free for the real operator."""
+        self.counters.inc("unauthenticated")
+        log.warning("refused an unauthenticated %s message: %s", "snapshot" if snapshot else "enroll", why)
+        command_id = command_ids(data)[0] if isinstance(data, dict) else None
+        rejection = Rejection(command_id, None, "rejected", ErrorCode.INVALID_COMMAND, why)
+        self._reject(rejection, None, None, store=False, topic=self.topics.snapshot_result if snapshot else None)
+
+    def _reply_address(self, message: Incoming) -> tuple[str | None, bytes | None]:
+        if not message.response_topic:
+            return None, None
+        if response_topic_problem(message.response_topic, self.config.mqtt.topic_prefix) is not None:
+            return None, None
+        return message.response_topic, message.correlation
+
+    def _check_policy(self, command: EnrollCommand) -> EnrollCommand | Rejection:
+        floor = self.config.commands.min_face_match_threshold
+        if command.face_match_threshold is not None and command.face_match_threshold < floor:
+            return Rejection(command.id, command.person_id, "rejected", ErrorCode.INVALID_COMMAND,
+                             f"face_match_threshold: must be >= {floor:g} on this device (policy)")
+        if command.device_id is not None and command.device_id != self.config.device_id:
+            return Rejection(command.id, command.person_id, "rejected", ErrorCode.INVALID_COMMAND,
+                             f"device_id: the command is for device {command.device_id}, not this one")
+        return command
+
+    # --- answers -----------------------------------------------------------------------------------------
+
+    def _reject(self, rejection: Rejection, reply_to: str | None, correlation: bytes | None, *, store: bool,
+                topic: str | None = None) -> None:
+        if store and rejection.id is not None and self._replay_if_known(rejection.id, reply_to, correlation):
+            return
+        self.counters.inc("expired" if rejection.status == "expired" else "rejected")
+        status = Status.EXPIRED if rejection.status == "expired" else Status.REJECTED
+        result = Result.rejected(rejection.id, self.config.device_id, rejection.person_id,
+                                 ResultError.of(rejection.code, rejection.message), status)
+        log.info("command %s %s: %s", rejection.id, rejection.status, rejection.message)
+        messages = result_messages(result, self.topics, reply_to, correlation)
+        if topic is not None:
+            messages = [(topic, messages[0][1], None)]
+        if store and rejection.id is not None:
+            self.store.store_final({"id": rejection.id, "person_id": rejection.person_id}, result.to_json(), messages, reply_to, correlation)
+        else:
+            self.store.enqueue(messages)
+        self._result_stored()
+
+    def _replay_if_known(self, job_id: str, reply_to: str | None, correlation: bytes | None) -> bool:
+        job = self.store.get(job_id)
+        if job is None:
+            return False
+        self._duplicate(job.id, job.state, job.result, reply_to, correlation)
+        return True
+
+    def _duplicate(self, job_id: str, state: str, stored: dict[str, Any] | None, reply_to: str | None, correlation: bytes | None) -> None:
+        if stored is None:
+            log.info("command %s is already %s: acknowledged, not run twice", job_id, state)
+            self.counters.inc("duplicates_in_progress")
+            self._progress(job_id, {"queued": "queued", "uploading": "uploading"}.get(state, "capturing"),
+                           "already in progress: not run twice", reply_to, correlation)
+            return
+        self.counters.inc("replayed")
+        self.store.enqueue(result_messages(Result.from_json(stored).replay(), self.topics, reply_to, correlation))
+        self._result_stored()
+
+    def _accept(self, command: EnrollCommand, reply_to: str | None, correlation: bytes | None, mqtt_expiry: float | None) -> None:
+        expiries = [t for t in (command.expires_at, mqtt_expiry) if t is not None]
+        submitted = self.store.submit(command.model_dump(mode="json", exclude_none=True), queue_size=self.config.enroll.queue_size,
+                                      expires_at=min(expiries) if expiries else None, response_topic=reply_to, correlation=correlation)
+        if submitted.outcome == "duplicate":
+            self._duplicate(submitted.job.id, submitted.job.state, submitted.job.result, reply_to, correlation)
+        elif submitted.outcome == "queue_full":
+            self.counters.inc("queue_full")
+            result = Result.rejected(command.id, self.config.device_id, command.person_id, ResultError.of(
+                ErrorCode.QUEUE_FULL, f"{self.config.enroll.queue_size} commands are already waiting: send it again later"))
+            self.store.enqueue(result_messages(result, self.topics, reply_to, correlation))
+            self._result_stored()
+        else:
+            ahead = self.store.depth() - 1
+            self._progress(command.id, "queued", "next in line" if ahead <= 0 else f"{ahead} command(s) ahead", reply_to, correlation)
+            self._job_added()
+
+    def _queue_snapshot(self, request: SnapshotRequest) -> None:
+        try:
+            self.snapshots.put_nowait(request)
+            self._job_added()
+        except queue.Full:
+            log.warning("snapshot request dropped: %d already waiting", self.snapshots.maxsize)
+
+    def _progress(self, job_id: str, state: str, detail: str, reply_to: str | None, correlation: bytes | None) -> None:
+        payload = json.dumps(progress_payload(job_id, state, detail))
+        self.link.publish(self.topics.progress, payload)
+        if reply_to:
+            self.link.publish(reply_to, payload, correlation=correlation)
+
+    def _storage_failed(self, message: Incoming, exc: StoreError) -> None:
+        """The command cannot be stored: answer it now (not durably) so the sender knows, and say why once."""
+        self.counters.inc("store_errors")
+        if exc.message != self._last_store_error:
+            log.error("command not stored: %s", exc.message)
+            self._last_store_error = exc.message
+        data = decode_payload(message.payload)
+        command_id = data.get("id") if isinstance(data, dict) and isinstance(data.get("id"), str) else None
+        result = Result.rejected(printable(command_id, 64) if command_id else None, self.config.device_id, None, ResultError.of(
+            ErrorCode.STORAGE_UNAVAILABLE, f"the device cannot store commands ({exc.message.rsplit(': ', 1)[-1]}): send it again later"))
+        self.link.publish(self.topics.result, json.dumps(result.to_json()), qos=1)

@@ -1,0 +1,151 @@
+"""What the device says about itself: counters, the retained `base/state`, periodic `base/telemetry`, and pruning.
+
+Thread `telemetry` owns the timers and publishes; any thread may bump a counter or change the state
+(both are small locked records, never held across I/O) and then `wake()` it to republish the state.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from typing import Any
+
+from agent import __version__
+from agent.service.result import iso_now
+from agent.service.store import JobStore, StoreError
+
+log = logging.getLogger(__name__)
+
+IDLE_WAKE_S = 5.0  # idle loops wake on events; this is only their safety net (an idle daemon uses ~0 % CPU)
+PRUNE_EVERY_S = 3600.0
+COUNTER_NAMES = ("received", "succeeded", "partial", "failed", "rejected", "expired", "unknown", "replayed", "queue_full",
+                 "ignored_retained", "unauthenticated", "store_errors", "dropped_qos0")
+
+
+class Counters:
+    """Event counts and the latency window, shared by the threads that produce them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+        self._latencies: deque[float] = deque(maxlen=200)
+
+    def inc(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            self._counts[name] += n
+
+    def latency(self, ms: float) -> None:
+        with self._lock:
+            self._latencies.append(ms)
+
+    def get(self, name: str) -> int:
+        with self._lock:
+            return self._counts[name]
+
+    def snapshot(self) -> tuple[dict[str, int], list[float]]:
+        with self._lock:
+            return dict(self._counts), list(self._latencies)
+
+
+class DeviceState:
+    """The facts behind the retained `base/state` that change while running."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._fields: dict[str, Any] = {"last_result": None, "storage_error": None}
+
+    def set(self, **fields: Any) -> None:
+        with self._lock:
+            self._fields.update(fields)
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return dict(self._fields)
+
+
+class Telemetry:
+    """Thread `telemetry`: state on change, telemetry every interval, old results pruned hourly."""
+
+    def __init__(
+        self, device_id: str, publish: Callable[[str, str, int, bool], object], state_topic: str, telemetry_topic: str,
+        interval_s: float, retention_days: int, store: JobStore, counters: Counters, device: DeviceState,
+        describe: Callable[[], dict[str, Any]], extra: Callable[[], dict[str, Any]],
+    ) -> None:
+        self.device_id = device_id
+        self._publish = publish
+        self.state_topic = state_topic
+        self.telemetry_topic = telemetry_topic
+        self.interval_s = interval_s
+        self.retention_days = retention_days
+        self.store = store
+        self.counters = counters
+        self.device = device
+        self._describe = describe  # version-independent facts: camera, detector
+        self._extra = extra  # live figures: outbox in flight, mqtt connects
+        self.started_at = iso_now()
+        self._started = time.monotonic()
+        self._wake = threading.Event()
+        self.stopping = threading.Event()
+
+    def wake(self) -> None:
+        """Publish the state soon (it changed, or the broker connection came back)."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self._wake.set()
+
+    def state(self) -> dict[str, Any]:
+        try:
+            depth = self.store.depth()
+        except StoreError:
+            depth = -1
+        return {"version": __version__, "device_id": self.device_id, "started_at": self.started_at, **self._describe(),
+                "queue_depth": depth, **self.device.snapshot()}
+
+    def telemetry(self) -> dict[str, Any]:
+        counts, latencies = self.counters.snapshot()
+        try:
+            depth = self.store.depth()
+        except StoreError:
+            depth = -1
+        return {
+            "device_id": self.device_id, "at": iso_now(), "uptime_s": round(time.monotonic() - self._started),
+            "counters": {k: counts.get(k, 0) for k in COUNTER_NAMES},
+            "latency_ms": {"last": latencies[-1] if latencies else None, "p50": statistics.median(latencies) if latencies else None,
+                           "max": max(latencies) if latencies else None},
+            "queue_depth": depth, **self._extra(), **self._describe(),
+        }
+
+    def run(self) -> None:
+        next_telemetry = time.monotonic() + self.interval_s
+        next_prune = time.monotonic()
+        self._publish(self.state_topic, json.dumps(self.state()), 1, True)
+        while not self.stopping.is_set():
+            woken = self._wake.wait(max(0.0, min(next_telemetry - time.monotonic(), IDLE_WAKE_S * 12)))
+            if self.stopping.is_set():
+                return
+            if woken:
+                self._wake.clear()
+                self._publish(self.state_topic, json.dumps(self.state()), 1, True)
+            now = time.monotonic()
+            if now >= next_telemetry:
+                self._publish(self.telemetry_topic, json.dumps(self.telemetry()), 0, False)
+                next_telemetry = now + self.interval_s
+            if now >= next_prune:
+                next_prune = now + PRUNE_EVERY_S
+                self._prune()
+
+    def _prune(self) -> None:
+        try:
+            pruned = self.store.prune(self.retention_days * 86400)
+        except StoreError as exc:
+            log.error("pruning old results: %s", exc.message)
+            return
+        if pruned:
+            log.info("forgot %d result(s) older than %d days", pruned, self.retention_days)
