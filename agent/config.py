@@ -1,4 +1,4 @@
-"""The one configuration loader: YAML file -> strict, typed, validated `Config` (contract §6).
+"""The one configuration loader: YAML file -> strict, typed, validated `Config` (docs/configuration.md).
 
 Every section rejects unknown keys; every error is reported at once with its dotted key path.
 Secrets never live in the YAML file: they are resolved from `$CREDENTIALS_DIRECTORY` (systemd
@@ -25,7 +25,7 @@ from agent.errors import ConfigError
 DEFAULT_CONFIG_PATH = Path("/etc/faceagent/agent.yaml")
 DEFAULT_STATE_DIR = Path("/var/lib/faceagent")
 
-# (credential file name, environment variable) per secret, in lookup order (contract §6).
+# (credential file name, environment variable) per secret, in lookup order (README, "Configuration").
 SECRET_SOURCES: dict[str, tuple[str, str]] = {
     "secret_id": ("tencentcloud_secret_id", "TENCENTCLOUD_SECRET_ID"),
     "secret_key": ("tencentcloud_secret_key", "TENCENTCLOUD_SECRET_KEY"),

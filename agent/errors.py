@@ -52,7 +52,7 @@ class ExitCode:
 class FaceAgentError(Exception):
     """Base of every error the agent raises on purpose.
 
-    `code` is the contract error code it maps to, `retryable` whether the same request may succeed
+    `code` is the result error code it maps to, `retryable` whether the same request may succeed
     later unchanged, and the message is one sentence an operator can act on.
     """
 

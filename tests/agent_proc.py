@@ -8,11 +8,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from agent.service.protocol import sign_command
 from tests.broker import Broker
 from tests.conftest import DATA, EMU_ID, EMU_KEY
 from tests.mqtt_helpers import Listener
@@ -100,3 +102,36 @@ class AgentProcess:
 
 def command(command_id: str, person_id: str = "1001", **extra: Any) -> bytes:
     return json.dumps({"id": command_id, "person_id": person_id, **extra}).encode()
+
+
+COMMAND_KEY = "operator-hmac-key-0123456789abcdef"
+
+
+def signed(command_id: str | None, person_id: str | None = "1001", key: str = COMMAND_KEY, ts: int | None = None,
+           device_id: str | None = "cam-test", **extra: Any) -> bytes:
+    """A signed command (or snapshot request when `person_id` is None), as an operator tool makes it."""
+    body: dict[str, Any] = {"ts": int(time.time()) if ts is None else ts, **extra}
+    for name, value in (("id", command_id), ("person_id", person_id), ("device_id", device_id)):
+        if value is not None:
+            body[name] = value
+    body["sig"] = sign_command(body, key.encode())
+    return json.dumps(body).encode()
+
+
+def listen(broker: Broker, base: str, **kw: Any) -> Listener:
+    """A subscriber to everything a device publishes."""
+    return Listener(broker.host, broker.port, [f"{base}/enroll/result", f"{base}/enroll/progress", f"{base}/availability",
+                                               f"{base}/state", f"{base}/telemetry", f"{base}/snapshot/result"], **kw)
+
+
+def result_for(listener: Listener, base: str, command_id: str | None, timeout: float = 30) -> dict[str, Any]:
+    return listener.get_json(f"{base}/enroll/result", timeout, where=lambda r: r.get("id") == command_id)
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 30, what: str = "the condition") -> None:
+    """Poll a fact (emulator state, a file) until it holds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} did not happen within {timeout} s")
+        time.sleep(0.05)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -68,3 +69,42 @@ def emulator() -> Iterator[object]:
     yield server
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def make_agent(tmp_path: Path, emulator: Any) -> Iterator[Callable[..., Any]]:
+    """Start `faceagent run` processes against a broker and the emulator; every one is killed at the end."""
+    from tests.agent_proc import AgentProcess
+
+    agents: list[AgentProcess] = []
+
+    def factory(broker: Broker, device_id: str = "cam-test", start: bool = True, env: dict[str, str] | None = None,
+                wait: bool = True, **overrides: Any) -> AgentProcess:
+        agent = AgentProcess(tmp_path, broker, emulator, device_id, overrides)
+        agent.env.update(env or {})
+        agents.append(agent)
+        if start:
+            agent.start(broker, wait_online=wait)
+        return agent
+
+    yield factory
+    for agent in agents:
+        agent.close()
+
+
+FACE_JPEG = (DATA / "grace_hopper.jpg").read_bytes()
+
+
+@pytest.fixture
+def person(emulator: Any) -> str:
+    """Person 1001 in group staff, with one face (grace_hopper.jpg)."""
+    from tests.iai_helpers import client_for, seed_person
+
+    seed_person(client_for(emulator), "1001", FACE_JPEG)
+    return "1001"
+
+
+def faces(emulator: Any, person_id: str) -> list[str]:
+    from tests.iai_helpers import state
+
+    return list(state(emulator)["persons"].get(person_id, {}).get("faces", []))

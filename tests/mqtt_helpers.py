@@ -23,13 +23,15 @@ class Listener:
         """`persistent`: a session that outlives disconnects (needs a `client_id`), so QoS 1 messages queue at the broker."""
         self.messages: queue.Queue[tuple[str, bytes, Any, bool]] = queue.Queue()
         self._unread: list[tuple[str, bytes, Any, bool]] = []
-        self._connected = threading.Event()
+        self.subscribed = threading.Event()  # set on SUBACK, cleared on disconnect
         v5 = protocol == mqtt.MQTTv5
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol,
                                   clean_session=None if v5 else not persistent)
         self.client.reconnect_delay_set(1, 2)
         self.topics = topics
         self.client.on_connect = self._on_connect
+        self.client.on_subscribe = lambda c, u, mid, reasons, props: self.subscribed.set()
+        self.client.on_disconnect = lambda c, u, flags, reason, props: self.subscribed.clear()
         self.client.on_message = lambda c, u, m: self.messages.put((m.topic, m.payload, getattr(m, "properties", None), m.retain))
         if v5 and persistent:
             props = Properties(PacketTypes.CONNECT)
@@ -38,16 +40,11 @@ class Listener:
         else:
             self.client.connect(host, port, keepalive=30)
         self.client.loop_start()
-        if not self._connected.wait(10):
-            raise TimeoutError("listener did not connect")
+        if not self.subscribed.wait(10):
+            raise TimeoutError("listener did not connect and subscribe")
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        for topic in self.topics:
-            client.subscribe(topic, qos=1)
-        # One round trip so subscriptions are in place before we report connected.
-        client.publish("$faceagent-test/ping", b"", qos=0)
-        time.sleep(0.05)
-        self._connected.set()
+        client.subscribe([(topic, 1) for topic in self.topics])  # one SUBACK for all of them
 
     def publish(self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False, properties: Properties | None = None) -> None:
         info = self.client.publish(topic, payload, qos=qos, retain=retain, properties=properties)

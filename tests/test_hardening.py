@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,47 +14,11 @@ import pytest
 
 from agent.config import MqttConfig
 from agent.service.mqtt import build_client, connect_async
-from agent.service.protocol import sign_command
-from tests.agent_proc import AgentProcess, command
+from tests.agent_proc import command, result_for
 from tests.broker import Broker, free_port
-from tests.conftest import DATA
-from tests.iai_helpers import client_for, control, seed_person, state
+from tests.conftest import DATA, faces
+from tests.iai_helpers import control
 from tests.mqtt_helpers import Listener
-
-FACE = (DATA / "grace_hopper.jpg").read_bytes()
-COMMAND_KEY = "operator-hmac-key-0123456789abcdef"
-
-
-def faces(emulator: Any, person_id: str) -> list[str]:
-    return list(state(emulator)["persons"].get(person_id, {}).get("faces", []))
-
-
-@pytest.fixture
-def person(emulator: Any) -> str:
-    seed_person(client_for(emulator), "1001", FACE)
-    return "1001"
-
-
-@pytest.fixture
-def agents(tmp_path: Path, emulator: Any) -> Iterator[list[AgentProcess]]:
-    started: list[AgentProcess] = []
-    yield started
-    for agent in started:
-        agent.close()
-
-
-def start_agent(agents: list[AgentProcess], tmp_path: Path, broker: Broker, emulator: Any, env: dict[str, str] | None = None,
-                wait: bool = True, **overrides: Any) -> AgentProcess:
-    agent = AgentProcess(tmp_path, broker, emulator, overrides=overrides)
-    agent.env.update(env or {})
-    agents.append(agent)
-    agent.start(broker, wait_online=wait)
-    return agent
-
-
-def result_for(listener: Listener, base: str, command_id: str, timeout: float = 30) -> dict[str, Any]:
-    return listener.get_json(f"{base}/enroll/result", timeout, where=lambda r: r.get("id") == command_id)
-
 
 # --- TLS ---------------------------------------------------------------------------------------------
 
@@ -140,11 +102,11 @@ def test_plaintext_is_refused_when_tls_is_configured(tls_broker: tuple[Broker, d
 
 
 def test_enrollment_over_mutual_tls(tls_broker: tuple[Broker, dict[str, Any]], tmp_path: Path, emulator: Any, person: str,
-                                    agents: list[AgentProcess]) -> None:
+                                    make_agent: Any) -> None:
     broker, info = tls_broker
     pki = info["pki"]
     tls = {"ca_file": str(pki["ca"]), "cert_file": str(pki["client"]), "key_file": str(pki["client_key"])}
-    agent = start_agent(agents, tmp_path, broker, emulator, wait=False, mqtt={"url": f"mqtts://127.0.0.1:{info['mtls_port']}", "tls": tls})
+    agent = make_agent(broker, wait=False, mqtt={"url": f"mqtts://127.0.0.1:{info['mtls_port']}", "tls": tls})
     agent.wait_online(broker)  # availability is seen through the plaintext listener of the same broker
     listener = Listener(broker.host, broker.port, [f"{agent.base}/enroll/result"])
     try:
@@ -154,54 +116,12 @@ def test_enrollment_over_mutual_tls(tls_broker: tuple[Broker, dict[str, Any]], t
         listener.close()
 
 
-# --- signed commands and the policy guard ---------------------------------------------------------------
-
-
-def signed(command_id: str, person_id: str, key: str = COMMAND_KEY, ts: int | None = None, **extra: Any) -> bytes:
-    body = {"id": command_id, "person_id": person_id, "ts": int(time.time()) if ts is None else ts, **extra}
-    body["sig"] = sign_command(body, key.encode())
-    return json.dumps(body).encode()
-
-
-def test_signed_commands(broker: Broker, tmp_path: Path, emulator: Any, person: str, agents: list[AgentProcess]) -> None:
-    agent = start_agent(agents, tmp_path, broker, emulator, env={"FACEAGENT_COMMAND_KEY": COMMAND_KEY},
-                        commands={"require_signature": True, "min_face_match_threshold": 50})
-    listener = Listener(broker.host, broker.port, [f"{agent.base}/enroll/result"])
-    try:
-        cases = [
-            (command("s-unsigned", person), "sig: signed commands are required"),
-            (signed("s-badsig", person, key="someone-else"), "sig: the signature does not match"),
-            (signed("s-stale", person, ts=int(time.time()) - 3600), "ts: the signature timestamp is more than 300 s"),
-            (signed("s-threshold", person, face_match_threshold=10), "face_match_threshold: must be >= 50"),
-        ]
-        tampered = json.loads(signed("s-tampered", person))
-        tampered["person_id"] = "9999"  # signed for 1001, sent for someone else
-        cases.append((json.dumps(tampered).encode(), "sig: the signature does not match"))
-        for payload, message in cases:
-            listener.publish(f"{agent.base}/enroll", payload)
-            result = listener.get_json(f"{agent.base}/enroll/result", 15)
-            assert result["status"] == "rejected" and message in result["error"]["message"], result
-        good = signed("s-good", person, face_match_threshold=70)
-        listener.publish(f"{agent.base}/enroll", good)
-        assert result_for(listener, agent.base, "s-good")["status"] == "succeeded"
-        listener.publish(f"{agent.base}/enroll", good)  # a captured, replayed command: stopped by the id store
-        assert result_for(listener, agent.base, "s-good")["replayed"] is True
-        assert len(faces(emulator, "1001")) == 2
-    finally:
-        listener.close()
-    # the operator tool signs when it has the key
-    proc = subprocess.run([sys.executable, "-m", "agent", "ctl", "enroll", "--broker", broker.url, "--device", agent.device_id,
-                           "--person-id", person, "--json"], capture_output=True, text=True, timeout=90, check=False,
-                          env={"PATH": "/usr/bin:/bin", "FACEAGENT_COMMAND_KEY": COMMAND_KEY})
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-
-
 # --- faults --------------------------------------------------------------------------------------------
 
 
 def test_cloud_outage_longer_than_the_deadline_then_recovery(broker: Broker, tmp_path: Path, emulator: Any, person: str,
-                                                            agents: list[AgentProcess]) -> None:
-    agent = start_agent(agents, tmp_path, broker, emulator, cloud={"deadline_s": 2, "max_attempts": 10})
+                                                            make_agent: Any) -> None:
+    agent = make_agent(broker, cloud={"deadline_s": 2, "max_attempts": 10})
     listener = Listener(broker.host, broker.port, [f"{agent.base}/enroll/result"])
     try:
         control(emulator, outage=True)
@@ -218,11 +138,11 @@ def test_cloud_outage_longer_than_the_deadline_then_recovery(broker: Broker, tmp
 
 
 def test_camera_vanishing_mid_burst_then_returning(broker: Broker, tmp_path: Path, emulator: Any, person: str,
-                                                   agents: list[AgentProcess]) -> None:
+                                                   make_agent: Any) -> None:
     frames = tmp_path / "frames"
     frames.mkdir()
     shutil.copy(DATA / "coffee.png", frames / "a.png")  # no face: the burst keeps reading
-    agent = start_agent(agents, tmp_path, broker, emulator, camera={"path": str(frames)}, enroll={"capture_timeout_s": 20})
+    agent = make_agent(broker, camera={"path": str(frames)}, enroll={"capture_timeout_s": 20})
     listener = Listener(broker.host, broker.port, [f"{agent.base}/enroll/result", f"{agent.base}/enroll/progress"])
     try:
         listener.publish(f"{agent.base}/enroll", command("v-1", person))
@@ -240,10 +160,10 @@ def test_camera_vanishing_mid_burst_then_returning(broker: Broker, tmp_path: Pat
 
 
 def test_unwritable_state_dir_is_a_clear_error_without_a_restart_loop(broker: Broker, tmp_path: Path, emulator: Any,
-                                                                      agents: list[AgentProcess]) -> None:
+                                                                      make_agent: Any) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the state directory should be")
-    agent = start_agent(agents, tmp_path, broker, emulator, wait=False, state_dir=str(blocker / "state"))
+    agent = make_agent(broker, wait=False, state_dir=str(blocker / "state"))
     assert agent.proc is not None
     assert agent.proc.wait(timeout=60) == 78  # RestartPreventExitStatus=78: systemd does not loop
     assert "job store" in agent.log() and "cannot be opened" in agent.log()

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,53 +15,16 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from tests.agent_proc import AgentProcess, command
+from tests.agent_proc import AgentProcess, command, listen, result_for, wait_until
 from tests.broker import Broker
-from tests.conftest import DATA, EMU_ID, EMU_KEY
-from tests.iai_helpers import client_for, control, seed_person, state, stats
+from tests.conftest import DATA, EMU_ID, EMU_KEY, faces
+from tests.iai_helpers import client_for, control, stats
 from tests.mqtt_helpers import Listener
 
 FACE = (DATA / "grace_hopper.jpg").read_bytes()
 ALWAYS = {"id", "device_id", "person_id", "status", "faces_added", "face_ids", "ret_codes", "timings_ms", "replayed", "finished_at"}
 
 AgentFactory = Callable[..., AgentProcess]
-
-
-@pytest.fixture
-def make_agent(tmp_path: Path, emulator: Any) -> Iterator[AgentFactory]:
-    agents: list[AgentProcess] = []
-
-    def factory(broker: Broker, device_id: str = "cam-test", start: bool = True, **overrides: Any) -> AgentProcess:
-        agent = AgentProcess(tmp_path, broker, emulator, device_id, overrides)
-        agents.append(agent)
-        if start:
-            agent.start(broker)
-        return agent
-
-    yield factory
-    for agent in agents:
-        agent.close()
-
-
-@pytest.fixture
-def person(emulator: Any) -> str:
-    client = client_for(emulator)
-    seed_person(client, "1001", FACE)
-    return "1001"
-
-
-def faces(emulator: Any, person_id: str) -> list[str]:
-    persons = state(emulator)["persons"]
-    return list(persons[person_id]["faces"]) if person_id in persons else []
-
-
-def listen(broker: Broker, base: str, **kw: Any) -> Listener:
-    return Listener(broker.host, broker.port, [f"{base}/enroll/result", f"{base}/enroll/progress", f"{base}/availability",
-                                               f"{base}/state", f"{base}/telemetry"], **kw)
-
-
-def result_for(listener: Listener, base: str, command_id: str | None, timeout: float = 30) -> dict[str, Any]:
-    return listener.get_json(f"{base}/enroll/result", timeout, where=lambda r: r.get("id") == command_id)
 
 
 # --- happy paths -----------------------------------------------------------------------------------
@@ -338,8 +301,7 @@ def test_broker_stopped_mid_job_then_restarted_delivers_the_result(own_broker: B
         listener.publish(f"{agent.base}/enroll", command("b-1", person))
         listener.get_json(f"{agent.base}/enroll/progress", where=lambda p: p["state"] == "uploading")
         own_broker.stop()
-        time.sleep(4)  # the job finishes while the broker is down
-        assert len(faces(emulator, "1001")) == 2
+        wait_until(lambda: len(faces(emulator, "1001")) == 2, what="the upload finishing while the broker is down")
         own_broker.start()
         result = result_for(listener, agent.base, "b-1", timeout=30)
         assert result["status"] == "succeeded"
@@ -356,7 +318,7 @@ def test_sigkill_mid_upload_is_reconciled_after_restart(broker: Broker, make_age
         control(emulator, delay_next={"ms": 4000, "count": 1, "action": "CreateFace"}, apply_then_drop_next=1)
         listener.publish(f"{agent.base}/enroll", command("k-1", person))
         listener.get_json(f"{agent.base}/enroll/progress", where=lambda p: p["state"] == "uploading")
-        time.sleep(0.8)
+        wait_until(lambda: stats(emulator).get("ok.CreateFace", 0) == 1, what="CreateFace applied at the emulator")
         agent.kill()
         assert len(faces(emulator, "1001")) == 2  # it landed; the device never heard
         agent.start(broker)

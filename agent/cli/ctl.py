@@ -2,7 +2,8 @@
 
 With MQTT 5 the command carries a Response Topic private to this run and the command id as Correlation
 Data; with 3.1.1 the device's result topic is watched for the id. Every command expires when this tool
-stops waiting (`expires_at`), so a device that is down does not enroll whoever stands there hours later.
+stops waiting (`expires_at`, not MQTT's Message Expiry, so a device that was down still answers `expired`
+when it comes back instead of enrolling whoever stands there then).
 Exit codes: 0 succeeded, 1 partial/failed/rejected/expired/unknown, 3 no result before the timeout.
 """
 
@@ -100,8 +101,6 @@ def cmd_ctl_enroll(args: argparse.Namespace) -> int:
             props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
             props.ResponseTopic = response_topic
             props.CorrelationData = command_id.encode()
-            if args.timeout > 0:
-                props.MessageExpiryInterval = max(1, int(args.timeout))
         client.publish(topics.enroll, json.dumps(command), qos=1, properties=props).wait_for_publish(10)
         print(f"sent {command_id} to {topics.enroll}", file=sys.stderr)
         return _follow(events, deadline, command_id, args)

@@ -171,7 +171,7 @@ def error_from_code(
     return CloudRejected(message, **kwargs)
 
 
-# Per-image RetCode of CreateFace (iai-api.md §1) -> (contract code, operator message).
+# Per-image RetCode of CreateFace (docs/iai.md) -> (result error code, operator message).
 RET_CODES = {
     -1101: (ErrorCode.NO_FACE, "the cloud found no face in the image"),
     -1102: (ErrorCode.CLOUD_REJECTED, "the cloud could not decode the image"),

@@ -1,7 +1,7 @@
 """TC3-HMAC-SHA256 request signing (Tencent Cloud API 3.0), as pure functions.
 
-Used by the client to sign and by the emulator to verify. See iai-api.md §3 for the steps and the
-published test vectors that tests/test_signing.py reproduces.
+Used by the client to sign and by the emulator to verify. See docs/iai.md for the steps; tests/test_signing.py
+reproduces the published test vectors.
 """
 
 from __future__ import annotations

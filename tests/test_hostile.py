@@ -1,0 +1,428 @@
+"""Whoever can publish to the broker: every attack and every operator mistake gets a clear answer, and the device keeps working.
+
+All against the real daemon process, a private mosquitto and the emulator. docs/reliability.md lists the attacks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from tests.agent_proc import COMMAND_KEY, command, listen, result_for, signed, wait_until
+from tests.broker import Broker
+from tests.conftest import REPO, faces
+from tests.iai_helpers import control
+from tests.mqtt_helpers import Listener
+
+SIGNED = {"env": {"FACEAGENT_COMMAND_KEY": COMMAND_KEY}, "commands": {"require_signature": True}}
+
+
+def response_props(topic: str, correlation: bytes = b"c") -> Properties:
+    props = Properties(PacketTypes.PUBLISH)
+    props.ResponseTopic = topic
+    props.CorrelationData = correlation
+    return props
+
+
+# --- one message must not silence a device ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad_topic", ["attacker/#", "attacker/+/x", "$SYS/broker", "faceagent/cam-other/enroll"])
+def test_a_bad_response_topic_is_refused_and_the_device_keeps_answering(
+    broker: Broker, make_agent: Any, emulator: Any, person: str, bad_topic: str,
+) -> None:
+    agent = make_agent(broker)
+    listener = listen(broker, agent.base)
+    try:
+        listener.publish(f"{agent.base}/enroll", b"not even json", properties=response_props(bad_topic))
+        garbage = listener.get_json(f"{agent.base}/enroll/result")
+        assert garbage["status"] == "rejected" and "not JSON" in garbage["error"]["message"]
+        listener.publish(f"{agent.base}/enroll", command("rt-1", person), properties=response_props(bad_topic))
+        refused = result_for(listener, agent.base, "rt-1")
+        assert refused["status"] == "rejected" and "response topic" in refused["error"]["message"]
+        listener.publish(f"{agent.base}/enroll", command("rt-2", person))
+        assert result_for(listener, agent.base, "rt-2")["status"] == "succeeded"
+        assert len(faces(emulator, "1001")) == 2  # rt-1 never ran
+        assert agent.stop() == 0
+        assert "Traceback" not in agent.log()
+    finally:
+        listener.close()
+
+
+# --- signatures ------------------------------------------------------------------------------------------------
+
+
+def test_a_signed_command_works_only_on_the_device_it_names(broker: Broker, make_agent: Any, person: str) -> None:
+    agent = make_agent(broker, **SIGNED)
+    listener = listen(broker, agent.base)
+    try:
+        for payload, why in [
+            (signed("d-1", person, device_id="cam-other"), "device_id: the command is signed for device cam-other"),
+            (signed("d-2", person, device_id=None), "fields device_id, ts and sig"),
+            (command("d-3", person), "signed commands are required"),
+            (signed("d-4", person, key="someone-elses-key-0000"), "the signature does not match"),
+            (signed("d-5", person, ts=int(time.time()) - 3600), "ts: the signature timestamp is more than 300 s"),
+        ]:
+            listener.publish(f"{agent.base}/enroll", payload)
+            result = listener.get_json(f"{agent.base}/enroll/result")
+            assert result["status"] == "rejected" and why in result["error"]["message"], result
+        tampered = json.loads(signed("d-6", person))
+        tampered["person_id"] = "9999"  # signed for 1001, sent for someone else
+        listener.publish(f"{agent.base}/enroll", json.dumps(tampered))
+        assert "does not match" in result_for(listener, agent.base, "d-6")["error"]["message"]
+        listener.publish(f"{agent.base}/enroll", signed("d-7", person))
+        assert result_for(listener, agent.base, "d-7")["status"] == "succeeded"
+        listener.publish(f"{agent.base}/enroll", signed("d-7", person))  # captured and sent again: the id store stops it
+        assert result_for(listener, agent.base, "d-7")["replayed"] is True
+    finally:
+        listener.close()
+
+
+def test_snapshots_need_a_signature_when_commands_do(broker: Broker, make_agent: Any) -> None:
+    agent = make_agent(broker, **SIGNED)
+    listener = listen(broker, agent.base)
+    try:
+        listener.publish(f"{agent.base}/snapshot", b'{"id": "peek"}')
+        refused = listener.get_json(f"{agent.base}/snapshot/result")
+        assert "jpeg_b64" not in refused and "signed commands are required" in refused["error"]["message"]
+        listener.publish(f"{agent.base}/snapshot", signed("aim", None))
+        granted = listener.get_json(f"{agent.base}/snapshot/result", where=lambda r: r.get("id") == "aim")
+        assert granted["jpeg_b64"] and granted["verdict"] == "ok"
+    finally:
+        listener.close()
+
+
+def test_unsigned_traffic_can_neither_read_stored_results_nor_claim_ids(broker: Broker, make_agent: Any, person: str) -> None:
+    agent = make_agent(broker, **SIGNED)
+    listener = listen(broker, agent.base)
+    spy = Listener(broker.host, broker.port, ["attacker/replies"])
+    try:
+        listener.publish(f"{agent.base}/enroll", signed("op-1", person, preview=True))
+        assert result_for(listener, agent.base, "op-1")["status"] == "succeeded"
+        # a probe reusing the known id, with its own Response Topic: no replay, nothing on its topic
+        listener.publish(f"{agent.base}/enroll", command("op-1", person), properties=response_props("attacker/replies"))
+        probe = result_for(listener, agent.base, "op-1")
+        assert probe["status"] == "rejected" and not probe["replayed"] and probe["face_ids"] == [] and "preview_jpeg_b64" not in probe
+        # squatting: the id the operator will use next, sent first unsigned
+        listener.publish(f"{agent.base}/enroll", command("op-2", person))
+        assert result_for(listener, agent.base, "op-2")["status"] == "rejected"
+        listener.publish(f"{agent.base}/enroll", signed("op-2", person))
+        assert result_for(listener, agent.base, "op-2")["status"] == "succeeded"
+        with pytest.raises(TimeoutError):
+            spy.get("attacker/replies", timeout=1)
+    finally:
+        listener.close()
+        spy.close()
+
+
+def test_the_face_match_threshold_floor_applies_when_a_command_omits_it(broker: Broker, make_agent: Any, person: str) -> None:
+    """The emulator scores another photo of the same person 87-90 (docs/emulator.md): under a floor of 95 it is refused."""
+    agent = make_agent(broker, commands={"min_face_match_threshold": 95})
+    listener = listen(broker, agent.base)
+    try:
+        listener.publish(f"{agent.base}/enroll", command("floor-1", person))  # no face_match_threshold: the cloud's 60 would pass it
+        result = result_for(listener, agent.base, "floor-1")
+        assert (result["status"], result["error"]["code"]) == ("failed", "face_mismatch")
+        listener.publish(f"{agent.base}/enroll", command("floor-2", person, face_match_threshold=60))
+        assert "must be >= 95" in result_for(listener, agent.base, "floor-2")["error"]["message"]
+    finally:
+        listener.close()
+
+
+# --- floods and sizes --------------------------------------------------------------------------------------------
+
+
+def test_a_flood_of_commands_gets_exactly_one_result_each(broker: Broker, make_agent: Any, person: str) -> None:
+    agent = make_agent(broker, enroll={"queue_size": 3})
+    observer = Listener(broker.host, broker.port, [f"{agent.base}/enroll/result"])  # independent of the sender
+    sender = Listener(broker.host, broker.port, ["flood/none"])
+    try:
+        ids = [f"flood-{n}" for n in range(1000)]
+        for n, command_id in enumerate(ids):
+            # most are refused at once; every tenth is valid and fills the queue, then is answered queue_full
+            payload = command(command_id, person) if n % 10 == 0 else command(command_id, person, faces=9)
+            sender.client.publish(f"{agent.base}/enroll", payload, qos=1)
+        counts: Counter[str] = Counter()
+        deadline = time.monotonic() + 240
+        while set(counts) != set(ids) and time.monotonic() < deadline:
+            result = json.loads(observer.get(timeout=60)[1])
+            assert not result["replayed"]
+            counts[result["id"]] += 1
+        with pytest.raises(TimeoutError):
+            observer.get(timeout=2)  # and nothing more comes
+        assert set(counts) == set(ids)
+        assert [i for i, n in counts.items() if n != 1] == []
+    finally:
+        observer.close()
+        sender.close()
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_memory_stays_bounded_whatever_size_is_published(broker: Broker, make_agent: Any, person: str) -> None:
+    agent = make_agent(broker)
+    listener = listen(broker, agent.base)
+    try:
+        listener.publish(f"{agent.base}/enroll", command("mem-0", person))
+        assert result_for(listener, agent.base, "mem-0")["status"] == "succeeded"
+        before = rss_mb(agent.proc.pid)
+        huge = b"x" * (150 * 1024 * 1024)
+        for _ in range(3):
+            listener.publish(f"{agent.base}/enroll", huge)
+        del huge
+        big = json.dumps({"id": "mem-1", "person_id": person, "pad": "x" * 100_000}).encode()  # over 64 KiB, under the packet limit
+        listener.publish(f"{agent.base}/enroll", big)
+        assert "commands are at most 65536 bytes" in listener.get_json(f"{agent.base}/enroll/result")["error"]["message"]
+        listener.publish(f"{agent.base}/enroll", command("mem-2", person))
+        assert result_for(listener, agent.base, "mem-2")["status"] == "succeeded"
+        after = rss_mb(agent.proc.pid)
+        print(f"\ndaemon RSS {before:.1f} MB -> {after:.1f} MB after 3 x 150 MB publications")
+        assert after - before < 30
+    finally:
+        listener.close()
+
+
+# --- storage faults ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Any:
+    """A 3 MB tmpfs for the state directory (root only)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small file system needs root")
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m,mode=0700", "tmpfs", str(mount)], check=False, capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(folder: Path) -> Path:
+    filler = folder / "filler"
+    with filler.open("wb") as fh:
+        try:
+            while True:
+                fh.write(b"\0" * 65536)
+                fh.flush()
+        except OSError:
+            pass
+    return filler
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_a_full_disk_is_reported_without_a_busy_loop_and_every_job_gets_its_result(
+    broker: Broker, make_agent: Any, emulator: Any, person: str, small_disk: Path,
+) -> None:
+    agent = make_agent(broker, state_dir=str(small_disk / "state"))
+    listener = listen(broker, agent.base)
+    try:
+        control(emulator, delay_next={"ms": 2000, "count": 1, "action": "CreateFace"})
+        listener.publish(f"{agent.base}/enroll", command("disk-1", person))  # will finish while the disk is full
+        wait_until(lambda: emulator_stat(emulator, "ok.CreateFace") == 1, what="CreateFace applied")
+        filler = fill(small_disk)
+        listener.publish(f"{agent.base}/enroll", command("disk-2", person))
+        refused = result_for(listener, agent.base, "disk-2")
+        assert refused["status"] == "rejected" and refused["error"]["code"] == "storage_unavailable" and refused["error"]["retryable"]
+        assert "full" in refused["error"]["message"]
+        state = listener.get_json(f"{agent.base}/state", where=lambda s: s.get("storage_error"))
+        assert "database or disk is full" in state["storage_error"] and "rollback" not in state["storage_error"]
+        log_lines = len(agent.log().splitlines())
+        cpu0 = cpu_seconds(agent.proc.pid)
+        time.sleep(3)  # measuring what an idle-but-full device does over a few seconds
+        assert cpu_seconds(agent.proc.pid) - cpu0 < 0.5  # no busy loop
+        assert len(agent.log().splitlines()) - log_lines < 20  # no log flood
+        filler.unlink()
+        done = result_for(listener, agent.base, "disk-1", timeout=90)  # stored and sent once there is room
+        assert done["status"] == "succeeded"
+    finally:
+        listener.close()
+
+
+def emulator_stat(emulator: Any, key: str) -> int:
+    from tests.iai_helpers import stats
+
+    return stats(emulator).get(key, 0)
+
+
+# --- smaller holes -----------------------------------------------------------------------------------------------
+
+
+def test_malicious_fields_get_answers_and_cannot_forge_log_lines(broker: Broker, make_agent: Any, person: str) -> None:
+    agent = make_agent(broker)
+    listener = listen(broker, agent.base)
+    try:
+        listener.publish(f"{agent.base}/enroll", b'{"id": "ts-1", "person_id": "1001", "ts": ' + b"9" * 400 + b"}")
+        assert "ts" in result_for(listener, agent.base, "ts-1")["error"]["message"]
+        forged = {"id": "log-1", "person_id": "1001", "x\nINFO agent: forged line\u001b[2J": 1}
+        listener.publish(f"{agent.base}/enroll", json.dumps(forged))
+        message = result_for(listener, agent.base, "log-1")["error"]["message"]
+        assert "\n" not in message and "\u001b" not in message and "unknown field" in message
+        listener.publish(f"{agent.base}/enroll", command("after-1", person))
+        assert result_for(listener, agent.base, "after-1")["status"] == "succeeded"
+        assert not any(line.startswith("INFO agent: forged") for line in agent.log().splitlines())
+    finally:
+        listener.close()
+
+
+def test_a_live_retained_command_is_not_executed(broker: Broker, make_agent: Any, emulator: Any, person: str) -> None:
+    agent = make_agent(broker)
+    listener = listen(broker, agent.base)
+    try:
+        listener.publish(f"{agent.base}/enroll", command("ret-live", person), retain=True)
+        listener.publish(f"{agent.base}/enroll", command("ret-after", person))  # commands are handled in order
+        assert result_for(listener, agent.base, "ret-after")["status"] == "succeeded"
+        assert len(faces(emulator, "1001")) == 2  # only ret-after's face
+        telemetry = listener.get_json(f"{agent.base}/telemetry", where=lambda t: t["counters"]["ignored_retained"] >= 1)
+        assert telemetry["counters"]["ignored_retained"] == 1
+    finally:
+        listener.publish(f"{agent.base}/enroll", b"", retain=True)
+        listener.close()
+
+
+def test_preview_crops_are_published_but_never_kept_on_the_device(broker: Broker, make_agent: Any, person: str) -> None:
+    agent = make_agent(broker)
+    listener = listen(broker, agent.base)
+    try:
+        listener.publish(f"{agent.base}/enroll", command("pv-1", person, preview=True))
+        result = result_for(listener, agent.base, "pv-1")
+        assert result["preview_jpeg_b64"][0][:4] == "/9j/"
+        listener.publish(f"{agent.base}/enroll", command("pv-1", person, preview=True))
+        assert "preview_jpeg_b64" not in result_for(listener, agent.base, "pv-1")  # the replay comes from what is stored
+        db = sqlite3.connect(Path(agent.config["state_dir"]) / "jobs.sqlite3")
+        stored = " ".join(str(row) for row in db.execute("SELECT command, result, upload FROM jobs"))
+        assert "preview_jpeg_b64" not in stored and "/9j/" not in stored
+    finally:
+        listener.close()
+
+
+def test_a_damaged_store_is_replaced_at_start_and_the_device_answers(broker: Broker, make_agent: Any, person: str) -> None:
+    agent = make_agent(broker)
+    listener = listen(broker, agent.base)
+    try:
+        for n in range(30):
+            listener.publish(f"{agent.base}/enroll", command(f"fill-{n}", person, faces=9))
+            result_for(listener, agent.base, f"fill-{n}")
+        assert agent.stop() == 0
+        path = Path(agent.config["state_dir"]) / "jobs.sqlite3"
+        data = bytearray(path.read_bytes())
+        data[4096 : 4096 + 300] = b"\xa5" * 300
+        path.write_bytes(bytes(data))
+        agent.start(broker)
+        state = listener.get_json(f"{agent.base}/state", where=lambda s: s.get("store_recovered_from"))
+        assert ".corrupt-" in state["store_recovered_from"]
+        listener.publish(f"{agent.base}/enroll", command("fresh-1", person))
+        assert result_for(listener, agent.base, "fresh-1")["status"] == "succeeded"
+    finally:
+        listener.close()
+
+
+BAD_CONFIGS = [
+    ({"commands": {"require_signature": True}}, {}, "commands.require_signature"),
+    ({}, {"FACEAGENT_COMMAND_KEY": "k"}, "at least 16 characters"),
+    ({"cloud": {"endpoint": "http://iai.example.com"}}, {}, "http:// only to a loopback emulator"),
+    ({"cloud": {"endpoint": "https://iai.tencentcloudapi.com/x?y"}}, {}, "cloud.endpoint"),
+    ({"mqtt": {"url": "mqtt://127.0.0.1:99999"}}, {}, "invalid port"),
+    ({"mqtt": {"url": "mqtts://127.0.0.1:8883", "tls": {"ca_file": "/nonexistent/ca.pem"}}}, {}, "mqtt.tls.ca_file"),
+    ({"cloud": {"version": "2020-03-03", "region": ""}}, {}, "cloud.region"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "env", "message"), BAD_CONFIGS, ids=[m for _, _, m in BAD_CONFIGS])
+def test_every_configuration_problem_run_would_hit_is_caught_by_check_config(
+    tmp_path: Path, overrides: dict[str, Any], env: dict[str, str], message: str,
+) -> None:
+    import yaml
+
+    cfg = tmp_path / "agent.yaml"
+    cfg.write_text(yaml.safe_dump({"state_dir": str(tmp_path / "state"), "camera": {"type": "files", "path": str(tmp_path)}, **overrides}))
+    base_env = {"PATH": "/usr/bin:/bin", "TENCENTCLOUD_SECRET_ID": "AKIDx", "TENCENTCLOUD_SECRET_KEY": "key", **env}
+    for verb in ("check-config", "run"):
+        proc = subprocess.run([sys.executable, "-m", "agent", verb, "--config", str(cfg)], capture_output=True, text=True,
+                              timeout=60, check=False, env=base_env, cwd=REPO)
+        assert proc.returncode == 78, (verb, proc.stderr)
+        assert message in proc.stderr and "Traceback" not in proc.stderr, (verb, proc.stderr)
+
+
+# --- operators hurting themselves ---------------------------------------------------------------------------------
+
+
+def ctl(broker_url: str, *args: str, env: dict[str, str] | None = None, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "agent", "--log-level", "DEBUG", "ctl", "enroll", "--broker", broker_url, *args],
+                          capture_output=True, text=True, timeout=timeout + 30, check=False,
+                          env={"PATH": "/usr/bin:/bin", **(env or {})}, cwd=REPO)
+
+
+def test_ctl_commands_expire_so_a_device_that_comes_back_does_not_enroll_late(
+    broker: Broker, make_agent: Any, emulator: Any, person: str,
+) -> None:
+    agent = make_agent(broker)
+    listener = listen(broker, agent.base, client_id="expiry-watch", persistent=True)
+    try:
+        assert agent.stop() == 0  # the device is down; its session keeps its subscriptions
+        sent = ctl(broker.url, "--device", agent.device_id, "--person-id", person, "--id", "late-1", "--timeout", "2")
+        assert sent.returncode == 3
+        time.sleep(3)  # the operator has given up; the command's expiry has passed
+        agent.start(broker)
+        late = result_for(listener, agent.base, "late-1")
+        assert late["status"] == "expired" and len(faces(emulator, "1001")) == 1
+    finally:
+        listener.close()
+
+
+@pytest.mark.parametrize(("url", "message"), [("127.0.0.1:51089", "has no scheme"), ("mqtt://127.0.0.1:99999", "invalid port"),
+                                              ("tcp://127.0.0.1:1883", "is not mqtt://")])
+def test_ctl_parses_broker_addresses_strictly(url: str, message: str) -> None:
+    proc = ctl(url, "--device", "x", "--person-id", "1001", "--timeout", "1")
+    assert proc.returncode == 2 and message in proc.stderr
+
+
+def test_ctl_uses_credentials_in_the_url_and_never_shows_them(tmp_path: Path) -> None:
+    passwords = tmp_path / "passwords"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwords), "operator", "s3cret-pass-word"], check=True, capture_output=True)
+    passwords.chmod(0o600)
+    private = Broker(tmp_path / "auth-broker", extra_conf=f"password_file {passwords}\n")
+    private.conf.write_text(private.conf.read_text().replace("allow_anonymous true", "allow_anonymous false"))
+    private.start()
+    try:
+        url = f"mqtt://operator:s3cret-pass-word@127.0.0.1:{private.port}"
+        proc = ctl(url, "--device", "nobody", "--person-id", "1001", "--timeout", "1")
+        assert proc.returncode == 3 and "sent " in proc.stderr  # authenticated, subscribed, published
+        assert "s3cret-pass-word" not in proc.stdout + proc.stderr
+        refused = ctl(f"mqtt://operator:wrong@127.0.0.1:{private.port}", "--device", "nobody", "--person-id", "1001", "--timeout", "1")
+        assert refused.returncode != 0 and "sent " not in refused.stderr
+    finally:
+        private.stop()
+
+
+def test_a_planned_restart_loses_no_command(broker: Broker, make_agent: Any, person: str) -> None:
+    agent = make_agent(broker)
+    listener = listen(broker, agent.base, client_id="restart-watch", persistent=True, protocol=mqtt.MQTTv5)
+    try:
+        assert agent.stop() == 0
+        listener.publish(f"{agent.base}/enroll", command("while-down", person))  # sent during the restart
+        agent.start(broker)
+        assert result_for(listener, agent.base, "while-down")["status"] == "succeeded"
+    finally:
+        listener.close()
