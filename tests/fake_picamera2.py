@@ -152,7 +152,8 @@ class FakePicamera2:
         self._job_list: list[Job] = []
         self._frames: dict[str, np.ndarray] = {}
         try:
-            if STATE.busy:
+            # libcamera lets one Camera object acquire a camera at a time, in this process or another.
+            if STATE.busy or any(cam.is_open and cam.camera_idx == camera_num for cam in STATE.instances):
                 raise RuntimeError("Failed to acquire camera: Device or resource busy")
             self.is_open = True
         except Exception as e:

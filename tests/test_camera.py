@@ -218,12 +218,12 @@ def test_idle_live_camera_is_closed(monkeypatch: pytest.MonkeyPatch) -> None:
     assert camera.health()["status"] == "closed"
     camera.capture()  # reopens lazily
     assert camera.source.is_open
+    camera.close()  # one process, one holder of the camera
     keep = Camera(Picamera2Source(), idle_close_s=None, clock=clock, sleep=clock.sleep)
     keep.capture()
     clock.now += 10_000
     assert not keep.close_if_idle()
     keep.close()
-    camera.close()
 
 
 # --- snapshot ----------------------------------------------------------------------------------------------
