@@ -1,8 +1,8 @@
 """A stand-in for the `picamera2` module (the Pi camera is a true hardware boundary); `install()` also puts the
 `libcamera` of `fake_libcamera` in place.
 
-Derived from picamera2's own source (`picamera2.py`, `request.py` `make_array`, `job.py`, `utils.py`; the 0.3.2x-0.3.3x
-API) and from Raspberry Pi's kernel drivers, never from faceagent's code. Where it matters it behaves as they do:
+Derived from picamera2's own source (`picamera2.py`, `request.py` `make_array`, `job.py`, `utils.py`, as of release
+0.3.25 and later) and from Raspberry Pi's kernel drivers, never from faceagent's code. Where it matters it behaves as they do:
 
 - `Picamera2(n)` opens a notification pipe and registers itself with the class's camera manager *before* acquiring
   the camera; a busy camera raises `RuntimeError("Camera __init__ sequence did not complete.")` whose `__cause__` is
