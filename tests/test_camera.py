@@ -1,4 +1,4 @@
-"""Camera sources: files, OpenCV (video file and a failing device), picamera2 (thin fake), bursts, idle policy, snapshot."""
+"""Camera sources: files, OpenCV (video file and a failing device), bursts, idle policy, snapshot (picamera2: test_picamera2.py)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,10 @@ import pytest
 import yaml
 
 from agent.camera.base import Frame
-from agent.camera.camera import Camera, build_source
+from agent.camera.camera import Camera
 from agent.camera.files import FilesSource
 from agent.camera.opencv import OpenCvSource
 from agent.camera.picamera2 import Picamera2Source
-from agent.config import CameraConfig
 from agent.errors import CameraUnavailable, ErrorCode
 from tests import fake_picamera2
 from tests.conftest import DATA
@@ -176,86 +175,6 @@ def test_opencv_read_failure_closes_and_backs_off() -> None:
     assert Capture.opened == 2
 
 
-# --- picamera2 through the fake module ------------------------------------------------------------------
-
-
-def test_picamera2_configuration_and_colour_order(monkeypatch: pytest.MonkeyPatch) -> None:
-    state = fake_picamera2.install(monkeypatch)
-    source = Picamera2Source(0, (640, 480), (321, 241), fps=15)
-    frame = source.read()
-    config = state.instances[0].config
-    assert config["main"] == {"size": (640, 480), "format": "RGB888"}
-    assert config["lores"] == {"size": (320, 240), "format": "YUV420"}  # made even
-    assert config["controls"] == {"FrameRate": 15.0}
-    assert state.calls[:5] == ["global_camera_info", "init(0)", "create_video_configuration", "configure", "start"]
-    # B,G,R order preserved: left third blue, right third red.
-    assert tuple(frame.image[10, 10]) == (255, 0, 0) and tuple(frame.image[10, 630]) == (0, 0, 255)
-    assert frame.detect_image is not None and frame.detect_image.shape == (240, 320, 3)
-    b, g, r = (int(v) for v in frame.detect_image[120, 10])
-    assert b > 200 and g < 60 and r < 60  # lores converted from YUV420 to BGR, not RGB
-    assert frame.detect_scale == (2.0, 2.0)
-    source.close()
-    assert state.calls[-2:] == ["stop", "close"]
-    assert state.instances[0].closed
-
-
-def test_picamera2_missing_library_is_camera_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "picamera2", None)  # import fails as off a Pi
-    with pytest.raises(CameraUnavailable, match="apt install python3-picamera2"):
-        Picamera2Source().open()
-
-
-def test_picamera2_no_camera_attached(monkeypatch: pytest.MonkeyPatch) -> None:
-    state = fake_picamera2.install(monkeypatch)
-    state.cameras = []
-    with pytest.raises(CameraUnavailable, match="no camera 0 attached"):
-        Picamera2Source().open()
-    assert "init(0)" not in state.calls  # checked before Picamera2() raises IndexError
-
-
-def test_picamera2_busy_camera(monkeypatch: pytest.MonkeyPatch) -> None:
-    state = fake_picamera2.install(monkeypatch)
-    state.busy = True
-    with pytest.raises(CameraUnavailable, match="busy"):
-        Picamera2Source().open()
-
-
-@pytest.mark.parametrize("failure", ["start", "format", "capture"])
-def test_picamera2_released_on_every_error_path(monkeypatch: pytest.MonkeyPatch, failure: str) -> None:
-    state = fake_picamera2.install(monkeypatch)
-    if failure == "start":
-        state.fail_start = True
-    elif failure == "format":
-        state.main_format_override = "BGR888"
-    else:
-        state.fail_capture_after = 0
-    source = Picamera2Source()
-    with pytest.raises(CameraUnavailable):
-        source.read()
-    assert all(cam.closed for cam in state.instances) and state.instances
-    assert not source.is_open
-    # Released: a new open works (another process could take the camera too).
-    state.fail_start, state.main_format_override, state.fail_capture_after = False, None, None
-    assert source.read().image.shape == (720, 1280, 3)
-    source.close()
-
-
-def test_picamera2_selected_from_config(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake_picamera2.install(monkeypatch)
-    source = build_source(CameraConfig(type="picamera2", width=800, height=600, lores_width=400, lores_height=300))
-    assert isinstance(source, Picamera2Source) and source.size == (800, 600) and source.lores == (400, 300)
-
-
-@pytest.mark.hw
-def test_real_pi_camera_delivers_bgr_frames() -> None:
-    source = Picamera2Source()
-    try:
-        frame = source.read()
-        assert frame.image.shape[2] == 3 and frame.detect_image is not None
-    finally:
-        source.close()
-
-
 # --- the Camera wrapper ----------------------------------------------------------------------------------
 
 
@@ -299,12 +218,12 @@ def test_idle_live_camera_is_closed(monkeypatch: pytest.MonkeyPatch) -> None:
     assert camera.health()["status"] == "closed"
     camera.capture()  # reopens lazily
     assert camera.source.is_open
+    camera.close()  # one process, one holder of the camera
     keep = Camera(Picamera2Source(), idle_close_s=None, clock=clock, sleep=clock.sleep)
     keep.capture()
     clock.now += 10_000
     assert not keep.close_if_idle()
     keep.close()
-    camera.close()
 
 
 # --- snapshot ----------------------------------------------------------------------------------------------

@@ -29,7 +29,8 @@ def build_source(cfg: CameraConfig) -> CameraSource:
         return OpenCvSource(device, cfg.width, cfg.height, cfg.fps, cfg.reopen_max_s)
     from agent.camera.picamera2 import Picamera2Source
 
-    return Picamera2Source(int(cfg.device or 0), (cfg.width, cfg.height), (cfg.lores_width, cfg.lores_height), cfg.fps)
+    return Picamera2Source(cfg.camera_number, (cfg.width, cfg.height), (cfg.lores_width, cfg.lores_height), cfg.fps,
+                           cfg.rotation, cfg.frame_timeout_s)
 
 
 class Camera:
