@@ -18,10 +18,12 @@ from agent.iai.client import IaiClient
 from agent.iai.reconcile import Reconciler
 from agent.iai.transport import Credentials
 from agent.iai.upload import Uploader
+from agent.service.cloud_health import CloudHealth
 from agent.service.daemon import EnrollService
 from agent.service.enroller import Enroller
 from agent.service.store import JobStore
 from agent.service.systemd import Notifier
+from agent.service.telemetry import DeviceState
 from agent.vision.detector import detector_from_config
 
 log = logging.getLogger("faceagent")
@@ -69,8 +71,10 @@ class App:
             log.error("%s (enrollments will fail with camera_unavailable until it works)", exc.message)
         self.client, uploader = build_cloud(cfg)
         password = cfg.secrets.mqtt_password.get_secret_value() if cfg.secrets.mqtt_password else None
-        enroller = Enroller(cfg, detector, self.camera, self.client, uploader)
-        self.service = EnrollService(cfg, self.store, enroller, uploader, self.camera, detector, password)
+        device = DeviceState()
+        health = CloudHealth(self.client, device, lambda: self.service.telemetry.wake() if self.service else None)
+        enroller = Enroller(cfg, detector, self.camera, self.client, uploader, health.noticed)
+        self.service = EnrollService(cfg, self.store, enroller, uploader, self.camera, detector, password, health=health, device=device)
         if self.store.recovered_from is not None:
             self.service.device.set(store_recovered_from=str(self.store.recovered_from))
         self.notifier.status("connecting to the broker")

@@ -150,6 +150,8 @@ class CloudConfig(Section):
     read_timeout_s: float = Field(15.0, gt=0, le=300, description="time to wait for the answer per attempt (then: outcome unknown, reconcile)")
     settle_s: float = Field(5.0, ge=5, le=300, description="after a lost CreateFace/CreatePerson answer the person is read back "
                             "until read_timeout_s + this after sending (IAI applies a face within 5 s)")
+    health_interval_s: float = Field(300.0, ge=5, le=86400, description="how often the account is checked (a cheap read); "
+                                     "while it is unusable (keys refused, arrears) commands are refused at once")
     reconcile_give_up_s: float = Field(3600.0, ge=60, le=7 * 86400,
                                        description="a lost answer the cloud cannot be asked about for this long ends as status unknown")
     max_attempts: int = Field(4, ge=1, le=10, description="attempts per call, first one included")

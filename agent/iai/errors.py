@@ -1,4 +1,4 @@
-"""Every IAI error code mapped to a typed error with `retryable`, the result's error code and an operator message.
+"""IAI's error answers as typed errors with `retryable`, the result's error code and an operator message (error_codes.py).
 
 `ambiguous` marks answers after which a non-idempotent request may or may not have been applied (a server
 error can come after the change was made): CreateFace and CreatePerson are never sent again after one.
@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from agent.errors import ErrorCode, FaceAgentError
+from agent.iai.error_codes import ACCOUNT_STATUS, DECISIONS, PREFIX_KINDS
 
 
 class CloudError(FaceAgentError):
@@ -30,6 +31,7 @@ class CloudError(FaceAgentError):
         self.cloud_code = cloud_code
         self.request_id = request_id
         self.ambiguous = ambiguous
+        self.account_status: str | None = None  # what the error says about the account (auth_failed, in_arrears, ...)
 
 
 class CloudAuthError(CloudError):
@@ -89,86 +91,49 @@ class CloudRejected(CloudError):
     code = ErrorCode.CLOUD_REJECTED
 
 
-# Server-side failures: retried for reads; for CreateFace/CreatePerson they leave the outcome unknown.
-RETRYABLE_SERVER = {
-    "FailedOperation.ServerError", "FailedOperation.RequestTimeout", "FailedOperation.RpcFail", "FailedOperation.UnKnowError",
-    "InternalError", "InternalError.ServerError", "ServiceUnavailable",
-}
-CONFLICT = {"FailedOperation.ConflictOperation", "FailedOperation.CreateFaceConcurrent"}
-
-# Operator messages for codes that need more than IAI's own text. `{person}` and `{group}` are filled in.
-MESSAGES = {
-    "AuthFailure.SecretIdNotFound": "the SecretId is unknown: check the tencentcloud_secret_id credential",
-    "AuthFailure.SignatureFailure": "the signature was refused: check the tencentcloud_secret_key credential",
-    "AuthFailure.SignatureExpire": "the device clock is more than 5 minutes off: fix its time (NTP)",
-    "AuthFailure.TokenFailure": "the session token was refused: renew the temporary credentials",
-    "AuthFailure.InvalidSecretId": "the SecretId is malformed: check the tencentcloud_secret_id credential",
-    "AuthFailure.UnauthorizedOperation": "the key may not call IAI: grant it the face recognition permission (CAM)",
-    "UnauthorizedOperation": "the key may not call IAI: grant it the face recognition permission (CAM)",
-    "InvalidParameterValue.PersonIdNotExist": "person {person} does not exist: create it first or send create_person",
-    "InvalidParameterValue.PersonFaceNumExceed": "person {person} already has 5 faces: delete one before adding more",
-    "InvalidParameterValue.PersonIdAlreadyExist": "person {person} already exists",
-    "InvalidParameterValue.UploadFaceNumExceed": "more than 4 images in one call",
-    "InvalidParameterValue.NoFaceInPhoto": "the cloud found no face in the image",
-    "InvalidParameterValue.GroupIdNotExist": "group {group} does not exist: create it in the IAI console first",
-    "InvalidParameterValue.GroupIdAlreadyExist": "group {group} already exists",
-    "InvalidParameterValue.AccountFaceNumExceed": "the account's face quota is used up: delete faces or raise the quota",
-    "InvalidParameterValue.GroupFaceNumExceed": "group {group} is full: use another group or raise its limit",
-    "InvalidParameterValue.PersonIdIllegal": "person id {person} is not allowed: use letters, digits and -%@#&_",
-    "InvalidParameterValue.PersonIdTooLong": "person id {person} is longer than 64 bytes",
-    "InvalidParameterValue.PersonNameIllegal": "the person name is not allowed",
-    "InvalidParameterValue.PersonNameTooLong": "the person name is longer than 60 characters",
-    "InvalidParameterValue.PersonGenderIllegal": "gender must be 0, 1 or 2",
-    "InvalidParameterValue.PersonExistInGroup": "person {person} is already in group {group}",
-    "InvalidParameterValue.ImageEmpty": "no image was sent",
-    "InvalidParameterValue.DeleteFaceNumExceed": "the person's last face cannot be deleted",
-    "FailedOperation.ImageDecodeFailed": "the cloud could not decode the image",
-    "FailedOperation.ImageDownloadError": "the cloud could not download the image URL",
-    "FailedOperation.ImageFacedetectFailed": "the cloud could not detect a face in the image",
-    "FailedOperation.ImageSizeExceed": "the image is too large for the cloud (5 MB base64, 4000 px JPEG)",
-    "FailedOperation.GroupInDeletedState": "group {group} is being deleted",
-    "RequestSizeLimitExceeded": "the request is larger than 10 MB: send fewer or smaller images",
-    "ResourceUnavailable.InArrears": "the Tencent Cloud account is in arrears: top it up",
-    "ResourceUnavailable.Freeze": "the Tencent Cloud account is frozen",
-    "ResourceUnavailable.NotExist": "face recognition is not activated for this account: activate IAI in the console",
-    "ResourceUnavailable.StopUsing": "face recognition is suspended for this account",
-    "ResourceUnavailable.Delivering": "face recognition is still being activated for this account: try again later",
-    "ResourceUnavailable.Recover": "face recognition is being restored for this account: try again later",
-    "ResourceUnavailable.UnknownStatus": "the IAI service status of this account is unknown: check the console",
-    "ResourcesSoldOut.ChargeStatusException": "the account's billing status does not allow IAI calls",
-    "UnsupportedRegion": "IAI is not offered in the configured region: change cloud.region",
-    "InvalidAction": "the action is not supported by this endpoint: check cloud.endpoint and cloud.version",
-}
+def decision(cloud_code: str) -> tuple[str, str]:
+    """(kind, operator message template) of a code: its entry in DECISIONS, else the nearest listed prefix's kind."""
+    if cloud_code in DECISIONS:
+        return DECISIONS[cloud_code]
+    for prefix, kind in PREFIX_KINDS:
+        if cloud_code.startswith(prefix):
+            return kind, ""
+    return "rejected", ""
 
 
 def error_from_code(
     cloud_code: str, cloud_message: str, request_id: str | None, person: str = "", group: str = ""
 ) -> CloudError:
     """The typed error for an IAI error envelope."""
-    template = MESSAGES.get(cloud_code)
+    kind, template = decision(cloud_code)
     message = template.format(person=person or "?", group=group or "?") if template else f"cloud refused the request: {cloud_message}"
-    kwargs: dict[str, Any] = {"cloud_code": cloud_code, "request_id": request_id}
-    if cloud_code == "AuthFailure.SignatureExpire":
-        return ClockSkewError(message, **kwargs)
-    if cloud_code == "AuthFailure.TokenFailure":
-        return TokenExpired(message, **kwargs)
-    if cloud_code.startswith(("AuthFailure", "UnauthorizedOperation")):
-        return CloudAuthError(message, **kwargs)
-    if cloud_code.startswith("RequestLimitExceeded") or cloud_code == "FailedOperation.RequestLimitExceeded":
-        return CloudRateLimited("the cloud rate limit was exceeded: fewer requests per second across the fleet", **kwargs)
-    if cloud_code in CONFLICT:
-        return ConflictError(f"another enrollment for person {person or '?'} was running at the cloud", **kwargs)
-    if cloud_code in RETRYABLE_SERVER:
-        return CloudUnavailable(f"the cloud failed ({cloud_code}): try again later", ambiguous=True, **kwargs)
-    if cloud_code == "InvalidParameterValue.PersonIdNotExist":
-        return PersonNotFound(message, **kwargs)
-    if cloud_code == "InvalidParameterValue.PersonFaceNumExceed":
-        return PersonFaceLimit(message, **kwargs)
-    if cloud_code == "InvalidParameterValue.PersonIdAlreadyExist":
-        return PersonAlreadyExists(message, **kwargs)
-    if cloud_code in {"InvalidParameterValue.NoFaceInPhoto", "FailedOperation.ImageFacedetectFailed"}:
-        return CloudRejected(message, code=ErrorCode.NO_FACE, **kwargs)
-    return CloudRejected(message, **kwargs)
+    args: dict[str, Any] = {"cloud_code": cloud_code, "request_id": request_id}
+    error: CloudError
+    if kind == "clock":
+        error = ClockSkewError(message, **args)
+    elif kind == "token":
+        error = TokenExpired(message, **args)
+    elif kind == "auth":
+        error = CloudAuthError(message, **args)
+    elif kind == "rate":
+        error = CloudRateLimited("the cloud rate limit was exceeded: fewer requests per second across the fleet", **args)
+    elif kind == "conflict":
+        error = ConflictError(f"another change to person {person or '?'} was running at the cloud", **args)
+    elif kind == "server":
+        error = CloudUnavailable(f"the cloud failed ({cloud_code}): try again later", ambiguous=True, **args)
+    elif kind == "later":
+        error = CloudUnavailable(message, **args)
+    elif kind == "person_missing":
+        error = PersonNotFound(message, **args)
+    elif kind == "face_limit":
+        error = PersonFaceLimit(message, **args)
+    elif kind == "person_exists":
+        error = PersonAlreadyExists(message, **args)
+    else:
+        code = {"no_face": ErrorCode.NO_FACE, "too_small": ErrorCode.FACE_TOO_SMALL, "quality": ErrorCode.CLOUD_QUALITY}.get(kind)
+        error = CloudRejected(message, code=code, **args)
+    error.account_status = ACCOUNT_STATUS.get(kind)
+    return error
 
 
 # Per-image RetCode of CreateFace (docs/iai.md) -> (result error code, operator message).

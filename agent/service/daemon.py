@@ -24,6 +24,7 @@ from typing import Any
 from agent.camera.camera import Camera
 from agent.config import Config
 from agent.iai.upload import Uploader
+from agent.service.cloud_health import CloudHealth
 from agent.service.enroller import Enroller
 from agent.service.intake import Intake
 from agent.service.mqtt import Incoming, MqttLink
@@ -41,11 +42,12 @@ class EnrollService:
     def __init__(
         self, config: Config, store: JobStore, enroller: Enroller, uploader: Uploader | None, camera: Camera | None,
         detector: FaceDetector, password: str | None = None, describe: Callable[[], dict[str, Any]] | None = None,
+        health: CloudHealth | None = None, device: DeviceState | None = None,
     ) -> None:
         self.config = config
         self.topics = topics = Topics(config.base_topic)
         self.counters = Counters()
-        self.device = DeviceState()
+        self.device = device or DeviceState()
         self.fatal_error: str | None = None
         self.failed = threading.Event()
         incoming: queue.Queue[Incoming] = queue.Queue()
@@ -61,9 +63,10 @@ class EnrollService:
             config.enroll.result_retention_days, store, self.counters, self.device, describe or default_describe,
             lambda: {"outbox_inflight": self.outbox.in_flight(), "mqtt_connects": self.link.connects,
                      "dropped_qos0": self.link.dropped_qos0},
+            health.check if health else None, config.cloud.health_interval_s,
         )
         self.worker = Worker(config, store, enroller, uploader, camera, detector, self.link, self.counters, self.device,
-                             self.outbox.wake, self.telemetry.wake, self._fail)
+                             self.outbox.wake, self.telemetry.wake, self._fail, health)
         self.intake = Intake(config, store, self.link, incoming, self.counters, self.worker.wake, self.outbox.wake,
                              self.worker.snapshots)
         self._threads: list[threading.Thread] = []

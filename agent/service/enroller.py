@@ -105,8 +105,9 @@ def judge_upload(command: EnrollCommand, progress: UploadProgress, wanted: int, 
 
 class Enroller:
     def __init__(self, config: Config, detector: FaceDetector, camera: Camera | None, client: IaiClient | None,
-                 uploader: Uploader | None) -> None:
+                 uploader: Uploader | None, on_cloud_error: Callable[[CloudError], None] = lambda exc: None) -> None:
         self.config = config
+        self._on_cloud_error = on_cloud_error  # the account's health learns from every refusal
         self.detector = detector
         self.camera = camera
         self.client = client
@@ -214,6 +215,8 @@ class Enroller:
             except FaceAgentError as exc:  # a refusal that left nothing applied; what was added before it still counts
                 log.warning("upload for %s ended: %s", command.person_id, exc.message)
                 failure = exc
+                if isinstance(exc, CloudError):
+                    self._on_cloud_error(exc)
             finally:
                 timer.upload_ms = (time.monotonic() - t0) * 1000
             return self.upload_result(command, upload, wanted, remaining, len(picks), captures, previews, timer.timings(), failure)
@@ -222,6 +225,8 @@ class Enroller:
         except FaceAgentError as exc:
             log.warning("enrollment of %s failed: %s", command.person_id, exc.message)
             request_id = exc.request_id if isinstance(exc, CloudError) else None
+            if isinstance(exc, CloudError):
+                self._on_cloud_error(exc)
             return replace(base, error=ResultError.from_exception(exc), cloud_request_id=request_id, captures=captures,
                            preview_jpeg_b64=previews, timings=timer.timings())
 

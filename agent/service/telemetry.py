@@ -75,6 +75,7 @@ class Telemetry:
         self, device_id: str, publish: Callable[[str, str, int, bool], object], state_topic: str, telemetry_topic: str,
         interval_s: float, retention_days: int, store: JobStore, counters: Counters, device: DeviceState,
         describe: Callable[[], dict[str, Any]], extra: Callable[[], dict[str, Any]],
+        check_cloud: Callable[[], object] | None = None, check_interval_s: float = 300.0,
     ) -> None:
         self.device_id = device_id
         self._publish = publish
@@ -87,6 +88,8 @@ class Telemetry:
         self.device = device
         self._describe = describe  # version-independent facts: camera, detector
         self._extra = extra  # live figures: outbox in flight, mqtt connects
+        self._check_cloud = check_cloud
+        self.check_interval_s = check_interval_s
         self.started_at = iso_now()
         self._started = time.monotonic()
         self._wake = threading.Event()
@@ -124,10 +127,13 @@ class Telemetry:
 
     def run(self) -> None:
         next_telemetry = time.monotonic() + self.interval_s
-        next_prune = time.monotonic()
+        next_prune = next_check = time.monotonic()
         self._publish(self.state_topic, json.dumps(self.state()), 1, True)
         while not self.stopping.is_set():
-            woken = self._wake.wait(max(0.0, min(next_telemetry - time.monotonic(), IDLE_WAKE_S * 12)))
+            if self._check_cloud is not None and time.monotonic() >= next_check:
+                self._check_cloud()  # publishes the state through wake() when the verdict changes
+                next_check = time.monotonic() + self.check_interval_s
+            woken = self._wake.wait(max(0.0, min(next_telemetry - time.monotonic(), next_check - time.monotonic(), IDLE_WAKE_S * 12)))
             if self.stopping.is_set():
                 return
             if woken:

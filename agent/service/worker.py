@@ -21,6 +21,7 @@ from agent.config import Config
 from agent.errors import CameraUnavailable, ErrorCode, FaceAgentError
 from agent.iai.upload import ReconcileDeferred, Uploader, UploadProgress
 from agent.images import encode_jpeg
+from agent.service.cloud_health import CloudHealth
 from agent.service.enroller import Cancelled, Enroller
 from agent.service.intake import result_messages
 from agent.service.mqtt import MqttLink
@@ -53,6 +54,7 @@ class Worker:
         self, config: Config, store: JobStore, enroller: Enroller, uploader: Uploader | None, camera: Camera | None,
         detector: FaceDetector, link: MqttLink, counters: Counters, device: DeviceState,
         result_stored: Callable[[], None], state_changed: Callable[[], None], fatal: Callable[[str], None],
+        health: CloudHealth | None = None,
     ) -> None:
         self.config = config
         self.topics = Topics(config.base_topic)
@@ -67,6 +69,7 @@ class Worker:
         self._result_stored = result_stored
         self._state_changed = state_changed
         self._fatal = fatal
+        self.health = health
         self.snapshots: queue.Queue[SnapshotRequest] = queue.Queue(maxsize=4)
         self.pending: list[PendingUpload] = []
         self.accepting = threading.Event()
@@ -141,6 +144,10 @@ class Worker:
         if job.expires_at is not None and picked_at > job.expires_at:
             self._finish(job, Result.rejected(command.id, self.config.device_id, command.person_id, ResultError.of(
                 ErrorCode.EXPIRED, "the command expired while it waited in the queue"), Status.EXPIRED), picked_at)
+            return
+        refusal = self.health.refusal() if self.health is not None else None
+        if refusal is not None:  # nothing captured that could not be uploaded
+            self._finish(job, Result(command.id, self.config.device_id, command.person_id, Status.FAILED, error=refusal), picked_at)
             return
         log.info("enrolling person %s (command %s, %d face(s))", command.person_id, command.id, command.faces)
         self._progress(job, "capturing", "looking for a face")
