@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import time
+import socket
 
 import paho.mqtt.client as mqtt
 import pytest
 
+from tests.agent_proc import wait_until
 from tests.broker import Broker
 from tests.mqtt_helpers import Listener
 
@@ -22,9 +23,15 @@ def test_publish_and_receive_through_private_broker(broker: Broker, protocol: in
         listener.close()
 
 
-def test_private_broker_is_not_the_system_broker(broker: Broker) -> None:
-    assert broker.port != 1883
-    assert broker.host == "127.0.0.1"
+def test_private_broker_is_ours_not_the_system_broker(own_broker: Broker) -> None:
+    """The port belongs to the process the fixture started: stopping it takes the broker away."""
+    assert own_broker.port != 1883 and own_broker.host == "127.0.0.1"
+    listener = Listener(own_broker.host, own_broker.port, ["harness/mine"])
+    listener.close()
+    own_broker.stop()
+    with pytest.raises(OSError):
+        socket.create_connection((own_broker.host, own_broker.port), timeout=2).close()
+    own_broker.start()
 
 
 def test_broker_can_be_stopped_and_restarted_mid_test(own_broker: Broker) -> None:
@@ -34,13 +41,9 @@ def test_broker_can_be_stopped_and_restarted_mid_test(own_broker: Broker) -> Non
         assert listener.get("harness/restart")[1] == b"before"
         own_broker.stop()
         assert not own_broker.running
+        wait_until(lambda: not listener.subscribed.is_set(), what="the subscriber noticing the broker is gone")
         own_broker.start()
-        # paho reconnects by itself; on_connect resubscribes.
-        for _ in range(100):
-            if listener.client.is_connected():
-                break
-            time.sleep(0.1)
-        assert listener.client.is_connected()
+        assert listener.subscribed.wait(15)  # paho reconnects by itself; on_connect resubscribes (SUBACK)
         listener.publish("harness/restart", b"after")
         assert listener.get("harness/restart", timeout=15)[1] == b"after"
     finally:

@@ -93,17 +93,20 @@ def test_requests_carry_region_request_client_and_create_group_pins_the_model(em
     assert b'"FaceModelVersion":"3.0"' in request.body
 
 
-def test_a_refused_session_token_is_read_again_once(emulator: Any) -> None:
-    fresh = Credentials(EMU_ID, EMU_KEY, "token-renewed")
-    control(emulator, session_token="token-renewed")
+def test_a_refused_session_token_is_read_again_once() -> None:
+    from agent.devtools.emulator import make_server
+
+    server = make_server(secret_id=EMU_ID, secret_key=EMU_KEY, session_token="token-renewed", face_check=False)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     try:
-        c = client_for(emulator, session_token="token-expired", reload_credentials=lambda: fresh)
-        control(emulator, reset_stats=True)
+        fresh = Credentials(EMU_ID, EMU_KEY, "token-renewed")
+        c = client_for(server, session_token="token-expired", reload_credentials=lambda: fresh)
         c.create_group("g1", "G1")
         assert c.transport.credentials.session_token == "token-renewed"
-        assert stats(emulator)["requests.CreateGroup"] == 2  # refused once, then accepted
+        assert stats(server)["requests.CreateGroup"] == 2  # refused once (AuthFailure.TokenFailure), then accepted
     finally:
-        control(emulator, session_token=None)
+        server.shutdown()
+        server.server_close()
 
 
 # --- TLS: only certificate errors are configuration errors -------------------------------------------------------------

@@ -23,7 +23,7 @@ from agent.vision.detector import FaceDetector
 from tests.agent_proc import AgentProcess, command
 from tests.broker import Broker
 from tests.conftest import DATA, EMU_ID, EMU_KEY
-from tests.iai_helpers import client_for, control, state, stats
+from tests.iai_helpers import client_for, control, settled_state, state, stats
 from tests.mqtt_helpers import Listener
 
 pytestmark = pytest.mark.slow
@@ -55,7 +55,7 @@ def fleet_service(index: int, broker: Broker, emulator: Any, tmp_path: Path) -> 
         "device_id": f"fleet-{index:02d}", "state_dir": str(tmp_path / f"fleet-{index:02d}"),
         "mqtt": {"url": broker.url, "telemetry_interval_s": 300},
         "cloud": {"endpoint": emulator.base_url, "max_attempts": 10, "deadline_s": 300, "backoff_base_s": 0.5, "backoff_max_s": 8,
-                  "rate_limit_per_s": 5, "rate_burst": 2},
+                  "rate_limit_per_s": 5, "rate_burst": 2, "read_timeout_s": 3},
         "camera": {"type": "files", "path": str(DATA / "grace_hopper.jpg")},
         "enroll": {"queue_size": 50, "min_capture_gap_s": 0.05},
         "detector": {"threads": 1},
@@ -68,9 +68,21 @@ def fleet_service(index: int, broker: Broker, emulator: Any, tmp_path: Path) -> 
     return EnrollService(config, store, Enroller(config, detector, camera, client, uploader), uploader, camera, detector), store, client
 
 
-def test_fleet_of_50_agents_against_a_rate_limited_cloud(broker: Broker, emulator: Any, tmp_path: Path) -> None:
+# A cloud that also applies late and answers wrong: late answers, lost answers, server errors after applying.
+HOSTILE = {
+    "apply_after_next": [{"ms": 2500, "answer": "late", "count": 15, "action": "CreateFace"},
+                         {"ms": 2500, "answer": "never", "count": 15, "action": "CreatePerson"}],
+    "apply_then_error_next": [{"code": "InternalError", "count": 15, "action": "CreateFace"},
+                              {"code": "FailedOperation.RequestTimeout", "count": 10, "action": "CreatePerson"}],
+    "apply_then_drop_next": {"count": 10, "action": "CreatePerson"},
+}
+
+
+@pytest.mark.parametrize("cloud", ["rate-limited", "hostile"])
+def test_fleet_of_50_agents_against_a_rate_limited_cloud(broker: Broker, emulator: Any, tmp_path: Path, cloud: str) -> None:
     client_for(emulator).create_group("fleet", "Fleet")
-    control(emulator, qps_limit=QPS_LIMIT)
+    control(emulator, qps_limit=QPS_LIMIT, **(HOSTILE if cloud == "hostile" else {}))
+    faces_each = 2 if cloud == "hostile" else 1  # two: a CreatePerson and a CreateFace per command
     parts = [fleet_service(i, broker, emulator, tmp_path) for i in range(AGENTS)]
     services = [service for service, _, _ in parts]
     for service in services:
@@ -88,10 +100,13 @@ def test_fleet_of_50_agents_against_a_rate_limited_cloud(broker: Broker, emulato
                 person = f"fleet-{i:02d}-{n}"
                 ids.append((service.topics.enroll, command_id, person))
                 sent_at[command_id] = time.monotonic()
-                listener.publish(service.topics.enroll, command(command_id, person, create_person={"group_id": "fleet", "person_name": person}))
+                listener.publish(service.topics.enroll, command(command_id, person, faces=faces_each,
+                                                                create_person={"group_id": "fleet", "person_name": person}))
         for topic, command_id, person in ids[:DUPLICATES]:  # QoS 1 can deliver twice: the fleet must not enroll twice
-            listener.publish(topic, command(command_id, person, create_person={"group_id": "fleet", "person_name": person}))
+            listener.publish(topic, command(command_id, person, faces=faces_each, create_person={"group_id": "fleet", "person_name": person}))
         finals: Counter[str] = Counter()
+        reported: dict[str, list[str]] = {}
+        reconciled = 0
         statuses: Counter[str] = Counter()
         errors: Counter[str] = Counter()
         latencies = []
@@ -102,21 +117,22 @@ def test_fleet_of_50_agents_against_a_rate_limited_cloud(broker: Broker, emulato
             if result.get("replayed"):
                 continue
             finals[result["id"]] += 1
+            reported[result["id"]] = result["face_ids"]
+            reconciled += bool(result.get("reconciled"))
             statuses[result["status"]] += 1
             if result["status"] != "succeeded":
                 errors[(result.get("error") or {}).get("code", "?") + ": " + (result.get("error") or {}).get("message", "")[:80]] += 1
             latencies.append((time.monotonic() - sent_at[result["id"]]) * 1000)
         elapsed = time.monotonic() - started
-        time.sleep(2)  # late duplicates, if any, would show up now
-        while True:
+        while True:  # late duplicates, if any, would show up now
             try:
-                _, payload, _, _ = listener.get(timeout=0.5)
+                _, payload, _, _ = listener.get(timeout=2.0)
             except TimeoutError:
                 break
             result = json.loads(payload)
             if not result.get("replayed"):
                 finals[result["id"]] += 1
-        persons = state(emulator)["persons"]
+        persons = settled_state(emulator)["persons"]
         counts = stats(emulator)
         figures = {
             "agents": AGENTS, "commands": len(ids), "duplicates_sent": DUPLICATES, "emulator_qps_limit": QPS_LIMIT,
@@ -126,13 +142,19 @@ def test_fleet_of_50_agents_against_a_rate_limited_cloud(broker: Broker, emulato
             "statuses": dict(statuses), "errors": dict(errors),
             "rate_limited_answers": sum(v for k, v in counts.items() if "RequestLimitExceeded" in k),
             "cloud_requests": sum(v for k, v in counts.items() if k.startswith("requests.")),
+            "reconciled_results": reconciled,
+            "faces_beyond_requested": sum(max(0, len(persons[p]["faces"]) - faces_each) for _, _, p in ids),
+            "misattributed": sum(sorted(reported.get(c, [])) != sorted(persons[p]["faces"]) for _, c, p in ids),
         }
-        report("fleet", figures)
+        report(f"fleet-{cloud}", figures)
         assert set(finals) == {command_id for _, command_id, _ in ids}
         assert all(count == 1 for count in finals.values()), [k for k, v in finals.items() if v != 1]
         assert statuses == Counter({"succeeded": len(ids)})
-        assert all(len(persons[person]["faces"]) == 1 for _, _, person in ids)  # no face added twice
+        assert figures["faces_beyond_requested"] == 0 and figures["misattributed"] == 0  # nothing twice, nothing claimed wrongly
+        assert all(len(persons[person]["faces"]) == faces_each for _, _, person in ids)
         assert figures["rate_limited_answers"] > 0  # the limit really was below the demand
+        if cloud == "hostile":
+            assert reconciled >= 50  # the faults really hit: those answers were lost or wrong
     finally:
         listener.close()
         for service, store, client in parts:

@@ -15,6 +15,7 @@ import pytest
 
 from agent.iai.client import IaiClient
 from agent.iai.errors import CloudUnavailable
+from agent.iai.models import CreateFaceRequest
 from agent.iai.reconcile import Attempt, Reconciler
 from agent.iai.upload import NewPerson, ReconcileDeferred, Uploader, UploadProgress
 from tests.conftest import DATA
@@ -26,8 +27,8 @@ OTHER = (DATA / "camera.png").read_bytes()
 WINDOW_S = 4.0  # the read timeout (0.5 s here) plus a settle time, shortened for tests
 
 
-def uploader_for(emulator: Any, read_timeout: float = 0.5, window: float = WINDOW_S) -> tuple[IaiClient, Uploader]:
-    client = client_for(emulator, read_timeout=read_timeout)
+def uploader_for(emulator: Any, read_timeout: float = 0.5, window: float = WINDOW_S, **kw: Any) -> tuple[IaiClient, Uploader]:
+    client = client_for(emulator, read_timeout=read_timeout, **kw)
     return client, Uploader(client, Reconciler(client, window_s=window, poll_s=0.2))
 
 
@@ -100,11 +101,19 @@ def test_a_face_another_writer_added_meanwhile_is_never_claimed(emulator: Any, s
 
 def test_when_our_request_did_not_land_a_strangers_face_is_not_reported_as_ours(emulator: Any, seeded: list[str]) -> None:
     _, uploader = uploader_for(emulator)
-    control(emulator, reset_stats=True, other_writer_next={"person": "1001", "when": "before", "count": 1},
-            fail_next={"code": "InternalError", "count": 1, "action": "CreateFace"})
-    progress, _ = run(uploader, "1001", [CROP])
-    assert len(faces_after_settling(emulator, "1001")) == 2  # only the other writer's
-    assert progress.face_ids == [] and not progress.unknown
+    other_device = client_for(emulator)
+    control(emulator, reset_stats=True)
+    progress = UploadProgress("1001", [CROP])
+
+    def save(saved: UploadProgress) -> None:  # between our snapshot and our request, another device adds a face
+        if saved.attempt is not None and len(faces_after_settling(emulator, "1001")) == 1:
+            other_device.create_face(CreateFaceRequest("1001", [OTHER]))
+            control(emulator, fail_next={"code": "InternalError", "count": 1, "action": "CreateFace"})  # ours: not applied
+
+    uploader.run(progress, save)
+    after = faces_after_settling(emulator, "1001")
+    assert len(after) == 2  # the other device's face only: ours never landed
+    assert progress.reconciled and progress.face_ids == [] and not progress.unknown
 
 
 def test_when_faces_cannot_be_attributed_the_outcome_is_unknown_with_candidates(emulator: Any, seeded: list[str]) -> None:
@@ -119,14 +128,18 @@ def test_when_faces_cannot_be_attributed_the_outcome_is_unknown_with_candidates(
 
 def test_a_lost_answer_that_cannot_be_checked_waits_and_is_settled_later(emulator: Any, seeded: list[str]) -> None:
     _, uploader = uploader_for(emulator)
-    control(emulator, reset_stats=True, apply_then_drop_next=1,
-            fail_next={"code": "InternalError", "count": 1000, "action": "GetPersonBaseInfo"})
+    control(emulator, reset_stats=True, apply_then_drop_next=1)
     progress = UploadProgress("1001", [CROP])
     saved: list[dict[str, Any]] = []
+
+    def save(p: UploadProgress) -> None:  # once the attempt is saved (and about to go out), the cloud stops answering reads
+        saved.append(p.to_json())
+        control(emulator, fail_next={"code": "InternalError", "count": 1000, "action": "GetPersonBaseInfo"})
+
     with pytest.raises(ReconcileDeferred) as info:
-        uploader.run(progress, lambda p: saved.append(p.to_json()))
+        uploader.run(progress, save)
     assert isinstance(info.value.cause, CloudUnavailable) and info.value.progress.attempt is not None
-    control(emulator, fail_next={"code": "InternalError", "count": 0, "action": "GetPersonBaseInfo"}, reset_faults=True)
+    control(emulator, reset_faults=True)
     resumed = UploadProgress.from_json(saved[-1])  # as after a restart
     uploader.run(resumed, lambda p: None)
     assert resumed.reconciled and resumed.face_ids == faces_after_settling(emulator, "1001")[1:]
@@ -154,8 +167,8 @@ def test_a_person_somebody_else_created_is_not_reported_as_ours(emulator: Any) -
 
 def test_two_devices_enrolling_one_person_at_once_each_report_only_their_own(emulator: Any, seeded: list[str]) -> None:
     """No shared lock: the emulator refuses the concurrent CreateFace (ConflictOperation), which is retried."""
-    _, first = uploader_for(emulator, read_timeout=5.0)
-    _, second = uploader_for(emulator, read_timeout=5.0)
+    _, first = uploader_for(emulator, read_timeout=5.0, attempts=8)
+    _, second = uploader_for(emulator, read_timeout=5.0, attempts=8)
     control(emulator, reset_stats=True, apply_after_next={"ms": 600, "answer": "late", "count": 2, "action": "CreateFace"})
     results: dict[str, UploadProgress] = {}
     threads = [threading.Thread(target=lambda name=name, up=up, image=image: results.update({name: run(up, "1001", [image])[0]}))

@@ -28,6 +28,7 @@ from agent.iai.errors import (
     CloudRejected,
     CloudTlsError,
     CloudUnavailable,
+    ConflictError,
     OutcomeUnknown,
     TokenExpired,
     error_from_code,
@@ -40,7 +41,8 @@ log = logging.getLogger("agent.iai")
 
 CONTENT_TYPE = "application/json; charset=utf-8"
 SIGNED_HEADERS = ["content-type", "host", "x-tc-action"]
-REQUEST_CLIENT = f"faceagent/{__version__}"  # X-TC-RequestClient: lets Tencent support trace the calls
+REQUEST_CLIENT = f"faceagent/{__version__}"
+CONFLICT_WAIT_S = 0.5  # X-TC-RequestClient: lets Tencent support trace the calls
 
 
 @dataclass(frozen=True)
@@ -271,6 +273,8 @@ class Transport:
                 log.info("%s ok in %.0f ms (attempt %d, RequestId %s)", action, (self._monotonic() - t0) * 1000, attempt, data.get("RequestId"))
                 return data
             wait = self.policy.backoff(attempt - 1)
+            if isinstance(last, ConflictError):
+                wait = max(wait, CONFLICT_WAIT_S)  # the other change on the person takes about a second to apply
             if isinstance(last, CloudRateLimited):
                 wait = max(wait, 1.0)  # IAI's limit is per second: an immediate retry only adds load
                 if self.limiter is not None:
