@@ -112,8 +112,7 @@ class FaceChecker:
 
                 FaceChecker._detector = FaceDetector(input_size=(320, 240), threads=1, score_threshold=0.7)
             found = FaceChecker._detector.detect(frame)
-        boxes = [tuple(face.xywh()) for face in sorted(found, key=lambda f: f.area, reverse=True)]
-        return [(b[0], b[1], b[2], b[3]) for b in boxes]
+        return [(x, y, w, h) for x, y, w, h in (face.xywh() for face in sorted(found, key=lambda f: f.area, reverse=True))]
 
 
 def _face_grey(frame: np.ndarray, box: Box, side: int) -> np.ndarray:
