@@ -77,16 +77,19 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true", help="print the result object as JSON")
 
     p = sub.add_parser("emulator", help="a local emulator of the Tencent Cloud IAI API")
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--host", default="127.0.0.1", help="a loopback address: 127.0.0.1, localhost or ::1")
     p.add_argument("--port", type=int, default=0, help="0 picks a free port")
     p.add_argument("--secret-id", default=os.environ.get("TENCENTCLOUD_SECRET_ID", "AKIDEMULATOR"))
     p.add_argument("--secret-key", default=os.environ.get("TENCENTCLOUD_SECRET_KEY", "emulator-secret-key"))
     p.add_argument("--state", type=Path, help="keep groups, persons and faces in this JSON file")
     p.add_argument("--latency-ms", type=float, default=0.0, help="added to every response")
-    p.add_argument("--qps-limit", type=float, default=0.0, help="RequestLimitExceeded above this many requests/s (0: off)")
+    p.add_argument("--qps-limit", type=float, default=0.0,
+                   help="RequestLimitExceeded above this many requests/s over all actions (0: off; per action: POST /_control)")
     p.add_argument("--error-rate", type=float, default=0.0, help="fraction of requests answered InternalError")
     p.add_argument("--http-500-rate", type=float, default=0.0, help="fraction of requests answered HTTP 500")
     p.add_argument("--drop-rate", type=float, default=0.0, help="fraction of connections closed without an answer")
+    p.add_argument("--session-token", default=os.environ.get("TENCENTCLOUD_SESSION_TOKEN", ""),
+                   help="accept temporary credentials: every request must carry this X-TC-Token (AuthFailure.TokenFailure otherwise)")
     p.add_argument("--no-face-check", action="store_true", help="skip the detector (-1101 is then never returned)")
 
     p = sub.add_parser("bench", help="measure detector and pipeline speed on this device")
