@@ -26,7 +26,7 @@ from tests.conftest import DATA, EMU_ID, EMU_KEY
 from tests.iai_helpers import client_for, control, settled_state, state, stats
 from tests.mqtt_helpers import Listener
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 
 def report(name: str, figures: dict[str, Any]) -> None:
