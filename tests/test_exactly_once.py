@@ -144,3 +144,25 @@ def test_two_devices_enrolling_one_person_at_once(broker: Broker, make_agent: An
         assert any(k.startswith("error.CreateFace.FailedOperation.ConflictOperation") for k in stats(emulator))  # they did collide
     finally:
         listener.close()
+
+
+def test_a_lost_answer_the_cloud_cannot_be_asked_about_waits_with_backoff_then_settles(
+    broker: Broker, make_agent: Any, emulator: Any, person: str,
+) -> None:
+    agent = make_agent(broker)
+    listener = listen(broker, agent.base)
+    before = faces(emulator, "1001")
+    try:
+        control(emulator, reset_stats=True, delay_next={"ms": 1500, "count": 1, "action": "CreateFace"}, apply_then_drop_next=1)
+        listener.publish(f"{agent.base}/enroll", command("wait-1", person))
+        wait_until(lambda: stats(emulator).get("ok.CreateFace", 0) == 1, what="CreateFace applied (its answer held, then dropped)")
+        control(emulator, fail_next={"code": "InternalError", "count": 10_000, "action": "GetPersonBaseInfo"})  # reads fail from now
+        note = listener.get_json(f"{agent.base}/enroll/progress", where=lambda p: p["id"] == "wait-1" and "lost" in p["detail"])
+        assert note["state"] == "uploading"
+        wait_until(lambda: "next try in" in agent.log() or "trying again later" in agent.log(), what="the settlement deferred")
+        control(emulator, reset_faults=True)  # the cloud can be read again: the worker's next try settles it
+        result = one_result(listener, agent.base, "wait-1", timeout=60)
+        assert result["status"] == "succeeded" and result["reconciled"] and result["face_ids"] == added_by(emulator, "1001", before)
+        assert stats(emulator)["requests.CreateFace"] == 1
+    finally:
+        listener.close()

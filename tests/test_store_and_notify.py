@@ -167,3 +167,16 @@ def test_sd_notify_abstract_socket_and_absent() -> None:
     assert not quiet.enabled and not quiet.ready("x") and quiet.watchdog_s is None
     other = Notifier({"NOTIFY_SOCKET": "/nonexistent", "WATCHDOG_USEC": "1000", "WATCHDOG_PID": "1"})
     assert other.watchdog_s is None  # the watchdog is for another process
+
+
+def test_results_are_kept_for_the_retention_then_the_id_may_run_again(state_dir: Path) -> None:
+    store = JobStore(state_dir / "jobs.sqlite3")
+    for job_id in ("old", "new", "open"):
+        store.submit(cmd(job_id), queue_size=5)
+    for job_id in ("old", "new"):
+        store.claim_next()
+        store.finish(job_id, {"id": job_id, "status": "succeeded"}, [])
+    store._conn().execute("UPDATE jobs SET finished_at = finished_at - 31 * 86400 WHERE id = 'old'")
+    assert store.prune(30 * 86400) == 1
+    assert store.get("old") is None and store.get("new") is not None and store.get("open") is not None  # unfinished jobs stay
+    assert store.submit(cmd("old"), queue_size=5).outcome == "queued"  # forgotten: the id is new again

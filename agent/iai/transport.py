@@ -224,19 +224,18 @@ class Transport:
         group: str = "",
         before_attempt: Callable[[], None] | None = None,
     ) -> dict[str, Any]:
-        """POST one action with bounded retries; return its `Response` object.
+        """POST one action with bounded retries; return its `Response` object, or raise the error that ended it.
 
         `before_attempt` runs before every attempt (a non-idempotent action takes its snapshot there).
+        Every decision about a failure is in `_after_failure`.
         """
         body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         if len(body) > MAX_BODY_BYTES:
             raise ImageRejected(f"the {action} request is {len(body)} bytes: IAI allows at most 10 MB; send fewer or smaller images")
-        started = self._monotonic()
-        skew_retried = token_reloaded = False
-        attempt = 0
+        retry = _Retry(action, idempotent, self._monotonic())
         while True:
-            attempt += 1
-            remaining = self.policy.deadline_s - (self._monotonic() - started)
+            retry.attempt += 1
+            remaining = self.policy.deadline_s - (self._monotonic() - retry.started)
             if self.limiter is not None and not self.limiter.acquire(timeout=max(0.0, remaining)):
                 raise CloudRateLimited(f"local rate limit: no {action} slot within the {self.policy.deadline_s:.0f} s deadline")
             if before_attempt is not None:
@@ -244,45 +243,47 @@ class Transport:
             t0 = self._monotonic()
             try:
                 data = self.attempt(action, body, person, group)
-            except ClockSkewError as exc:
-                log.warning("%s: %s (RequestId %s)", action, exc.message, exc.request_id)
-                if skew_retried:
-                    raise
-                skew_retried, attempt = True, attempt - 1  # one re-signed retry, not counted: the request was refused
-                continue
-            except TokenExpired:
-                if token_reloaded or self._reload is None:
-                    raise
-                self.credentials, token_reloaded, attempt = self._reload(), True, attempt - 1
-                log.warning("%s: the session token was refused; read the credentials again and retrying once", action)
-                continue
             except CloudError as exc:
-                if not idempotent and (isinstance(exc, OutcomeUnknown) or exc.ambiguous):
-                    log.warning("%s attempt %d: outcome unknown (%s); not sent again", action, attempt, exc.message)
-                    if isinstance(exc, OutcomeUnknown):
-                        raise
-                    raise OutcomeUnknown(f"{action}: {exc.message}", cloud_code=exc.cloud_code, request_id=exc.request_id) from None
-                log.log(logging.WARNING if exc.retryable else logging.INFO, "%s attempt %d failed: %s %s (RequestId %s)",
-                        action, attempt, exc.cloud_code or "", exc.message, exc.request_id)
-                if not exc.retryable:
-                    raise
-                last = exc
-            else:
-                if self.limiter is not None:
-                    self.limiter.speed_up()
-                log.info("%s ok in %.0f ms (attempt %d, RequestId %s)", action, (self._monotonic() - t0) * 1000, attempt, data.get("RequestId"))
-                return data
-            wait = self.policy.backoff(attempt - 1)
-            if isinstance(last, ConflictError):
-                wait = max(wait, CONFLICT_WAIT_S)  # the other change on the person takes about a second to apply
-            if isinstance(last, CloudRateLimited):
-                wait = max(wait, 1.0)  # IAI's limit is per second: an immediate retry only adds load
-                if self.limiter is not None:
-                    self.limiter.slow_down()
-            elapsed = self._monotonic() - started
-            if attempt >= self.policy.max_attempts or elapsed + wait > self.policy.deadline_s:
-                raise self._gave_up(action, last, attempt, elapsed)
-            self._sleep(wait)
+                self._sleep(self._after_failure(retry, exc))
+                continue
+            if self.limiter is not None:
+                self.limiter.speed_up()
+            log.info("%s ok in %.0f ms (attempt %d, RequestId %s)", action, (self._monotonic() - t0) * 1000, retry.attempt, data.get("RequestId"))
+            return data
+
+    def _after_failure(self, retry: _Retry, exc: CloudError) -> float:
+        """How long to wait before the next attempt; raises when there must be none."""
+        action = retry.action
+        if isinstance(exc, ClockSkewError):
+            log.warning("%s: %s (RequestId %s)", action, exc.message, exc.request_id)
+            if retry.resigned:
+                raise exc
+            retry.resigned, retry.attempt = True, retry.attempt - 1  # refused, not applied: one re-signed try, not counted
+            return 0.0
+        if isinstance(exc, TokenExpired) and not retry.reloaded and self._reload is not None:
+            log.warning("%s: the session token was refused; reading the credentials again and retrying once", action)
+            self.credentials, retry.reloaded, retry.attempt = self._reload(), True, retry.attempt - 1
+            return 0.0
+        if not retry.idempotent and (isinstance(exc, OutcomeUnknown) or exc.ambiguous):
+            log.warning("%s attempt %d: outcome unknown (%s); not sent again", action, retry.attempt, exc.message)
+            if isinstance(exc, OutcomeUnknown):
+                raise exc
+            raise OutcomeUnknown(f"{action}: {exc.message}", cloud_code=exc.cloud_code, request_id=exc.request_id) from None
+        log.log(logging.WARNING if exc.retryable else logging.INFO, "%s attempt %d failed: %s %s (RequestId %s)",
+                action, retry.attempt, exc.cloud_code or "", exc.message, exc.request_id)
+        if not exc.retryable:
+            raise exc
+        wait = self.policy.backoff(retry.attempt - 1)
+        if isinstance(exc, ConflictError):
+            wait = max(wait, CONFLICT_WAIT_S)  # the other change on the person takes about a second to apply
+        if isinstance(exc, CloudRateLimited):
+            wait = max(wait, 1.0)  # IAI's limit is per second: an immediate retry only adds load
+            if self.limiter is not None:
+                self.limiter.slow_down()
+        elapsed = self._monotonic() - retry.started
+        if retry.attempt >= self.policy.max_attempts or elapsed + wait > self.policy.deadline_s:
+            raise self._gave_up(action, exc, retry.attempt, elapsed)
+        return wait
 
     @staticmethod
     def _gave_up(action: str, last: CloudError, attempts: int, elapsed: float) -> CloudError:
@@ -293,3 +294,15 @@ class Transport:
             f"{action} failed after {attempts} attempt(s) in {elapsed:.1f} s: {last.message}",
             cloud_code=last.cloud_code, request_id=last.request_id, retryable=True,
         )
+
+
+@dataclass
+class _Retry:
+    """Where one call stands in its retry budget."""
+
+    action: str
+    idempotent: bool
+    started: float
+    attempt: int = 0
+    resigned: bool = False  # a SignatureExpire was answered by re-signing once
+    reloaded: bool = False  # a TokenFailure was answered by reading the credentials again once
