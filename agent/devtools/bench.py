@@ -66,7 +66,10 @@ def interleaved_medians_ms(fns: tuple[Callable[[], object], ...], repeat: int) -
     return [statistics.median(bucket) for bucket in samples]
 
 
-def model_calls(detector: Any, frames: list[np.ndarray]) -> list[np.ndarray]:
+Frames = list[tuple[np.ndarray, np.ndarray | None]]  # (capture frame, detection image or None)
+
+
+def model_calls(detector: Any, frames: Frames) -> list[np.ndarray]:
     """Copies of every tensor `detect` hands the model for `frames` (first passes and crop checks)."""
     calls: list[np.ndarray] = []
     infer = detector.infer
@@ -77,16 +80,14 @@ def model_calls(detector: Any, frames: list[np.ndarray]) -> list[np.ndarray]:
 
     detector.infer = recording
     try:
-        for frame in frames:
-            detector.detect(frame)
+        for frame, small in frames:
+            detector.detect(frame, small)
     finally:
         del detector.infer
     return calls
 
 
-def bench_detector(
-    frames: list[np.ndarray], size: tuple[int, int], threads: int, repeat: int, cascade: bool = False
-) -> dict[str, Any]:
+def bench_detector(frames: Frames, size: tuple[int, int], threads: int, repeat: int, cascade: bool = False) -> dict[str, Any]:
     """Model-only time against the whole `detect` + quality path, per frame.
 
     `inference_ms` runs exactly the tensors the pipeline gives the model on these frames (with the
@@ -103,8 +104,8 @@ def bench_detector(
             detector.infer(t)
 
     def pipeline() -> None:
-        for f in frames:
-            for face in detector.detect(f):
+        for f, small in frames:
+            for face in detector.detect(f, small):
                 measure(f, face)
 
     inference_ms, pipeline_ms = (ms / len(frames) for ms in interleaved_medians_ms((inference, pipeline), repeat))
@@ -167,15 +168,25 @@ def machine() -> dict[str, Any]:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    import cv2
+
     from agent.devtools.scenes import one_person_scenes
 
     photos = bench_frames()
-    frame_sets = {"photos": [f for _, f, _ in photos], "1280x720": [s.image for s in one_person_scenes(CAPTURE_FRAMES)]}
+    captures = [s.image for s in one_person_scenes(CAPTURE_FRAMES)]
+    # The Pi path: picamera2 delivers the detection stream at the detector's input size (no resize).
+    lores = [cv2.resize(f, DEFAULT_INPUT, interpolation=cv2.INTER_AREA) for f in captures]
+    frame_sets: dict[str, Frames] = {
+        "photos": [(f, None) for _, f, _ in photos],
+        "1280x720": [(f, None) for f in captures],
+        f"1280x720 + {DEFAULT_INPUT[0]}x{DEFAULT_INPUT[1]} lores": list(zip(captures, lores)),
+    }
     all_cores = os.cpu_count() or 1
     thread_counts = sorted({1, all_cores})
     report: dict[str, Any] = {"machine": machine(), "frames": [name for name, _, _ in photos], "detector": []}
     for set_name, frames in frame_sets.items():
-        for size, cascade in [(size, False) for size in SIZES] + [(DEFAULT_INPUT, True)]:
+        settings = [(size, False) for size in SIZES] if "lores" not in set_name else [(DEFAULT_INPUT, False)]
+        for size, cascade in [*settings, (DEFAULT_INPUT, True)]:
             for threads in thread_counts:
                 row = {"frames": set_name, **bench_detector(frames, size, threads, args.repeat, cascade)}
                 report["detector"].append(row)

@@ -148,7 +148,7 @@ def bench_recall(frames: int = 160, repeat: int = 5) -> dict[str, Any]:
     for setting, tally, one_ms, crowd_ms in zip(SETTINGS, tallies, one, crowd):
         row: dict[str, Any] = {"setting": setting.name, "input": list(setting.input_size), "cascade": setting.cascade,
                                "lores": list(setting.lores) if setting.lores else None}
-        for lo, hi in (*REPORT_BINS, (48, 10_000)):
+        for lo, hi in (*REPORT_BINS, (48, 10_000), (64, 10_000)):
             found, total = tally.recall(lo, hi)
             row[f"recall_{lo}_{hi if hi < 10_000 else 'up'}"] = round(found / total, 3) if total else None
         found, total = tally.recall(48, 10_000, turned=True)
