@@ -319,7 +319,7 @@ def detector_reach_problem(config: Config) -> tuple[str, str] | None:
     cam, det = config.camera, config.detector
     capture = (cam.width, cam.height)
     stream = (cam.lores_width, cam.lores_height) if cam.type == "picamera2" else None
-    smallest = math.ceil(smallest_face_px(capture, (det.input_width, det.input_height), det.cascade, stream))
+    smallest = math.ceil(smallest_face_px(capture, (det.input_width, det.input_height), det.cascade, stream) - 1e-9)
     if config.quality.min_face_px >= smallest:
         return None
     seen_by = f"camera.width x height {capture[0]}x{capture[1]}"
