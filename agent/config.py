@@ -8,6 +8,7 @@ Secrets never live in the YAML file: they are resolved from `$CREDENTIALS_DIRECT
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 import socket
@@ -241,17 +242,69 @@ class CameraConfig(Section):
         return int(self.device or 0)
 
 
+# What the bundled RetinaFace can see, in pixels of its input: its smallest anchor is 16 px. One pass
+# finds >= 95 % of faces from 1.5x that (24 px); the two-pass detector, whose crop checks confirm
+# low-score first-pass candidates, from the anchor itself (16 px). Measured on composed 1280x720 frames
+# at four input sizes (`faceagent bench --recall`, docs/benchmarks.md "Recall by face size").
+SMALLEST_ANCHOR_PX = 16.0
+ONE_PASS_REACH = 1.5
+TWO_PASS_REACH = 1.0
+
+
+def first_pass_scale(capture: tuple[int, int], detector_input: tuple[int, int], detect_stream: tuple[int, int] | None = None) -> float:
+    """Detector-input pixels per capture pixel in the first pass (the coarser of the input and the detection stream)."""
+    scale = min(detector_input[0] / capture[0], detector_input[1] / capture[1])
+    if detect_stream is not None:
+        scale = min(scale, detect_stream[0] / capture[0], detect_stream[1] / capture[1])
+    return scale
+
+
+def smallest_face_px(
+    capture: tuple[int, int], detector_input: tuple[int, int], cascade: bool, detect_stream: tuple[int, int] | None = None
+) -> float:
+    """The smallest face (shorter box side, capture pixels) the detector finds reliably: the one place this is stated.
+
+    A capture frame of `capture` (w, h) is fitted into `detector_input` keeping its aspect, so one
+    capture pixel is `s = first_pass_scale(...)` input pixels (with a detection stream, such as
+    picamera2's `lores`, the coarser of that stream and the input: upscaling adds no detail). The
+    detector finds faces down to SMALLEST_ANCHOR_PX x reach / s, reach 1.5 for one pass and 1.0 for
+    the two-pass detector. For a 1280x720 capture: 320x180 two-pass 64 px, one pass 96 px; 480x270
+    two-pass 43 px, one pass 64 px; 640x360 two-pass 32 px, one pass 48 px. `quality.min_face_px`
+    must be at least this, or the rule would accept faces the detector does not report (answering
+    `no_face` where "move closer" is right); config validation refuses such combinations.
+    """
+    reach = SMALLEST_ANCHOR_PX * (TWO_PASS_REACH if cascade else ONE_PASS_REACH)
+    return reach / first_pass_scale(capture, detector_input, detect_stream)
+
+
 class DetectorConfig(Section):
     model_path: Path | None = Field(None, description="another RetinaFace-compatible ONNX file; default the bundled model")
-    input_width: int = Field(320, ge=32, le=1920, description="fixed detector input size (letterboxed)")
-    input_height: int = Field(240, ge=32, le=1920, description="detector input height")
+    input_width: int = Field(
+        320, ge=32, le=1920, description="first-pass input size; frames are fitted keeping their aspect, so match the camera's (320x180 for 16:9)"
+    )
+    input_height: int = Field(180, ge=32, le=1920, description="first-pass input height")
     threads: int = Field(0, ge=0, le=64, description="onnxruntime intra-op threads; 0 = all cores but one (at least 1)")
     score_threshold: float = Field(0.7, gt=0, lt=1, description="minimum face score")
     nms_threshold: float = Field(0.4, gt=0, lt=1, description="IoU above which overlapping boxes are merged")
+    cascade: bool = Field(
+        True, description="two-pass: doubtful first-pass candidates are confirmed in small full-resolution crops (finds faces 2/3 the size)"
+    )
+    candidate_threshold: float = Field(0.05, gt=0, lt=1, description="two-pass: first-pass score from which a candidate is checked in a crop")
+    max_crop_checks: int = Field(
+        4, ge=1, le=32, description="two-pass: crop checks per frame at most (largest candidates first), bounding the cost of crowds"
+    )
+
+    @model_validator(mode="after")
+    def _candidates_below_final_score(self) -> DetectorConfig:
+        if self.candidate_threshold > self.score_threshold:
+            raise ValueError("candidate_threshold must be <= score_threshold")
+        return self
 
 
 class QualityConfig(Section):
-    min_face_px: float = Field(48.0, ge=0, description="shorter side of the face box; IAI needs 34, recommends 80")
+    min_face_px: float = Field(
+        64.0, ge=0, description="shorter side of the face box in capture pixels; IAI needs 34, recommends 80; at least what the detector sees"
+    )
     min_eye_distance_px: float = Field(24.0, ge=0, description="pixels between the eyes")
     min_sharpness: float = Field(60.0, ge=0, description="Laplacian variance of the face resized to 112x112 grey")
     min_brightness: float = Field(50.0, ge=0, le=255, description="mean grey level of the face, at least")
@@ -383,6 +436,26 @@ def read_secrets(environ: Mapping[str, str]) -> tuple[dict[str, str], list[tuple
     return found, problems
 
 
+def detector_reach_problem(config: Config) -> tuple[str, str] | None:
+    """(key, reason) when `quality.min_face_px` accepts faces smaller than the detector finds (see `smallest_face_px`)."""
+    cam, det = config.camera, config.detector
+    capture = (cam.width, cam.height)
+    stream = (cam.lores_width, cam.lores_height) if cam.type == "picamera2" else None
+    smallest = math.ceil(smallest_face_px(capture, (det.input_width, det.input_height), det.cascade, stream) - 1e-9)
+    if config.quality.min_face_px >= smallest:
+        return None
+    seen_by = f"camera.width x height {capture[0]}x{capture[1]}"
+    if stream:
+        seen_by += f", camera.lores_width x lores_height {stream[0]}x{stream[1]}"
+    seen_by += f", detector.input_width x input_height {det.input_width}x{det.input_height}, detector.cascade {str(det.cascade).lower()}"
+    grow = "detector.input_width/input_height" + (" and camera.lores_width/lores_height" if stream else "")
+    return "quality.min_face_px", (
+        f"{config.quality.min_face_px:g} px accepts faces the detector cannot see: with {seen_by} the smallest face it finds "
+        f"is {smallest} px; raise quality.min_face_px to {smallest}" + ("" if det.cascade else ", turn on detector.cascade")
+        + f" or enlarge {grow}"
+    )
+
+
 def _problem(error: Any) -> tuple[str, str]:
     """(dotted key path, reason) of one pydantic error; a validator's "key: reason" message names its own key."""
     path = ".".join(str(part) for part in error["loc"])
@@ -430,6 +503,9 @@ def config_from_mapping(raw: Any, environ: Mapping[str, str]) -> Config:
         for error in exc.errors(include_url=False):
             problems.append(_problem(error))
         raise ConfigError(problems) from None
+    reach = detector_reach_problem(config)
+    if reach:
+        problems.append(reach)
     if problems:
         raise ConfigError(problems)
     return config

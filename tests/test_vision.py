@@ -13,24 +13,34 @@ import cv2
 import numpy as np
 import pytest
 
-from agent.config import CropConfig, QualityConfig, SelectionConfig
-from agent.errors import ModelError
+from agent.config import Config, CropConfig, QualityConfig, SelectionConfig, config_from_mapping, smallest_face_px
+from agent.errors import ConfigError, ModelError
 from agent.iai.limits import check_image
 from agent.images import read_image
 from agent.vision import detector as detector_module
+from agent.vision.cascade import second_pass
 from agent.vision.crop import CropRefused, crop_for_upload, cut_square
-from agent.vision.detector import Face, FaceDetector, letterbox, postprocess, prior_boxes
+from agent.vision.detector import (
+    Face,
+    FaceDetector,
+    detector_from_config,
+    letterbox,
+    postprocess,
+    prior_boxes,
+    without_duplicates,
+)
 from agent.vision.quality import head_pose
-from agent.vision.selection import Analysis, Candidate, FaceReport, analyze, pick_captures
+from agent.vision.selection import Analysis, Candidate, FaceReport, analyze, choose_face, pick_captures
 from tests.conftest import DATA, FACE_PHOTOS, NO_FACE_PHOTOS
-from tests.scenes import TRUTH, background, box_iou, place
+from tests.scenes import TRUTH, Placed, background, box_iou, place, place_photo
 
 Q, S, C = QualityConfig(), SelectionConfig(), CropConfig()
 
 
 @pytest.fixture(scope="module")
 def detector() -> FaceDetector:
-    return FaceDetector(input_size=(320, 240), threads=1)
+    """The default detector (two-pass, 320x180 first pass), on one thread."""
+    return FaceDetector(threads=1)
 
 
 @pytest.fixture(scope="module")
@@ -324,3 +334,160 @@ def test_valid_onnx_model_that_does_not_fit_is_refused(tmp_path: Path, channels:
     with pytest.raises(ModelError, match=message) as info:
         FaceDetector(path)
     assert "other.onnx does not fit" in info.value.message
+
+
+# --- the two-pass detector's bound ----------------------------------------------------------------
+
+
+def square_face(x: float, side: float, score: float) -> Face:
+    return Face(box=(x, 0.0, x + side, side), score=score, landmarks=np.zeros((5, 2)))
+
+
+def test_second_pass_checks_largest_doubtful_candidates_first_and_stops_at_the_bound() -> None:
+    checked: list[float] = []
+
+    def check(candidate: Face) -> Face | None:
+        checked.append(candidate.width)
+        return candidate if candidate.width != 90 else None  # the 90 px candidate is not a face
+
+    candidates = [square_face(0, 50, 0.2), square_face(100, 200, 0.99), square_face(400, 90, 0.4),
+                  square_face(600, 70, 0.75), square_face(800, 60, 0.3)]
+    faces, checks = second_pass(candidates, check, first_pass_scale=0.25, score_threshold=0.7, max_checks=2)
+    # 200 px at 0.99 is sure (50 px at the first pass); 90 and 70 are checked; past the bound only a
+    # confident candidate counts (none of 60 and 50 is).
+    assert checked == [90, 70] and checks == 2
+    assert sorted(f.width for f in faces) == [70, 200]
+
+
+def test_small_confident_faces_are_still_checked_for_their_landmarks() -> None:
+    checked: list[float] = []
+    faces, checks = second_pass([square_face(0, 80, 0.95)], lambda c: checked.append(c.width) or c, 0.25, 0.7, 4)
+    assert checked == [80] and checks == 1 and len(faces) == 1  # 20 px at the first pass: coarse landmarks
+
+
+def test_a_box_nested_in_a_better_one_is_the_same_face_seen_twice() -> None:
+    inner = Face((67.0, 148.0, 115.0, 213.0), 0.98, np.zeros((5, 2)))  # IoU with the outer box 0.36: NMS keeps both
+    outer = Face((49.0, 134.0, 128.0, 245.0), 0.71, np.zeros((5, 2)))
+    beside = Face((300.0, 134.0, 379.0, 245.0), 0.9, np.zeros((5, 2)))
+    assert [f.box for f in without_duplicates([outer, beside, inner], 0.4)] == [inner.box, beside.box]
+
+
+# --- verdict order --------------------------------------------------------------------------------
+
+
+def report(side: float, x: float = 0, reasons: tuple[str, ...] = ()) -> FaceReport:
+    from agent.vision.quality import Quality
+
+    q = Quality(side / 2.5, 300, 120, 0, 0, 0, 0, side, False)
+    return FaceReport(square_face(x, side, 0.99), q, list(reasons))
+
+
+def test_group_with_a_blurred_largest_face_is_multiple_faces_not_low_quality() -> None:
+    faces = [report(200, reasons=("blurry: sharpness 20 < 60",)), report(180, 300)]
+    assert choose_face(faces, S)[1] == "multiple_faces"
+
+
+def test_crowd_of_faces_all_too_small_is_face_too_small() -> None:
+    small = "face too small: 30 px < 48 px"
+    faces = [report(30, i * 50, (small,)) for i in range(6)]
+    best, verdict, detail = choose_face(faces, S)
+    assert (best, verdict) == (None, "face_too_small") and detail.startswith("all 6 faces too small")
+
+
+def test_small_target_beside_a_tiny_bystander_is_face_too_small() -> None:
+    faces = [report(40, 0, ("face too small: 40 px < 48 px",)), report(10, 100, ("face too small: 10 px < 48 px",))]
+    assert choose_face(faces, S)[1] == "face_too_small"
+
+
+def test_usable_target_with_a_far_smaller_bystander_is_ok() -> None:
+    assert choose_face([report(200), report(60, 300)], S)[:2] == (0, "ok")
+
+
+# --- small faces in 1280x720 captures, and the Pi path --------------------------------------------
+
+
+def capture_with(faces: list[tuple[str, float, tuple[float, float]]], seed: int = 7) -> tuple[np.ndarray, list[Placed]]:
+    """A 1280x720 capture with whole test photos zoomed so their faces are the given sizes."""
+    scene = background(1280, 720, seed)
+    return scene, [place_photo(scene, name, px, centre) for name, px, centre in faces]
+
+
+SMALL_FACES = [("grace_hopper.jpg", 50.0), ("grace_hopper.jpg", 62.0), ("astronaut.png", 52.0), ("astronaut.png", 60.0)]
+
+
+@pytest.mark.parametrize(("photo", "face_px"), SMALL_FACES)
+def test_faces_of_48_to_64_px_in_a_720p_capture_are_found_and_ok(photo: str, face_px: float) -> None:
+    """With a setting config validation accepts for `min_face_px: 48` (two-pass at 480x270), such faces are enrolled.
+
+    (The eyes of a frontal 48 px face are ~22 px apart, so the eye-distance rule is relaxed with it.)
+    """
+    settings = config_from_mapping({"camera": {"type": "files", "path": "x"}, "detector": {"input_width": 480, "input_height": 270},
+                                    "quality": {"min_face_px": 48, "min_eye_distance_px": 20}}, {})
+    detector = detector_from_config(settings.detector.model_copy(update={"threads": 1}))
+    frame, (truth,) = capture_with([(photo, face_px, (700, 330))])
+    a = analyze(detector, frame, settings.quality, settings.selection)
+    assert len(a.faces) == 1 and box_iou(a.faces[0].face.box, truth.box) >= 0.5
+    assert a.verdict == "ok", a.detail
+    assert a.faces[0].quality.face_px == pytest.approx(face_px, rel=0.15)
+
+
+def test_the_default_detector_sees_a_face_of_min_face_px_and_says_move_closer_below(detector: FaceDetector) -> None:
+    """A 70 px face in a 1280x720 one-person frame got `no_face` at 320x240 one pass; now it is `ok`, and a 52 px one too small."""
+    frame, (truth,) = capture_with([("grace_hopper.jpg", 70.0, (640, 360))])
+    a = analyze(detector, frame, Q, S)
+    assert a.verdict == "ok" and box_iou(a.faces[0].face.box, truth.box) >= 0.5
+    frame, _ = capture_with([("grace_hopper.jpg", 52.0, (640, 360))])
+    assert analyze(detector, frame, Q, S).verdict == "face_too_small"
+
+
+def test_detection_image_of_another_scale_and_aspect_gives_capture_pixels(detector: FaceDetector) -> None:
+    """The Pi path: the first pass runs on a 320x240 (4:3) image of a 1280x720 (16:9) capture; results are in capture pixels."""
+    frame, truths = capture_with([("grace_hopper.jpg", 150.0, (420, 330)), ("astronaut.png", 70.0, (1000, 420))])
+    lores = cv2.resize(frame, (320, 240), interpolation=cv2.INTER_AREA)  # 4x narrower, 3x shorter
+    on_capture = analyze(detector, frame, Q, S)
+    via_lores = analyze(detector, frame, Q, S, detect_image=lores)
+    assert (via_lores.width, via_lores.height) == (1280, 720)
+    assert len(via_lores.faces) == 2 and via_lores.verdict == on_capture.verdict == "ok"
+    for report_, truth, direct in zip(via_lores.faces, truths, on_capture.faces):
+        assert box_iou(report_.face.box, truth.box) >= 0.6
+        assert report_.quality.face_px == pytest.approx(truth.face_px, rel=0.15)
+        assert report_.quality.eye_distance_px == pytest.approx(direct.quality.eye_distance_px, rel=0.1)
+        assert abs(report_.quality.roll_deg - direct.quality.roll_deg) < 5
+        assert np.all(np.abs(report_.face.landmarks - direct.face.landmarks) < 0.05 * truth.face_px)
+
+
+# --- config: the detector must see what the quality rules accept ----------------------------------
+
+
+def load(**sections: object) -> Config:
+    return config_from_mapping({"camera": {"type": "files", "path": "x"}, **sections}, {})
+
+
+def test_default_config_is_consistent() -> None:
+    config = load()
+    capture = (config.camera.width, config.camera.height)
+    det = config.detector
+    assert smallest_face_px(capture, (det.input_width, det.input_height), det.cascade) <= config.quality.min_face_px
+
+
+def test_quality_rule_below_what_one_pass_sees_is_refused_naming_the_keys() -> None:
+    with pytest.raises(ConfigError) as info:
+        load(detector={"cascade": False})
+    (path, reason), = info.value.problems
+    assert path == "quality.min_face_px"
+    for key in ("camera.width x height 1280x720", "detector.input_width x input_height 320x180", "detector.cascade false",
+                "smallest face it finds is 96 px", "raise quality.min_face_px to 96"):
+        assert key in reason
+    assert load(detector={"cascade": False}, quality={"min_face_px": 96}).quality.min_face_px == 96
+    assert load(detector={"cascade": False, "input_width": 640, "input_height": 360}).detector.cascade is False
+
+
+def test_picamera2_lores_stream_limits_what_the_detector_sees() -> None:
+    with pytest.raises(ConfigError, match=r"camera.lores_width x lores_height 160x120.*camera.lores_width/lores_height"):
+        load(camera={"type": "picamera2", "lores_width": 160, "lores_height": 120})
+    assert load(camera={"type": "picamera2", "lores_width": 320, "lores_height": 180}).camera.type == "picamera2"
+
+
+def test_candidate_threshold_above_the_score_threshold_is_refused() -> None:
+    with pytest.raises(ConfigError, match="candidate_threshold must be <= score_threshold"):
+        load(detector={"candidate_threshold": 0.8})

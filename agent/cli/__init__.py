@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-daemon", dest="daemon", action="store_false",
                    help="skip the daemon figures (start-to-READY, idle CPU, RSS, local enrollment latency; needs mosquitto)")
     p.add_argument("--idle-seconds", type=float, default=60.0, help="how long the daemon's idle CPU is measured")
+    p.add_argument("--recall", action="store_true",
+                   help="add recall by face size, false positives and cost of every detector setting on composed 1280x720 frames (minutes)")
+    p.add_argument("--recall-frames", type=int, default=200, help="composed frames for --recall")
     return parser
 
 

@@ -27,7 +27,8 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
         from agent.vision.detector import detector_from_config
         from agent.vision.selection import analyze
 
-        image = annotate(image, analyze(detector_from_config(config.detector), image, config.quality, config.selection))
+        analysis = analyze(detector_from_config(config.detector), image, config.quality, config.selection, frame.detect_image)
+        image = annotate(image, analysis)
     try:
         write_image(args.out, image, config.crop.jpeg_quality)
     except (ImageUnreadable, OSError) as exc:

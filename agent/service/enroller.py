@@ -29,9 +29,8 @@ from agent.images import encode_jpeg
 from agent.service.protocol import EnrollCommand
 from agent.service.result import Result, ResultError, Status, Timings
 from agent.vision.crop import Crop, CropRefused, crop_for_upload
-from agent.vision.detector import Face, FaceDetector
-from agent.vision.quality import measure
-from agent.vision.selection import GUIDANCE, Analysis, Candidate, FaceReport, analyze, pick_captures
+from agent.vision.detector import FaceDetector
+from agent.vision.selection import GUIDANCE, Analysis, Candidate, analyze, pick_captures
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +51,6 @@ class Timer:
 
     def timings(self) -> Timings:
         return Timings(capture=round(self.capture_ms), detect=round(self.detect_ms), upload=round(self.upload_ms))
-
-
-def scale_face(face: Face, sx: float, sy: float) -> Face:
-    """A face found on the detection frame, in `main` frame pixels."""
-    if (sx, sy) == (1.0, 1.0):
-        return face
-    x1, y1, x2, y2 = face.box
-    return Face((x1 * sx, y1 * sy, x2 * sx, y2 * sy), face.score, face.landmarks * np.array([sx, sy]))
 
 
 def preview_b64(crop: np.ndarray, side: int) -> str:
@@ -140,19 +131,18 @@ class Enroller:
             if cancel():
                 raise Cancelled
             t0 = time.perf_counter()
-            analysis = analyze(self.detector, frame.detection, self.config.quality, self.config.selection)
+            # Detect on the small stream when there is one; every figure comes back in capture pixels.
+            analysis = analyze(self.detector, frame.image, self.config.quality, self.config.selection, detect_image=frame.detect_image)
             last = analysis
             detail = analysis.guidance
             if analysis.ok and analysis.target is not None:
-                face = scale_face(analysis.target.face, *frame.detect_scale)
                 try:
-                    crop = crop_for_upload(self.detector, frame.image, face, self.config.crop, self.config.selection)
+                    crop = crop_for_upload(self.detector, frame.image, analysis.target.face, self.config.crop, self.config.selection)
                 except CropRefused as exc:
                     refusal = exc.message
                     detail = GUIDANCE.get(exc.code, exc.message)
                 else:
-                    report = FaceReport(face, measure(frame.image, face), [])
-                    found.append((Candidate(frame.timestamp, crop.image, report), crop))
+                    found.append((Candidate(frame.timestamp, crop.image, analysis.target), crop))
                     refusal = ""
             timer.detect_ms += (time.perf_counter() - t0) * 1000
             now = time.monotonic()

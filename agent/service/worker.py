@@ -272,8 +272,8 @@ class Worker:
             except CameraUnavailable as exc:
                 payload: dict[str, object] = {"id": request.id, "error": {"code": exc.code.value, "message": exc.message}}
             else:
-                analysis = analyze(self.detector, frame.detection, self.config.quality, self.config.selection)
-                image = annotate(frame.detection, analysis)
+                analysis = analyze(self.detector, frame.image, self.config.quality, self.config.selection, detect_image=frame.detect_image)
+                image = annotate(frame.image, analysis)
                 payload = {"id": request.id, "jpeg_b64": base64.b64encode(encode_jpeg(image, 80)).decode(),
                            "faces": [r.as_json() for r in analysis.faces], "verdict": analysis.verdict, "detail": analysis.detail}
             self.link.publish(self.topics.snapshot_result, json.dumps(payload), qos=1)

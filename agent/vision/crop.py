@@ -17,7 +17,8 @@ from agent.config import CropConfig, SelectionConfig
 from agent.errors import ErrorCode, FaceAgentError
 from agent.iai.limits import check_image
 from agent.images import encode_jpeg
-from agent.vision.detector import Face, FaceDetector
+from agent.vision.detector import FaceDetector
+from agent.vision.face import Face, cut_square, iou
 
 MAX_UPLOAD_SIDE = 1920  # well inside IAI's 4000 px JPEG limit; bigger crops are downscaled
 MIN_IOU_WITH_TARGET = 0.5
@@ -44,24 +45,6 @@ def square_region(face: Face, scale: float, min_side: int) -> tuple[int, int, in
     side = max(int(math.ceil(max(x2 - x1, y2 - y1) * scale)), min_side)
     cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
     return int(round(cx - side / 2)), int(round(cy - side / 2)), side
-
-
-def cut_square(frame: np.ndarray, x: int, y: int, side: int) -> np.ndarray:
-    """The square region of `frame`, padded with black where it reaches past the edge."""
-    h, w = frame.shape[:2]
-    out = np.zeros((side, side, 3), dtype=np.uint8)
-    sx1, sy1, sx2, sy2 = max(0, x), max(0, y), min(w, x + side), min(h, y + side)
-    if sx2 > sx1 and sy2 > sy1:
-        out[sy1 - y : sy2 - y, sx1 - x : sx2 - x] = frame[sy1:sy2, sx1:sx2]
-    return out
-
-
-def iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = w * h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def crop_for_upload(

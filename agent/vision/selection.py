@@ -1,8 +1,14 @@
 """Choosing the face to enroll in a frame, and the best distinct captures of a burst.
 
 Cloud recognisers enroll the *largest* face they see, so the rule is conservative: the target is the
-largest face; if it is not usable the frame is refused with its reason, and if any other face comes
-close to it in size the frame is refused as `multiple_faces` — never guess who is being enrolled.
+largest face, and the verdict is decided in this order —
+  1. no face at all: `no_face` ("look at the camera");
+  2. faces, but every one below `quality.min_face_px`: `face_too_small` ("move closer"), a crowd
+     far away included, because coming closer is what changes the answer;
+  3. another face at least `selection.multiple_face_ratio` of the target's area: `multiple_faces`,
+     whatever the target's quality (a sharper, frontal target would not make it the only person);
+  4. the target unusable: `face_too_small` when size is among its reasons, else `low_quality`;
+  5. `ok`. Never guess who is being enrolled.
 """
 
 from __future__ import annotations
@@ -15,7 +21,8 @@ import numpy as np
 
 from agent.config import QualityConfig, SelectionConfig
 from agent.errors import ErrorCode
-from agent.vision.detector import Face, FaceDetector
+from agent.vision.detector import FaceDetector
+from agent.vision.face import Face
 from agent.vision.quality import TOO_SMALL, Quality, capture_rank, measure, unusable_reasons
 
 # Operator guidance for progress events, by verdict.
@@ -74,36 +81,54 @@ class Analysis:
         return "hold still" if self.ok else GUIDANCE.get(ErrorCode(self.verdict), self.detail)
 
 
+def _too_small(report: FaceReport) -> bool:
+    return any(r.startswith(TOO_SMALL) for r in report.reasons)
+
+
 def choose_face(reports: Sequence[FaceReport], cfg: SelectionConfig) -> tuple[int | None, str, str]:
-    """(index of the face to enroll or None, verdict, detail) for faces sorted largest first."""
+    """(index of the face to enroll or None, verdict, detail) for faces sorted largest first (order: module docstring)."""
     if not reports:
         return None, ErrorCode.NO_FACE.value, "no face found"
     target = reports[0]
-    if not target.usable:
-        # A small face is also blurry and its pose is noisy: "move closer" is the useful answer.
-        too_small = any(r.startswith(TOO_SMALL) for r in target.reasons)
-        code = ErrorCode.FACE_TOO_SMALL if too_small else ErrorCode.LOW_QUALITY
-        return None, code.value, "; ".join(target.reasons)
+    if all(_too_small(r) for r in reports):
+        detail = "; ".join(target.reasons)
+        if len(reports) > 1:
+            detail = f"all {len(reports)} faces too small (the largest: {detail})"
+        return None, ErrorCode.FACE_TOO_SMALL.value, detail
     for other in reports[1:]:
         ratio = other.face.area / max(target.face.area, 1e-6)
         if ratio >= cfg.multiple_face_ratio:
             return None, ErrorCode.MULTIPLE_FACES.value, (
                 f"two faces of similar size ({ratio:.0%} of the largest): refusing to guess who to enroll"
             )
+    if not target.usable:
+        # A small face is also blurry and its pose is noisy: "move closer" is the useful answer.
+        code = ErrorCode.FACE_TOO_SMALL if _too_small(target) else ErrorCode.LOW_QUALITY
+        return None, code.value, "; ".join(target.reasons)
     return 0, "ok", ""
 
 
 def analyze(
-    detector: FaceDetector, frame: np.ndarray, quality_cfg: QualityConfig, selection_cfg: SelectionConfig
+    detector: FaceDetector,
+    image: np.ndarray,
+    quality_cfg: QualityConfig,
+    selection_cfg: SelectionConfig,
+    detect_image: np.ndarray | None = None,
 ) -> Analysis:
-    """Detect, measure and choose in one BGR frame."""
-    faces = sorted(detector.detect(frame), key=lambda f: f.area, reverse=True)
+    """Detect, measure and choose in one BGR frame.
+
+    `image` is the capture (upload) frame. `detect_image`, when given, is the same instant at a smaller
+    size and possibly another aspect (picamera2's `lores`, `Frame.detect_image`): the detector's first
+    pass runs on it. Whatever the camera, every box, landmark and quality figure of the result is in
+    pixels of `image`, so `quality.min_face_px` means capture pixels.
+    """
+    faces = sorted(detector.detect(image, detect_image), key=lambda f: f.area, reverse=True)
     reports = []
     for face in faces:
-        q = measure(frame, face)
+        q = measure(image, face)
         reports.append(FaceReport(face, q, unusable_reasons(q, quality_cfg)))
     best, verdict, detail = choose_face(reports, selection_cfg)
-    return Analysis(frame.shape[1], frame.shape[0], reports, best, verdict, detail)
+    return Analysis(image.shape[1], image.shape[0], reports, best, verdict, detail)
 
 
 @dataclass(frozen=True)
