@@ -37,7 +37,7 @@ class Face:
         return min(self.width, self.height)
 
     def xywh(self) -> list[int]:
-        """`[x, y, width, height]` rounded to pixels (contract §1 `box`)."""
+        """`[x, y, width, height]` rounded to pixels (the `box` of `detect --json` and of result `captures`)."""
         x1, y1, x2, y2 = self.box
         return [round(x1), round(y1), round(x2 - x1), round(y2 - y1)]
 

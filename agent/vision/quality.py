@@ -22,7 +22,7 @@ EDGE_MARGIN = 0.05
 
 @dataclass(frozen=True)
 class Quality:
-    """Measurements of one face (contract §1 `quality`, plus `clipped_fraction` and `cut_by_edge`)."""
+    """Measurements of one face (the `quality` of `detect --json`, plus `clipped_fraction` and `cut_by_edge`)."""
 
     eye_distance_px: float
     sharpness: float

@@ -45,7 +45,7 @@ class FaceReport:
         return not self.reasons
 
     def as_json(self) -> dict[str, object]:
-        """The per-face object of `detect --json` and of result `captures` (contract §1)."""
+        """The per-face object of `detect --json` and of result `captures` (README, "Command line"; docs/mqtt-api.md)."""
         return {
             "box": self.face.xywh(),
             "score": round(self.face.score, 3),
