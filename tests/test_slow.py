@@ -50,12 +50,12 @@ DUPLICATES = 50
 QPS_LIMIT = 20
 
 
-def fleet_service(index: int, broker: Broker, emulator: Any, tmp_path: Path) -> tuple[EnrollService, JobStore, Any]:
+def fleet_service(index: int, broker: Broker, emulator: Any, tmp_path: Path, read_timeout_s: float) -> tuple[EnrollService, JobStore, Any]:
     raw = {
         "device_id": f"fleet-{index:02d}", "state_dir": str(tmp_path / f"fleet-{index:02d}"),
         "mqtt": {"url": broker.url, "telemetry_interval_s": 300},
         "cloud": {"endpoint": emulator.base_url, "max_attempts": 10, "deadline_s": 300, "backoff_base_s": 0.5, "backoff_max_s": 8,
-                  "rate_limit_per_s": 5, "rate_burst": 2, "read_timeout_s": 3},
+                  "rate_limit_per_s": 5, "rate_burst": 2, "read_timeout_s": read_timeout_s},
         "camera": {"type": "files", "path": str(DATA / "grace_hopper.jpg")},
         "enroll": {"queue_size": 50, "min_capture_gap_s": 0.05},
         "detector": {"threads": 1},
@@ -69,9 +69,10 @@ def fleet_service(index: int, broker: Broker, emulator: Any, tmp_path: Path) -> 
 
 
 # A cloud that also applies late and answers wrong: late answers, lost answers, server errors after applying.
-HOSTILE = {
-    "apply_after_next": [{"ms": 2500, "answer": "late", "count": 15, "action": "CreateFace"},
-                         {"ms": 2500, "answer": "never", "count": 15, "action": "CreatePerson"}],
+HOSTILE_READ_TIMEOUT_S = 5.0
+HOSTILE = {  # late means after the read timeout: those answers are lost to the device
+    "apply_after_next": [{"ms": 6000, "answer": "late", "count": 15, "action": "CreateFace"},
+                         {"ms": 6000, "answer": "never", "count": 15, "action": "CreatePerson"}],
     "apply_then_error_next": [{"code": "InternalError", "count": 15, "action": "CreateFace"},
                               {"code": "FailedOperation.RequestTimeout", "count": 10, "action": "CreatePerson"}],
     "apply_then_drop_next": {"count": 10, "action": "CreatePerson"},
@@ -83,7 +84,8 @@ def test_fleet_of_50_agents_against_a_rate_limited_cloud(broker: Broker, emulato
     client_for(emulator).create_group("fleet", "Fleet")
     control(emulator, qps_limit=QPS_LIMIT, **(HOSTILE if cloud == "hostile" else {}))
     faces_each = 2 if cloud == "hostile" else 1  # two: a CreatePerson and a CreateFace per command
-    parts = [fleet_service(i, broker, emulator, tmp_path) for i in range(AGENTS)]
+    read_timeout = HOSTILE_READ_TIMEOUT_S if cloud == "hostile" else 15.0
+    parts = [fleet_service(i, broker, emulator, tmp_path, read_timeout) for i in range(AGENTS)]
     services = [service for service, _, _ in parts]
     for service in services:
         service.start()
