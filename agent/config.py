@@ -20,6 +20,7 @@ from urllib.parse import unquote, urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
+from agent.config_messages import type_reason, yaml_spelling
 from agent.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/faceagent/agent.yaml")
@@ -84,15 +85,19 @@ def _existing_file(path: Path | None, what: str) -> None:
 
 
 class Section(BaseModel):
-    """Base of every config section: unknown keys are errors, values are immutable after load."""
+    """Base of every config section: unknown keys are errors, values are immutable after load.
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    Strict types: `threads: "2"` (a string) is refused rather than guessed; the few obvious spellings YAML
+    turns into another type (`protocol: 5`, `version: 2018-03-01`, `level: info`) are accepted by their fields.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, strict=True)
 
 
 class MqttTls(Section):
-    ca_file: Path | None = Field(None, description="CA bundle that signed the broker's certificate; system CAs when unset")
-    cert_file: Path | None = Field(None, description="client certificate for mutual TLS")
-    key_file: Path | None = Field(None, description="client private key for mutual TLS")
+    ca_file: Path | None = Field(None, strict=False, description="CA bundle that signed the broker's certificate; system CAs when unset")
+    cert_file: Path | None = Field(None, strict=False, description="client certificate for mutual TLS")
+    key_file: Path | None = Field(None, strict=False, description="client private key for mutual TLS")
 
     @model_validator(mode="after")
     def _files_usable(self) -> MqttTls:
@@ -115,6 +120,11 @@ class MqttConfig(Section):
     reconnect_max_s: float = Field(60.0, gt=0, le=3600, description="longest reconnect delay")
     telemetry_interval_s: float = Field(60.0, ge=1, le=86400, description="period of <base>/telemetry")
     tls: MqttTls = Field(default_factory=MqttTls)
+
+    @field_validator("protocol", mode="before")
+    @classmethod
+    def _protocol_as_text(cls, value: Any) -> Any:
+        return yaml_spelling(value, ("5", "3.1.1"))  # `protocol: 5` is an integer to YAML
 
     @field_validator("url")
     @classmethod
@@ -160,6 +170,11 @@ class CloudConfig(Section):
     backoff_max_s: float = Field(8.0, gt=0, le=120, description="cap of one backoff wait")
     rate_limit_per_s: float = Field(5.0, gt=0, le=50, description="client-side token bucket; the account's 50/s is shared by the fleet")
     rate_burst: int = Field(5, ge=1, le=50, description="requests the token bucket lets through at once")
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_as_text(cls, value: Any) -> Any:
+        return yaml_spelling(value, ("2018-03-01", "2020-03-03"))  # an unquoted 2018-03-01 is a YAML date
 
     @field_validator("endpoint")
     @classmethod
@@ -242,7 +257,7 @@ class CameraConfig(Section):
 
 
 class DetectorConfig(Section):
-    model_path: Path | None = Field(None, description="another RetinaFace-compatible ONNX file; default the bundled model")
+    model_path: Path | None = Field(None, strict=False, description="another RetinaFace-compatible ONNX file; default the bundled model")
     input_width: int = Field(320, ge=32, le=1920, description="fixed detector input size (letterboxed)")
     input_height: int = Field(240, ge=32, le=1920, description="detector input height")
     threads: int = Field(0, ge=0, le=64, description="onnxruntime intra-op threads; 0 = all cores but one (at least 1)")
@@ -291,6 +306,11 @@ class LoggingConfig(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log level ($FACEAGENT_LOG_LEVEL or --log-level override it)")
     format: Literal["text", "json"] = Field("text", description="text lines, or one JSON object per line")
 
+    @field_validator("level", mode="before")
+    @classmethod
+    def _level_any_case(cls, value: Any) -> Any:
+        return yaml_spelling(value, ("DEBUG", "INFO", "WARNING", "ERROR"))  # `level: info`
+
 
 class Secrets(Section):
     """Resolved at load time from credentials or the environment; never from the YAML file."""
@@ -305,6 +325,7 @@ class Secrets(Section):
 class Config(Section):
     device_id: str = Field(default_factory=socket.gethostname, description="default the hostname")
     state_dir: Path = Field(
+        strict=False,
         default_factory=lambda: Path(os.environ.get("STATE_DIRECTORY", "").split(":")[0] or DEFAULT_STATE_DIR),
         description="job store and outbox; default $STATE_DIRECTORY (systemd StateDirectory=)",
     )
@@ -388,6 +409,9 @@ def _problem(error: Any) -> tuple[str, str]:
     path = ".".join(str(part) for part in error["loc"])
     if error["type"] == "extra_forbidden":
         return path, "unknown key"
+    typed = type_reason(error)
+    if typed is not None:
+        return path or "<root>", typed
     reason = str(error["msg"]).removeprefix("Value error, ")
     named = re.match(r"^([a-z_][a-z0-9_.]*): (.*)$", reason, re.DOTALL)
     if error["type"] == "value_error" and named:

@@ -53,6 +53,34 @@ def test_unknown_keys_and_wrong_types_are_all_reported_with_paths() -> None:
     assert len(problems) == 4
 
 
+def test_obvious_yaml_spellings_are_accepted(tmp_path: Path) -> None:
+    """YAML reads `5` as an integer, an unquoted date as a date, and people write log levels in lower case."""
+    cfg = tmp_path / "agent.yaml"
+    cfg.write_text("mqtt:\n  protocol: 5\ncloud:\n  version: 2020-03-03\nlogging:\n  level: info\ncamera:\n  type: files\n  path: /x\n")
+    config = load_config(cfg, {})
+    assert (config.mqtt.protocol, config.cloud.version, config.logging.level) == ("5", "2020-03-03", "INFO")
+    cfg.write_text("mqtt:\n  protocol: 3.1.1\ncloud:\n  version: 2018-03-01\nlogging:\n  level: Warning\n")
+    config = load_config(cfg, {})
+    assert (config.mqtt.protocol, config.cloud.version, config.logging.level) == ("3.1.1", "2018-03-01", "WARNING")
+
+
+def test_other_types_are_refused_saying_what_was_read_and_what_is_expected(tmp_path: Path) -> None:
+    cfg = tmp_path / "agent.yaml"
+    cfg.write_text('detector:\n  threads: "2"\nmqtt:\n  protocol: 4\n  keepalive_s: soon\ncloud:\n  version: 2019-01-01\n'
+                   'camera:\n  loop: "true"\ndevice_id: 0012\nlogging:\n  level: loud\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(cfg, {})
+    problems = dict(info.value.problems)
+    assert problems["detector.threads"] == 'expected an integer; read the string "2" (write it without quotes)'
+    assert problems["mqtt.protocol"] == 'expected "5" or "3.1.1"; read the integer 4'
+    assert problems["mqtt.keepalive_s"] == 'expected an integer; read the string "soon"'
+    assert problems["cloud.version"] == 'expected "2018-03-01" or "2020-03-03"; read the date 2019-01-01'
+    assert problems["camera.loop"] == 'expected true or false; read the string "true" (write it without quotes)'
+    # 0012 is the octal 10 to YAML 1.1: quoting is the only safe reading of an identifier
+    assert problems["device_id"] == "expected text; read the integer 10 (put it in quotes: YAML read it as a number or date)"
+    assert problems["logging.level"].startswith('expected "DEBUG", "INFO", "WARNING" or "ERROR"; read the string "loud"')
+
+
 def test_secrets_in_yaml_are_refused() -> None:
     problems = dict(problems_of({"secrets": {"secret_key": "x"}}))
     assert "never live in the YAML" in problems["secrets"]
