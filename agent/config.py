@@ -384,7 +384,7 @@ def read_secrets(environ: Mapping[str, str]) -> tuple[dict[str, str], list[tuple
         value: str | None = None
         source = ""
         if cred_dir and (Path(cred_dir) / cred_name).is_file():
-            source = f"credential {cred_name}"
+            source = f"credential {cred_name} in {cred_dir}"
             try:
                 value = (Path(cred_dir) / cred_name).read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
@@ -465,10 +465,11 @@ def config_path_from(arg: str | None, environ: Mapping[str, str] | None = None) 
     return Path(arg or env.get("FACEAGENT_CONFIG") or DEFAULT_CONFIG_PATH)
 
 
-def require_cloud_secrets(config: Config) -> None:
-    """Raise `ConfigError` unless the cloud SecretId and SecretKey were found."""
+def require_cloud_secrets(config: Config, credentials_dir: Path | None = None) -> None:
+    """Raise `ConfigError` unless the cloud SecretId and SecretKey were found (`credentials_dir`: the folder read)."""
+    folder = str(credentials_dir) if credentials_dir is not None else "$CREDENTIALS_DIRECTORY"
     missing = [
-        (f"secrets.{name}", f"not set: put it in $CREDENTIALS_DIRECTORY/{SECRET_SOURCES[name][0]} or ${SECRET_SOURCES[name][1]}")
+        (f"secrets.{name}", f"not set: put it in {folder}/{SECRET_SOURCES[name][0]} or ${SECRET_SOURCES[name][1]}")
         for name in ("secret_id", "secret_key")
         if getattr(config.secrets, name) is None
     ]

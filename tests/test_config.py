@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -163,6 +164,61 @@ def test_check_config_without_cloud_keys_exits_78() -> None:
     proc = run_cli("check-config", "--config", str(EXAMPLE), env={"PATH": "/usr/bin:/bin"})
     assert proc.returncode == 78
     assert "secrets.secret_key" in proc.stderr
+
+
+def installed_layout(tmp_path: Path, keys: dict[str, str]) -> Path:
+    """etc/faceagent/agent.yaml with its credentials folder beside it, as install.sh lays them out."""
+    etc = tmp_path / "etc" / "faceagent"
+    (etc / "credentials").mkdir(parents=True, mode=0o700)
+    (etc / "agent.yaml").write_text(EXAMPLE.read_text())
+    for name, value in keys.items():
+        (etc / "credentials" / name).write_text(value)
+    return etc
+
+
+def test_check_config_reads_the_installed_credentials_beside_the_config(tmp_path: Path) -> None:
+    etc = installed_layout(tmp_path, {"tencentcloud_secret_id": KEYS["TENCENTCLOUD_SECRET_ID"],
+                                      "tencentcloud_secret_key": KEYS["TENCENTCLOUD_SECRET_KEY"] + "\n"})
+    proc = run_cli("check-config", "--config", str(etc / "agent.yaml"), env={"PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0] == f"# credentials from {etc / 'credentials'}"
+    assert yaml.safe_load(proc.stdout)["secrets"]["secret_key"] == "<set>"
+    assert KEYS["TENCENTCLOUD_SECRET_KEY"] not in proc.stdout + proc.stderr
+
+
+def test_check_config_names_the_credentials_folder_it_read(tmp_path: Path) -> None:
+    etc = installed_layout(tmp_path, {"tencentcloud_secret_id": KEYS["TENCENTCLOUD_SECRET_ID"]})
+    proc = run_cli("check-config", "--config", str(etc / "agent.yaml"), env={"PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 78
+    assert f"secrets.secret_key: not set: put it in {etc / 'credentials'}/tencentcloud_secret_key" in proc.stderr
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    (other / "tencentcloud_secret_id").write_text(KEYS["TENCENTCLOUD_SECRET_ID"])
+    (other / "tencentcloud_secret_key").write_text(KEYS["TENCENTCLOUD_SECRET_KEY"])
+    proc = run_cli("check-config", "--config", str(etc / "agent.yaml"), "--credentials-dir", str(other), env={"PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0 and proc.stdout.startswith(f"# credentials from {other}\n"), proc.stderr
+    proc = run_cli("check-config", "--config", str(etc / "agent.yaml"), "--credentials-dir", str(tmp_path / "none"),
+                   env={"PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 78 and f"--credentials-dir {tmp_path / 'none'}: not a folder this user can read" in proc.stderr
+
+
+def test_check_config_by_a_user_who_cannot_read_the_installed_credentials_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The installed layout: credentials/ is root's only. An operator without sudo is told so, naming the folder."""
+    from agent.cli import main
+
+    etc = installed_layout(tmp_path, {"tencentcloud_secret_id": "AKIDonlyroot"})
+    real_access = os.access
+    # What the kernel answers a user other than root for a 0700 root folder (root itself may read anything).
+    monkeypatch.setattr(os, "access", lambda path, mode: False if Path(path) == etc / "credentials" else real_access(path, mode))
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    for name in ("TENCENTCLOUD_SECRET_ID", "TENCENTCLOUD_SECRET_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["check-config", "--config", str(etc / "agent.yaml")]) == 78
+    err = capsys.readouterr().err
+    assert f"{etc / 'credentials'} is readable by root only" in err and "sudo" in err
+    assert "secrets.secret_id: not set" in err  # the file there was not read
 
 
 def test_config_path_from_environment(tmp_path: Path) -> None:

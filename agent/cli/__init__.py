@@ -25,6 +25,11 @@ def _add_config_arg(parser: argparse.ArgumentParser) -> None:
         "--config", "-c", metavar="FILE",
         help="config file (default: $FACEAGENT_CONFIG, else /etc/faceagent/agent.yaml)",
     )
+    parser.add_argument(
+        "--credentials-dir", metavar="DIR", type=Path,
+        help="read the secrets from DIR (default: $CREDENTIALS_DIRECTORY, else the credentials folder beside the config "
+             "file, /etc/faceagent/credentials when installed, if this user can read it)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,11 +5,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from agent.config import DEFAULT_CONFIG_PATH, Config, config_from_mapping, config_path_from, load_config
 from agent.errors import ConfigError, ExitCode
 from agent.logs import SECRETS, setup_logging
+
+INSTALLED_CREDENTIALS = "credentials"  # the folder beside agent.yaml that install.sh creates (root only)
 
 
 def fail(message: str, code: int) -> int:
@@ -18,14 +23,55 @@ def fail(message: str, code: int) -> int:
     return code
 
 
+@dataclass(frozen=True)
+class Credentials:
+    """Where a command run by hand reads the secrets: a credentials folder, else only the environment."""
+
+    directory: Path | None
+    note: str  # one line naming the source, for output and messages
+
+
+def _readable_dir(path: Path) -> bool:
+    return path.is_dir() and os.access(path, os.R_OK | os.X_OK)
+
+
+def credentials_source(explicit: Path | None, config_path: Path, environ: Mapping[str, str] = os.environ) -> Credentials:
+    """`--credentials-dir`, else $CREDENTIALS_DIRECTORY (systemd), else the installed folder beside the config file.
+
+    On an installed device the secrets live in /etc/faceagent/credentials, readable by root only (systemd hands them
+    to the service): read by hand, that folder is where the service's secrets are.
+    """
+    if explicit is not None:
+        if not _readable_dir(explicit):
+            raise SystemExit(fail(f"--credentials-dir {explicit}: not a folder this user can read (run as root?)", ExitCode.CONFIG))
+        return Credentials(explicit, f"credentials from {explicit}")
+    if environ.get("CREDENTIALS_DIRECTORY"):
+        folder = Path(environ["CREDENTIALS_DIRECTORY"])
+        return Credentials(folder, f"credentials from $CREDENTIALS_DIRECTORY ({folder})")
+    installed = config_path.parent / INSTALLED_CREDENTIALS
+    if _readable_dir(installed):
+        return Credentials(installed, f"credentials from {installed}")
+    if installed.is_dir():
+        return Credentials(None, f"{installed} is readable by root only: credentials from the environment "
+                                 "(run with sudo to use the installed ones)")
+    return Credentials(None, "credentials from the environment")
+
+
 def load_config_or_exit(args: argparse.Namespace) -> Config:
     """Load the config named by `args.config`, or print every problem and exit 78.
 
-    Registers the secrets with the log redactor and applies the config's logging settings
-    (`--log-level`, then `$FACEAGENT_LOG_LEVEL` / `$FACEAGENT_LOG_FORMAT`, still win).
+    Secrets come from `credentials_source` (remembered in `args.credentials`, and as $CREDENTIALS_DIRECTORY for
+    the rest of the process, which reads temporary keys again from there). Registers the secrets with the log
+    redactor and applies the config's logging settings (`--log-level`, then `$FACEAGENT_LOG_LEVEL` /
+    `$FACEAGENT_LOG_FORMAT`, still win).
     """
+    path = config_path_from(args.config)
+    credentials = credentials_source(getattr(args, "credentials_dir", None), path)
+    args.credentials = credentials
+    if credentials.directory is not None:
+        os.environ["CREDENTIALS_DIRECTORY"] = str(credentials.directory)
     try:
-        config = load_config(config_path_from(args.config))
+        config = load_config(path)
     except ConfigError as exc:
         raise SystemExit(fail(exc.message, ExitCode.CONFIG)) from None
     SECRETS.add(*(s.get_secret_value() for s in config.secrets.model_dump().values() if s is not None))
@@ -42,6 +88,7 @@ def optional_config(args: argparse.Namespace) -> Config:
     """
     if args.config or os.environ.get("FACEAGENT_CONFIG") or DEFAULT_CONFIG_PATH.exists():
         return load_config_or_exit(args)
+    args.credentials = Credentials(None, "credentials from the environment")
     try:
         # No file: defaults, but secrets (e.g. the command signing key for `ctl`) still come from the environment.
         return config_from_mapping({"camera": {"type": "files", "path": "."}}, os.environ)

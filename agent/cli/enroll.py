@@ -28,7 +28,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     received_at = time.time()
     if not args.dry_run:
         try:
-            require_cloud_secrets(config)
+            require_cloud_secrets(config, args.credentials.directory)
         except ConfigError as exc:
             return fail(exc.message, ExitCode.CONFIG)
     parsed = parse_command(json.dumps({"id": f"cli-{uuid.uuid4().hex[:12]}", "person_id": args.person_id, "faces": args.faces}).encode())
