@@ -114,3 +114,18 @@ def format_result(result: dict[str, Any]) -> str:
     timings = result.get("timings_ms") or {}
     lines.append("  timings ms: " + ", ".join(f"{k} {v}" for k, v in timings.items()))
     return "\n".join(lines)
+
+
+def format_verdict(verdict: str, detail: str, faces: list[dict[str, Any]]) -> str:
+    """A frame's verdict as one line for a terminal: what the device would do with it, and the chosen face's figures."""
+    count = f"{len(faces)} face{'s' if len(faces) != 1 else ''}"
+    if verdict != "ok":
+        return f"verdict {verdict}: {detail or 'no usable face'} ({count})"
+    chosen = next((f for f in faces if f.get("usable")), faces[0] if faces else {})
+    x, y, w, h = chosen.get("box", [0, 0, 0, 0])
+    quality = chosen.get("quality", {})
+    figures = [f"score {chosen.get('score', 0):.2f}", f"box {x},{y} {w}x{h}"]
+    figures += [f"{label} {quality[key]:g}{unit}" for key, label, unit in (
+        ("eye_distance_px", "eyes", " px apart"), ("sharpness", "sharpness", ""), ("brightness", "brightness", ""),
+        ("yaw_deg", "yaw", " deg"), ("pitch_deg", "pitch", " deg"), ("roll_deg", "roll", " deg")) if key in quality]
+    return f"verdict ok: ready to enroll ({count}); chosen face: {', '.join(figures)}"

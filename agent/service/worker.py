@@ -273,7 +273,9 @@ class Worker:
                 payload: dict[str, object] = {"id": request.id, "error": {"code": exc.code.value, "message": exc.message}}
             else:
                 analysis = analyze(self.detector, frame.detection, self.config.quality, self.config.selection)
-                image = annotate(frame.detection, analysis)
+                # The crop's least side is in upload-frame pixels: drawn on the detection frame, it shrinks with it.
+                crop = self.config.crop.model_copy(update={"min_side_px": round(self.config.crop.min_side_px / frame.detect_scale[0])})
+                image = annotate(frame.detection, analysis, crop)
                 payload = {"id": request.id, "jpeg_b64": base64.b64encode(encode_jpeg(image, 80)).decode(),
                            "faces": [r.as_json() for r in analysis.faces], "verdict": analysis.verdict, "detail": analysis.detail}
             self.link.publish(self.topics.snapshot_result, json.dumps(payload), qos=1)
