@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -96,3 +98,45 @@ def test_snapshot_annotates_and_prints_the_verdict(tmp_path: Path) -> None:
     assert cv2.imread(str(tmp_path / "aim.png")) is not None
     proc = snapshot(tmp_path, {"type": "files", "path": str(DATA / "coffee.png")}, "--out", str(tmp_path / "aim.jpg"), "--annotate")
     assert proc.returncode == 0 and proc.stdout.splitlines()[1] == "verdict no_face: no face found (0 faces)"
+
+
+# --- from a remote device: faceagent ctl -----------------------------------------------------------------------
+
+
+def ctl(broker_url: str, verb: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "agent", "ctl", verb, "--broker", broker_url, *args], capture_output=True, text=True,
+                          timeout=90, check=False, env={"PATH": "/usr/bin:/bin"})
+
+
+def test_ctl_snapshot_saves_the_annotated_frame_and_prints_the_verdict(broker: Any, make_agent: Any, tmp_path: Path) -> None:
+    agent = make_agent(broker)
+    out = tmp_path / "aim.jpg"
+    proc = ctl(broker.url, "snapshot", "--device", agent.device_id, "--out", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.splitlines() == [f"{out}: annotated frame from {agent.device_id}", proc.stdout.splitlines()[1]]
+    assert proc.stdout.splitlines()[1].startswith("verdict ok: ready to enroll (1 face); chosen face: score 1.00")
+    image = cv2.imread(str(out))
+    original = read_image(DATA / "grace_hopper.jpg")
+    assert image.shape == original.shape and np.abs(image.astype(int) - original.astype(int)).max() > 100  # drawn on
+    wrong = ctl(broker.url, "snapshot", "--device", agent.device_id, "--out", str(tmp_path / "aim.png"))
+    assert wrong.returncode == 2 and "the device sends a JPEG" in wrong.stderr
+    nobody = ctl(broker.url, "snapshot", "--device", "nobody-home", "--out", str(out), "--timeout", "1")
+    assert nobody.returncode == 3 and "no snapshot from nobody-home within 1 s" in nobody.stderr
+
+
+def test_ctl_enroll_preview_saves_the_uploaded_crops_and_marks_replays(broker: Any, make_agent: Any, person: str, tmp_path: Path) -> None:
+    agent = make_agent(broker)
+    first = ctl(broker.url, "enroll", "--device", agent.device_id, "--person-id", person, "--faces", "2", "--id", "pv-1",
+                "--preview", str(tmp_path), "--json")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "preview_jpeg_b64" not in json.loads(first.stdout)  # saved as files, not printed as base64
+    crops = sorted(tmp_path.glob("pv-1-*.jpg"))
+    assert [p.name for p in crops] == ["pv-1-0.jpg", "pv-1-1.jpg"] and f"crops saved: {crops[0]}" in first.stderr
+    crop = cv2.imread(str(crops[0]))
+    assert crop.shape[0] == crop.shape[1] == 160  # enroll.preview_px: the uploaded square crop, made small
+    again = ctl(broker.url, "enroll", "--device", agent.device_id, "--person-id", person, "--id", "pv-1")
+    assert again.returncode == 0
+    assert again.stdout.splitlines()[0] == "replayed: the stored result of an earlier command with this id; nothing was run again"
+    assert again.stdout.splitlines()[1] == f"succeeded: person {person} — 2 face(s) added"
+    missing = ctl(broker.url, "enroll", "--device", agent.device_id, "--person-id", person, "--preview", str(tmp_path / "none"))
+    assert missing.returncode == 2 and "--preview" in missing.stderr and "not a folder" in missing.stderr

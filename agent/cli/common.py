@@ -96,17 +96,32 @@ def optional_config(args: argparse.Namespace) -> Config:
         raise SystemExit(fail(exc.message, ExitCode.CONFIG)) from None
 
 
+def result_ok(result: dict[str, Any]) -> bool:
+    """Exit 0 for this result: it succeeded, or a dry run met nothing in the way."""
+    return result.get("status") == "succeeded" or (result.get("status") == "dry_run" and not result.get("error"))
+
+
 def format_result(result: dict[str, Any]) -> str:
-    """One readable paragraph for a person at a terminal."""
-    lines = [f"{result['status']}: person {result.get('person_id')} — {result.get('faces_added', 0)} face(s) added"]
+    """One readable paragraph for a person at a terminal (an enroll, dry-run or delete result)."""
+    status, person = result.get("status"), result.get("person_id")
+    if result.get("deleted_face_ids") is not None or result.get("not_found_face_ids") is not None:
+        lines = [f"{status}: person {person} — {len(result.get('deleted_face_ids') or [])} face(s) deleted"]
+    elif status == "dry_run":
+        lines = [f"dry run: person {person} — {result.get('would_send', 0)} image(s) would be sent; nothing was written"]
+    else:
+        lines = [f"{status}: person {person} — {result.get('faces_added', 0)} face(s) added"]
     if result.get("replayed"):
-        lines[0] += " (replayed: the stored result of an earlier command with this id; nothing was run again)"
+        lines.insert(0, "replayed: the stored result of an earlier command with this id; nothing was run again")
     if result.get("candidate_face_ids"):
         lines.append(f"  faces that may be this command's: {', '.join(result['candidate_face_ids'])}")
-    if result.get("face_ids"):
-        lines.append(f"  face ids: {', '.join(result['face_ids'])}")
+    for key, label in (("face_ids", "face ids"), ("deleted_face_ids", "deleted"), ("not_found_face_ids", "already gone")):
+        if result.get(key):
+            lines.append(f"  {label}: {', '.join(result[key])}")
+    if result.get("person_at_cloud"):
+        lines.append(f"  at the cloud: {describe_person(result['person_at_cloud'])}")
     if result.get("error"):
-        lines.append(f"  {result['error']['code']}: {result['error']['message']}")
+        prefix = "a real run would meet " if status == "dry_run" else ""
+        lines.append(f"  {prefix}{result['error']['code']}: {result['error']['message']}")
     if result.get("crops"):
         lines.append(f"  crops written: {', '.join(result['crops'])}")
     if result.get("cloud_request_id"):
@@ -114,6 +129,16 @@ def format_result(result: dict[str, Any]) -> str:
     timings = result.get("timings_ms") or {}
     lines.append("  timings ms: " + ", ".join(f"{k} {v}" for k, v in timings.items()))
     return "\n".join(lines)
+
+
+def describe_person(person: dict[str, Any]) -> str:
+    """A dry run's `person_at_cloud` in words."""
+    if not person.get("exists"):
+        return (f"no such person yet: it would be created in group {person.get('would_create_in_group')} "
+                f"({person.get('group_persons')} person(s) in it)")
+    groups = ", ".join(person.get("groups") or []) or "no group"
+    return (f"{person.get('person_name') or 'no name'}, {len(person.get('face_ids') or [])} face(s), "
+            f"{person.get('free_slots')} free slot(s), in {groups}")
 
 
 def format_verdict(verdict: str, detail: str, faces: list[dict[str, Any]]) -> str:

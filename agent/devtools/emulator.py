@@ -1,6 +1,6 @@
 """`faceagent emulator`: a local emulator of the Tencent Cloud IAI API 3.0 (contract §5).
 
-Serves CreateFace (2018-03-01 and 2020-03-03), CreatePerson, GetPersonBaseInfo, DeleteFace,
+Serves CreateFace (2018-03-01 and 2020-03-03), CreatePerson, GetPersonBaseInfo, GetPersonGroupInfo, DeleteFace,
 GetPersonListNum, GetGroupList and CreateGroup on loopback. It verifies TC3 signatures and the
 5-minute timestamp window, enforces IAI's limits with the real error codes and per-image RetCodes
 (no face is judged by the bundled detector), and injects faults on demand:
@@ -209,7 +209,7 @@ class Emulator:
         handler = {
             "CreateFace": self.create_face, "CreatePerson": self.create_person, "GetPersonBaseInfo": self.get_person_base_info,
             "DeleteFace": self.delete_face, "GetPersonListNum": self.get_person_list_num, "GetGroupList": self.get_group_list,
-            "CreateGroup": self.create_group,
+            "CreateGroup": self.create_group, "GetPersonGroupInfo": self.get_person_group_info,
         }.get(action)
         if handler is None:
             raise ApiError("InvalidAction", f"The action {action} is not supported.")
@@ -343,6 +343,11 @@ class Emulator:
     def get_person_base_info(self, params: dict[str, Any]) -> dict[str, Any]:
         _, person = self._person(params)
         return {"PersonName": person.name, "Gender": person.gender, "FaceIds": list(person.faces)}
+
+    def get_person_group_info(self, params: dict[str, Any]) -> dict[str, Any]:
+        _, person = self._person(params)
+        return {"PersonGroupInfos": [{"GroupId": g, "PersonExDescriptions": []} for g in person.groups],
+                "GroupNum": len(person.groups), "FaceModelVersion": "3.0"}
 
     def delete_face(self, params: dict[str, Any]) -> dict[str, Any]:
         _, person = self._person(params)

@@ -1,12 +1,13 @@
 """The enrollment service: four named threads around one MQTT connection and one job store.
 
-| thread      | owns                                                     | module       |
-|-------------|----------------------------------------------------------|--------------|
-| paho's loop | the socket; callbacks only enqueue                       | mqtt.py      |
-| intake      | checking, storing and acknowledging commands; duplicates | intake.py    |
-| worker      | camera, detector, cloud uploads, lost-upload settlement  | worker.py    |
-| outbox      | stored results -> QoS 1 publish -> deleted on PUBACK     | outbox.py    |
-| telemetry   | retained state, periodic telemetry, pruning              | telemetry.py |
+| thread      | owns                                                         | module       |
+|-------------|--------------------------------------------------------------|--------------|
+| paho's loop | the socket; callbacks only enqueue                           | mqtt.py      |
+| intake      | checking, storing and acknowledging commands; duplicates     | intake.py    |
+| worker      | camera, detector, cloud writes (uploads; deletes: undo.py),  | worker.py    |
+|             | lost-upload settlement, snapshots                            |              |
+| outbox      | stored results -> QoS 1 publish -> deleted on PUBACK         | outbox.py    |
+| telemetry   | retained state, periodic telemetry, pruning                  | telemetry.py |
 
 They share only the SQLite store (a connection each), thread-safe counters and state records, and
 events to wake each other. No lock is held across I/O.
@@ -52,7 +53,7 @@ class EnrollService:
         self.failed = threading.Event()
         incoming: queue.Queue[Incoming] = queue.Queue()
         self.link = MqttLink(config.mqtt, config.mqtt.client_id or f"faceagent-{config.device_id}", password, topics.availability,
-                             [topics.enroll, topics.snapshot], incoming, self._acked, self._connected)
+                             [topics.enroll, topics.delete, topics.snapshot], incoming, self._acked, self._connected)
         self.outbox = Outbox(store, self.link, self.counters)
 
         def default_describe() -> dict[str, Any]:

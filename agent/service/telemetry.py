@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 IDLE_WAKE_S = 5.0  # idle loops wake on events; this is only their safety net (an idle daemon uses ~0 % CPU)
 PRUNE_EVERY_S = 3600.0
 COUNTER_NAMES = ("received", "succeeded", "partial", "failed", "rejected", "expired", "unknown", "replayed", "queue_full",
-                 "ignored_retained", "unauthenticated", "store_errors", "dropped_qos0")
+                 "ignored_retained", "unauthenticated", "store_errors", "dropped_qos0", "deletes")
 
 
 class Counters:
