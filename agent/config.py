@@ -84,6 +84,13 @@ def _existing_file(path: Path | None, what: str) -> None:
         raise ValueError(f"{what}: {path} does not exist or is not readable by this user")
 
 
+def plain_topic_prefix(value: str) -> str:
+    """A topic prefix without wildcards, NUL or a leading or trailing slash (ValueError says which rule)."""
+    if any(c in value for c in "#+\0") or value.startswith("/") or value.endswith("/"):
+        raise ValueError("must not contain # + or NUL, nor start or end with /")
+    return value
+
+
 class Section(BaseModel):
     """Base of every config section: unknown keys are errors, values are immutable after load.
 
@@ -139,9 +146,7 @@ class MqttConfig(Section):
     @field_validator("topic_prefix")
     @classmethod
     def _no_wildcards(cls, value: str) -> str:
-        if any(c in value for c in "#+\0") or value.startswith("/") or value.endswith("/"):
-            raise ValueError("must not contain # + or NUL, nor start or end with /")
-        return value
+        return plain_topic_prefix(value)
 
     @model_validator(mode="after")
     def _backoff_order(self) -> MqttConfig:
@@ -312,6 +317,19 @@ class LoggingConfig(Section):
         return yaml_spelling(value, ("DEBUG", "INFO", "WARNING", "ERROR"))  # `level: info`
 
 
+class HomeAssistantConfig(Section):
+    discovery: bool = Field(False, description="publish Home Assistant MQTT discovery: the device, sensors for the last enrollment, "
+                            "queue depth and cloud status, and an image of the latest snapshot")
+    discovery_prefix: str = Field("homeassistant", min_length=1, max_length=64, description="Home Assistant's discovery prefix")
+    allow_enroll: bool = Field(False, description="a text entity that enrolls the person id typed into it (anyone who can use "
+                               "Home Assistant can enroll); refused with commands.require_signature")
+
+    @field_validator("discovery_prefix")
+    @classmethod
+    def _plain_prefix(cls, value: str) -> str:
+        return plain_topic_prefix(value)
+
+
 class Secrets(Section):
     """Resolved at load time from credentials or the environment; never from the YAML file."""
 
@@ -339,6 +357,7 @@ class Config(Section):
     enroll: EnrollConfig = Field(default_factory=EnrollConfig)
     commands: CommandsConfig = Field(default_factory=CommandsConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    home_assistant: HomeAssistantConfig = Field(default_factory=HomeAssistantConfig)
     secrets: Secrets = Field(default_factory=Secrets)
 
     @field_validator("device_id")
@@ -355,6 +374,14 @@ class Config(Section):
             raise ValueError(f"secrets.command_key: the command_hmac_key credential must be at least {MIN_COMMAND_KEY_CHARS} characters")
         if self.commands.require_signature and key is None:
             raise ValueError("commands.require_signature: set, but there is no command_hmac_key credential to check signatures with")
+        return self
+
+    @model_validator(mode="after")
+    def _home_assistant_enroll(self) -> Config:
+        if self.home_assistant.allow_enroll and self.commands.require_signature:
+            raise ValueError("home_assistant.allow_enroll: Home Assistant cannot sign commands, and commands.require_signature is on")
+        if self.home_assistant.allow_enroll and not self.home_assistant.discovery:
+            raise ValueError("home_assistant.allow_enroll: needs home_assistant.discovery (the text entity is announced by it)")
         return self
 
     @property

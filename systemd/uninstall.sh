@@ -6,8 +6,8 @@ usage() {
   cat <<'EOF'
 Usage: sudo systemd/uninstall.sh [--purge] [--root DIR] [--no-systemctl]
 
-Stops and removes the faceagent service and its venv (/opt/faceagent). Configuration, credentials and state are
-kept unless --purge.
+Stops and removes the faceagent service and its venv (/opt/faceagent), and the device's Home Assistant entities
+when home_assistant.discovery is on. Configuration, credentials and state are kept unless --purge.
 
   --purge          also remove /etc/faceagent (configuration and credentials), /var/lib/faceagent and the user
   --root DIR       uninstall from DIR instead of / (implies --no-systemctl)
@@ -35,6 +35,12 @@ fi
 
 if [ "$SYSTEMCTL" = 1 ]; then
   systemctl disable --now faceagent.service 2>/dev/null || true
+fi
+# Home Assistant entities the device announced go with it: an empty retained config removes each one
+# (only when home_assistant.discovery is on; the secrets come from the credentials folder beside agent.yaml).
+if [ -x "$ROOT/opt/faceagent/bin/faceagent" ] && [ -e "$ROOT/etc/faceagent/agent.yaml" ]; then
+  "$ROOT/opt/faceagent/bin/faceagent" ha remove --if-enabled --config "$ROOT/etc/faceagent/agent.yaml" ||
+    echo "faceagent uninstall: the Home Assistant entities were not removed; later: faceagent ha remove --config ..." >&2
 fi
 rm -f "$ROOT/etc/systemd/system/faceagent.service"
 rm -rf "$ROOT/opt/faceagent"

@@ -98,6 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
     c = _add_ctl_verb(ctl, "snapshot", "save an annotated frame from the device and print its verdict", 30.0)
     c.add_argument("--out", required=True, type=Path, metavar="FILE.jpg")
 
+    p = sub.add_parser("ha", help="Home Assistant discovery of this device: show the configs, or remove them at the broker")
+    ha = p.add_subparsers(dest="ha_command", metavar="ACTION", required=True)
+    h = ha.add_parser("show", help="print every discovery topic and config this device publishes")
+    _add_config_arg(h)
+    h = ha.add_parser("remove", help="publish empty retained configs: Home Assistant removes the entities")
+    _add_config_arg(h)
+    h.add_argument("--if-enabled", action="store_true", help="do nothing when home_assistant.discovery is off (uninstall.sh)")
+
     p = sub.add_parser("emulator", help="a local emulator of the Tencent Cloud IAI API")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0, help="0 picks a free port")
@@ -131,13 +139,15 @@ HANDLERS: dict[str, str] = {
     "ctl enroll": "agent.cli.ctl:cmd_ctl_enroll",
     "ctl delete": "agent.cli.ctl:cmd_ctl_delete",
     "ctl snapshot": "agent.cli.ctl:cmd_ctl_snapshot",
+    "ha show": "agent.cli.ha:cmd_ha",
+    "ha remove": "agent.cli.ha:cmd_ha",
     "bench": "agent.devtools.bench:cmd_bench",
     "emulator": "agent.devtools.emulator:cmd_emulator",
 }
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    name = "ctl " + args.ctl_command if args.command == "ctl" else args.command
+    name = {"ctl": f"ctl {getattr(args, 'ctl_command', '')}", "ha": f"ha {getattr(args, 'ha_command', '')}"}.get(args.command, args.command)
     target = HANDLERS.get(name)
     if target is None:
         print(f"faceagent: {name} is not available in this build", file=sys.stderr)

@@ -20,6 +20,8 @@ from typing import Any
 
 from agent.config import Config
 from agent.errors import ErrorCode
+from agent.service.home_assistant import enroll_command as home_assistant_command
+from agent.service.home_assistant import status_topic
 from agent.service.mqtt import Incoming, MqttLink
 from agent.service.protocol import (
     DeleteCommand,
@@ -54,7 +56,8 @@ def result_messages(result: Result, topic: str, response_topic: str | None, corr
 
 class Intake:
     def __init__(self, config: Config, store: JobStore, link: MqttLink, incoming: queue.Queue[Incoming], counters: Counters,
-                 job_added: Callable[[], None], result_stored: Callable[[], None], snapshots: queue.Queue[SnapshotRequest]) -> None:
+                 job_added: Callable[[], None], result_stored: Callable[[], None], snapshots: queue.Queue[SnapshotRequest],
+                 home_assistant_online: Callable[[], None] = lambda: None) -> None:
         self.config = config
         self.topics = Topics(config.base_topic)
         self.store = store
@@ -64,6 +67,8 @@ class Intake:
         self._job_added = job_added
         self._result_stored = result_stored
         self.snapshots = snapshots
+        self._home_assistant_online = home_assistant_online
+        self.ha_status = status_topic(config) if config.home_assistant.discovery else None
         self.key = config.secrets.command_key.get_secret_value().encode() if config.secrets.command_key else None
         self.accepting = threading.Event()
         self.stopping = threading.Event()
@@ -96,6 +101,10 @@ class Intake:
         return {self.topics.snapshot: "snapshot", self.topics.delete: "delete"}.get(topic, "enroll")
 
     def handle(self, message: Incoming) -> None:
+        if message.topic == self.ha_status:  # Home Assistant started: it wants the discovery configs again
+            if message.payload == b"online":
+                self._home_assistant_online()
+            return
         if message.retain:
             log.warning("ignoring a retained message on %s: commands must not be retained", message.topic)
             self.counters.inc("ignored_retained")
@@ -103,7 +112,7 @@ class Intake:
         kind = self.kind_of(message.topic)
         if kind != "snapshot":
             self.counters.inc("received")
-        data = decode_payload(message.payload)
+        data = self._from_home_assistant(message.payload) if message.topic == self.topics.ha_enroll else decode_payload(message.payload)
         if self._must_verify(data):
             why = data.message if isinstance(data, Rejection) else signature_problem(
                 data, self.key, self.config.device_id, self.config.commands.max_clock_skew_s)
@@ -133,6 +142,13 @@ class Intake:
             return
         expiry = time.time() + message.expiry_s if message.expiry_s else None
         self._accept(command, kind, reply_to, correlation, expiry)
+
+    def _from_home_assistant(self, payload: bytes) -> dict[str, Any] | Rejection:
+        """A person id typed into Home Assistant's text entity, as an enroll command — only where that is allowed."""
+        if not self.config.home_assistant.allow_enroll or self.config.commands.require_signature:
+            return Rejection(None, None, "rejected", ErrorCode.INVALID_COMMAND,
+                             "enrolling from Home Assistant is off on this device (home_assistant.allow_enroll)")
+        return home_assistant_command(payload)
 
     def _must_verify(self, data: dict[str, Any] | Rejection) -> bool:
         """Signatures are checked when required, and whenever a device with a key receives a signed command."""

@@ -287,9 +287,11 @@ class Worker:
                 analysis = analyze(self.detector, frame.detection, self.config.quality, self.config.selection)
                 # The crop's least side is in upload-frame pixels: drawn on the detection frame, it shrinks with it.
                 crop = self.config.crop.model_copy(update={"min_side_px": round(self.config.crop.min_side_px / frame.detect_scale[0])})
-                image = annotate(frame.detection, analysis, crop)
-                payload = {"id": request.id, "jpeg_b64": base64.b64encode(encode_jpeg(image, 80)).decode(),
+                jpeg = encode_jpeg(annotate(frame.detection, analysis, crop), 80)
+                payload = {"id": request.id, "jpeg_b64": base64.b64encode(jpeg).decode(),
                            "faces": [r.as_json() for r in analysis.faces], "verdict": analysis.verdict, "detail": analysis.detail}
+                if self.config.home_assistant.discovery:  # the image entity reads raw bytes; not retained: faces stay off the broker
+                    self.link.publish(self.topics.snapshot_jpeg, jpeg, qos=0)
             self.link.publish(self.topics.snapshot_result, json.dumps(payload), qos=1)
 
     def _progress(self, job: Job, state: str, detail: str) -> None:
