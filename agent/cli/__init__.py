@@ -60,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-config", help="validate the config and print it with secrets redacted")
     _add_config_arg(p)
 
+    p = sub.add_parser("doctor", help="check config, credentials, model, camera, broker, cloud, clock and disk; a fix for each failure")
+    _add_config_arg(p)
+    p.add_argument("--skip", action="append", choices=["credentials", "model", "camera", "broker", "cloud", "clock", "disk"],
+                   help="leave a check out (repeat for more), e.g. camera while the service holds it")
+    p.add_argument("--json", action="store_true", help="the checks as one JSON object")
+
     p = sub.add_parser("detect", help="run detector, quality and selection on image files")
     _add_config_arg(p)
     p.add_argument("images", nargs="+", metavar="IMAGE")
@@ -133,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
 HANDLERS: dict[str, str] = {
     "check-config": "agent.cli.check_config:cmd_check_config",
     "detect": "agent.cli.detect:cmd_detect",
+    "doctor": "agent.cli.doctor:cmd_doctor",
     "snapshot": "agent.cli.snapshot:cmd_snapshot",
     "run": "agent.cli.run:cmd_run",
     "enroll": "agent.cli.enroll:cmd_enroll",
