@@ -1,15 +1,19 @@
 """`faceagent bench`: detector latency per input size and thread count, pipeline overhead, and a Haar baseline.
 
-Figures, never assertions: they are written down in docs/benchmarks.md per machine.
+Figures, never assertions: they are written down in docs/benchmarks.md per machine. `--config` benches the
+configured detector (its model, and its input size and threads beside the standard ones). Progress goes to
+stderr, a table to stdout (`--json`: one object).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,13 +31,16 @@ PHOTOS = (
 )
 
 
-def bench_frames() -> list[tuple[str, np.ndarray, bool]]:
-    """Real frames to time on: the test photos when present (a source checkout), else the bundled demo photos."""
+def photo_folder() -> Path:
+    """The six test photos in a source checkout (docs/benchmarks.md uses them), else the three shipped with the package."""
+    checkout = Path(__file__).resolve().parents[2] / "tests" / "data"
+    return checkout if checkout.is_dir() else Path(__file__).resolve().parent / "demo_photos"
+
+
+def bench_frames(folder: Path) -> list[tuple[str, np.ndarray, bool]]:
+    """Real frames to time on, with whether each holds a face the detector should find."""
     from agent.images import read_image
 
-    here = Path(__file__).resolve().parents[2] / "tests" / "data"
-    demo = Path(__file__).resolve().parent / "demo_photos"
-    folder = here if here.is_dir() else demo
     return [(name, read_image(folder / name), has_face) for name, has_face in PHOTOS if (folder / name).exists()]
 
 
@@ -60,11 +67,11 @@ def interleaved_medians_ms(fns: tuple[Callable[[], object], ...], repeat: int) -
     return [statistics.median(bucket) for bucket in samples]
 
 
-def bench_detector(frames: list[np.ndarray], size: tuple[int, int], threads: int, repeat: int) -> dict[str, Any]:
+def bench_detector(frames: list[np.ndarray], size: tuple[int, int], threads: int, repeat: int, model: Path | None = None) -> dict[str, Any]:
     from agent.vision.detector import FaceDetector, letterbox
     from agent.vision.quality import measure
 
-    detector = FaceDetector(input_size=size, threads=threads)
+    detector = FaceDetector(model, input_size=size, threads=threads)
     tensors = [letterbox(f, *size)[0] for f in frames]
 
     def inference() -> None:
@@ -108,10 +115,10 @@ def bench_haar(photos: list[tuple[str, np.ndarray, bool]], repeat: int) -> dict[
     }
 
 
-def detector_recall(photos: list[tuple[str, np.ndarray, bool]]) -> dict[str, Any]:
+def detector_recall(photos: list[tuple[str, np.ndarray, bool]], model: Path | None = None) -> dict[str, Any]:
     from agent.vision.detector import FaceDetector
 
-    detector = FaceDetector(input_size=SIZES[0], threads=1)
+    detector = FaceDetector(model, input_size=SIZES[0], threads=1)
     found = [len(detector.detect(f)) for _, f, _ in photos]
     with_face = [c for c, (_, _, has) in zip(found, photos) if has]
     without = [c for c, (_, _, has) in zip(found, photos) if not has]
@@ -134,33 +141,79 @@ def machine() -> dict[str, Any]:
             "python": platform.python_version(), "numpy": np.__version__, "onnxruntime": onnxruntime.__version__}
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    photos = bench_frames()
-    frames = [f for _, f, _ in photos]
+def progress(text: str) -> None:
+    print(f"bench: {text}", file=sys.stderr, flush=True)
+
+
+def settings(config: Any) -> list[tuple[tuple[int, int], int]]:
+    """(input size, threads) to time: the standard sizes on 1 thread and all cores, plus the configured detector's."""
+    from agent.vision.detector import default_threads
+
     all_cores = os.cpu_count() or 1
-    thread_counts = sorted({1, all_cores})
-    report: dict[str, Any] = {"machine": machine(), "frames": [name for name, _, _ in photos], "detector": []}
-    for size in SIZES:
-        for threads in thread_counts:
-            report["detector"].append(bench_detector(frames, size, threads, args.repeat))
-    report["detector_recall"] = detector_recall(photos)
+    wanted = [(size, threads) for size in SIZES for threads in sorted({1, all_cores})]
+    configured = ((config.detector.input_width, config.detector.input_height), config.detector.threads or default_threads())
+    return wanted if configured in wanted else [*wanted, configured]
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from agent.cli.common import fail, optional_config
+    from agent.vision.detector import default_threads
+
+    config = optional_config(args)
+    if not args.log_level and not os.environ.get("FACEAGENT_LOG_LEVEL"):
+        logging.getLogger().setLevel(logging.WARNING)  # the progress lines say what runs; detector INFO lines would bury them
+    model = config.detector.model_path
+    folder = photo_folder()
+    photos = bench_frames(folder)
+    if not photos:
+        return fail(f"no photos to time in {folder}: reinstall faceagent (they ship with it)", ExitCode.FAILED)
+    frames = [f for _, f, _ in photos]
+    report: dict[str, Any] = {"machine": machine(), "frames": [name for name, _, _ in photos], "frames_from": str(folder),
+                              "model": str(model or "bundled"), "detector": []}
+    runs = settings(config)
+    configured = ((config.detector.input_width, config.detector.input_height), config.detector.threads or default_threads())
+    report["configured"] = [*configured[0], configured[1]]
+    for number, (size, threads) in enumerate(runs, 1):
+        progress(f"detector {size[0]}x{size[1]}, {threads} thread(s): {args.repeat} runs over {len(frames)} photos ({number}/{len(runs)})")
+        report["detector"].append(bench_detector(frames, size, threads, args.repeat, model))
+    progress("recall on the photos, and the Haar cascade for comparison")
+    report["detector_recall"] = detector_recall(photos, model)
     report["haar"] = bench_haar(photos, args.repeat)
     if args.daemon:
         from agent.devtools.bench_daemon import bench_daemon
 
+        progress(f"the daemon: start to READY, idle CPU over {args.idle_seconds:g} s, RSS, local enrollment latency (needs mosquitto)")
         try:
-            report["daemon"] = bench_daemon(args.idle_seconds)
+            report["daemon"] = bench_daemon(args.idle_seconds, detector=config.detector.model_dump(mode="json"))
         except (FileNotFoundError, OSError, RuntimeError) as exc:
             report["daemon"] = {"error": str(exc)}
-    if args.json:
-        print(json.dumps(report))
-    else:
-        print(f"machine: {report['machine']}")
-        for row in report["detector"]:
-            print(f"detector {row['input'][0]}x{row['input'][1]} threads={row['threads']}: "
-                  f"inference {row['inference_ms']} ms, pipeline {row['pipeline_ms']} ms (x{row['ratio']})")
-        print(f"detector recall on test photos: {report['detector_recall']}")
-        print(f"haar cascade: {report['haar']}")
-        if "daemon" in report:
-            print(f"daemon: {report['daemon']}")
+    print(json.dumps(report) if args.json else render(report))
     return ExitCode.OK
+
+
+def render(report: dict[str, Any]) -> str:
+    """The report as a table for a terminal."""
+    m = report["machine"]
+    lines = [f"machine   {m['cpu'] or 'unknown CPU'}, {m['cores']} core(s), {m['arch']}; Python {m['python']}, numpy {m['numpy']}, "
+             f"onnxruntime {m['onnxruntime']}",
+             f"frames    {len(report['frames'])} photos from {report['frames_from']}; model {report['model']}", "",
+             "detector, median ms per frame", "  input     threads  inference  pipeline  pipeline/inference"]
+    for row in report["detector"]:
+        mark = "  (configured)" if [*row["input"], row["threads"]] == report["configured"] else ""
+        size = f"{row['input'][0]}x{row['input'][1]}"
+        lines.append(f"  {size:<9} {row['threads']:<8} {row['inference_ms']:<10} {row['pipeline_ms']:<9} {row['ratio']}{mark}")
+    recall = report["detector_recall"]
+    lines += ["", f"recall    {recall['recall']:.0%} of the photos with a face, false detections on {recall['false_positive_images']} "
+                  "photo(s) without"]
+    haar = report["haar"]
+    if haar.get("available"):
+        lines.append(f"haar      {haar['ms']} ms per photo, recall {haar['recall']:.0%}, false detections on "
+                     f"{haar['false_positive_images']} photo(s)")
+    daemon = report.get("daemon")
+    if daemon and "error" in daemon:
+        lines.append(f"daemon    not measured: {daemon['error']}")
+    elif daemon:
+        latency = ", ".join(f"{faces} face(s) {ms} ms" for faces, ms in daemon["enroll_local_ms"].items())
+        lines.append(f"daemon    READY after {daemon['ready_s']} s, idle CPU {daemon['idle_cpu_percent']} % over "
+                     f"{daemon['idle_seconds']:g} s, RSS {daemon['rss_mb']} MB; command to CreateFace: {latency}")
+    return "\n".join(lines)
