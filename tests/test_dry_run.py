@@ -8,12 +8,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from tests.agent_proc import command, listen, result_for
 from tests.broker import Broker
-from tests.conftest import DATA, EMU_ID, EMU_KEY, faces
+from tests.conftest import DATA, faces
 from tests.iai_helpers import state, stats
+from tests.test_service import run_enroll
 
 WRITES = ("CreateFace", "CreatePerson", "DeleteFace", "CreateGroup")
 
@@ -52,18 +51,9 @@ def test_an_mqtt_dry_run_reads_the_person_and_writes_nothing(broker: Broker, mak
     assert writes(emulator) == before and len(faces(emulator, person)) == 1 and "3003" not in state(emulator)["persons"]
 
 
-def enroll_cli(tmp_path: Path, emulator: Any, *args: str) -> subprocess.CompletedProcess[str]:
-    cfg = tmp_path / "enroll.yaml"
-    cfg.write_text(yaml.safe_dump({"device_id": "cli", "state_dir": str(tmp_path), "cloud": {"endpoint": emulator.base_url},
-                                   "camera": {"type": "files", "path": str(DATA / "grace_hopper.jpg")}}))
-    env = {"PATH": "/usr/bin:/bin", "TENCENTCLOUD_SECRET_ID": EMU_ID, "TENCENTCLOUD_SECRET_KEY": EMU_KEY}
-    return subprocess.run([sys.executable, "-m", "agent", "enroll", "--config", str(cfg), *args],
-                          capture_output=True, text=True, timeout=120, check=False, env=env)
-
-
 def test_enroll_dry_run_short_of_captures_says_what_a_real_run_would_do(tmp_path: Path, emulator: Any, person: str) -> None:
     images = ["--image", str(DATA / "grace_hopper.jpg"), "--image", str(DATA / "astronaut.png"), "--image", str(DATA / "coffee.png")]
-    proc = enroll_cli(tmp_path, emulator, "--person-id", person, "--faces", "3", *images, "--dry-run", "--out-dir", str(tmp_path / "c"))
+    proc = run_enroll(tmp_path, emulator, "--person-id", person, "--faces", "3", *images, "--dry-run", "--out-dir", str(tmp_path / "c"))
     assert proc.returncode == 1, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0] == f"dry run: person {person} — 2 image(s) would be sent; nothing was written"
@@ -71,7 +61,7 @@ def test_enroll_dry_run_short_of_captures_says_what_a_real_run_would_do(tmp_path
     assert "a real run would meet low_quality: only 2 of 3 distinct usable captures" in proc.stdout
     assert "at the cloud: Person 1001, 1 face(s), 4 free slot(s), in staff" in proc.stdout
     assert len(list((tmp_path / "c").glob("crop-1001-*.jpg"))) == 2
-    ok = enroll_cli(tmp_path, emulator, "--person-id", person, "--dry-run", "--out-dir", str(tmp_path / "c2"), "--json")
+    ok = run_enroll(tmp_path, emulator, "--person-id", person, "--dry-run", "--out-dir", str(tmp_path / "c2"), "--json")
     assert ok.returncode == 0, ok.stderr
     result = json.loads(ok.stdout)
     assert (result["status"], result["would_send"], result["dry_run"]) == ("dry_run", 1, True) and "error" not in result

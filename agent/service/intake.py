@@ -212,8 +212,9 @@ class Intake:
         """A command id seen before: its stored result again (`replayed`), or "in progress" — never run twice."""
         if job.kind != kind:  # one id store: an id names one command, whatever its kind
             self.counters.inc("rejected")
+            used_by = "an enroll" if job.kind == "enroll" else "a delete"
             result = Result.rejected(job.id, self.config.device_id, job.command.get("person_id"), ResultError.of(
-                ErrorCode.INVALID_COMMAND, f"id: {job.id} was already used by an {job.kind} command on this device: use a new id"))
+                ErrorCode.INVALID_COMMAND, f"id: {job.id} was already used by {used_by} command on this device: use a new id"))
             self.store.enqueue(result_messages(result, self.answer_topic(kind), reply_to, correlation))
             self._result_stored()
             return
