@@ -140,3 +140,13 @@ def test_ctl_enroll_preview_saves_the_uploaded_crops_and_marks_replays(broker: A
     assert again.stdout.splitlines()[1] == f"succeeded: person {person} — 2 face(s) added"
     missing = ctl(broker.url, "enroll", "--device", agent.device_id, "--person-id", person, "--preview", str(tmp_path / "none"))
     assert missing.returncode == 2 and "--preview" in missing.stderr and "not a folder" in missing.stderr
+
+
+def test_the_readme_shows_a_real_annotated_snapshot() -> None:
+    from tests.conftest import REPO
+
+    readme = (REPO / "README.md").read_text()
+    assert "](docs/snapshot-annotated.jpg)" in readme
+    picture = cv2.imread(str(REPO / "docs" / "snapshot-annotated.jpg"))
+    original = read_image(DATA / "grace_hopper.jpg")
+    assert picture is not None and picture.shape == original.shape  # made by `faceagent snapshot --annotate` from this photo
