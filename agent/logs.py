@@ -2,6 +2,8 @@
 
 Redaction happens on the final formatted line (message, arguments and traceback alike), so a
 secret or an image cannot leak through an f-string, an exception message or a repr of a request.
+Under journald every line starts with its syslog priority (`<4>` for a warning: sd-daemon(3)), so
+`journalctl -p warning` finds warnings and errors.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import os
 import re
 import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import TextIO
 
@@ -60,19 +62,50 @@ def redact(text: str) -> str:
     return _BASE64_RE.sub(lambda m: f"<base64 {len(m.group(0))} chars>", text)
 
 
-class RedactingFormatter(logging.Formatter):
-    """Human-readable lines; no timestamp when journald adds its own."""
+# Syslog priorities of the logging levels, for the `<N>` line prefix journald reads (sd-daemon(3)).
+SYSLOG_PRIORITY = {logging.CRITICAL: 2, logging.ERROR: 3, logging.WARNING: 4, logging.INFO: 6, logging.DEBUG: 7}
 
-    def __init__(self, with_time: bool) -> None:
-        fmt = "%(asctime)s %(levelname)-7s %(name)s: %(message)s" if with_time else "%(levelname)s %(name)s: %(message)s"
+
+def syslog_priority(level: int) -> int:
+    """The syslog priority of a logging level (levels between the named ones take the next more severe one)."""
+    return next((prio for lvl, prio in sorted(SYSLOG_PRIORITY.items(), reverse=True) if level >= lvl), 7)
+
+
+def with_priority(text: str, level: int) -> str:
+    """Every line of `text` prefixed `<N>`: journald reads the prefix per line (a traceback keeps its priority)."""
+    prefix = f"<{syslog_priority(level)}>"
+    return "\n".join(prefix + line for line in text.split("\n"))
+
+
+def journald_stream(stream: TextIO, environ: Mapping[str, str] | None = None) -> bool:
+    """True when `stream` is connected to journald: $JOURNAL_STREAM names its device and inode (systemd.exec(5))."""
+    expected = (os.environ if environ is None else environ).get("JOURNAL_STREAM", "")
+    try:
+        info = os.fstat(stream.fileno())
+    except (AttributeError, OSError, ValueError):  # io.StringIO and other streams without a descriptor
+        return False
+    return expected == f"{info.st_dev}:{info.st_ino}"
+
+
+class RedactingFormatter(logging.Formatter):
+    """Human-readable lines; under journald without a timestamp (it adds its own) and with the priority prefix."""
+
+    def __init__(self, journald: bool) -> None:
+        fmt = "%(levelname)s %(name)s: %(message)s" if journald else "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
         super().__init__(fmt)
+        self.journald = journald
 
     def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
+        text = redact(super().format(record))
+        return with_priority(text, record.levelno) if self.journald else text
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: ts, level, logger, msg, and exc when there is one."""
+    """One JSON object per line: ts, level, logger, msg, and exc when there is one (under journald: priority prefixed)."""
+
+    def __init__(self, journald: bool = False) -> None:
+        super().__init__()
+        self.journald = journald
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
@@ -83,16 +116,15 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return redact(json.dumps(entry, ensure_ascii=False))
+        line = redact(json.dumps(entry, ensure_ascii=False))
+        return with_priority(line, record.levelno) if self.journald else line
 
 
 def setup_logging(level: str = "INFO", fmt: str = "text", stream: TextIO | None = None) -> logging.Handler:
     """Configure the root logger once for the whole program and return its handler."""
     handler = logging.StreamHandler(stream or sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(RedactingFormatter(with_time="JOURNAL_STREAM" not in os.environ))
+    journald = journald_stream(handler.stream)
+    handler.setFormatter(JsonFormatter(journald) if fmt == "json" else RedactingFormatter(journald))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

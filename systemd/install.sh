@@ -1,17 +1,27 @@
 #!/usr/bin/env bash
 # Install faceagent as a systemd service on Raspberry Pi OS / Debian. Idempotent: run it again to upgrade.
-#
-#   sudo systemd/install.sh [--start] [--apt] [--root DIR] [--no-systemctl] [--pip-args "ARGS"]
-#
-#   --apt            apt-get install python3-venv (and python3-picamera2 python3-opencv on Raspberry Pi OS)
-#   --start          start (or restart) the service after installing
-#   --root DIR       install into DIR instead of / (for packaging and tests; implies --no-systemctl)
-#   --no-systemctl   do not run systemctl / systemd-sysusers
-#   --pip-args ARGS  extra arguments for pip install (e.g. "--no-deps" when the dependencies are preinstalled)
-#
-# Secrets: put them in /etc/faceagent/credentials/{tencentcloud_secret_id,tencentcloud_secret_key,mqtt_password,command_hmac_key}
-# (mode 0600, root). If TENCENTCLOUD_SECRET_ID / TENCENTCLOUD_SECRET_KEY are set when this runs, they are written there.
 set -euo pipefail
+
+usage() {
+  cat <<'EOF'
+Usage: sudo systemd/install.sh [--start] [--apt] [--root DIR] [--no-systemctl] [--pip-args "ARGS"]
+
+Installs faceagent as a systemd service: the faceagent user, a venv in /opt/faceagent, /etc/faceagent/agent.yaml
+(only when absent), the credential files and the unit. Idempotent: run it again from a newer checkout to upgrade.
+
+  --apt            apt-get install python3-venv (and python3-picamera2 python3-opencv on Raspberry Pi OS)
+  --start          start (or restart) the service after installing
+  --root DIR       install into DIR instead of / (for packaging and tests; implies --no-systemctl)
+  --no-systemctl   do not run systemctl / systemd-sysusers
+  --pip-args ARGS  extra arguments for pip install (e.g. "--no-deps" when the dependencies are preinstalled)
+  -h, --help       this text
+
+Secrets go into /etc/faceagent/credentials/ (root only, mode 0600; systemd hands them to the service):
+tencentcloud_secret_id, tencentcloud_secret_key, tencentcloud_session_token (temporary keys only),
+mqtt_password, command_hmac_key. TENCENTCLOUD_SECRET_ID / TENCENTCLOUD_SECRET_KEY set when this runs are written there.
+Afterwards: sudo /opt/faceagent/bin/faceagent doctor (config, credentials, model, camera, broker, cloud, clock, disk).
+EOF
+}
 
 SRC="$(cd "$(dirname "$0")/.." && pwd)"
 ROOT=""
@@ -26,8 +36,8 @@ while [ $# -gt 0 ]; do
     --apt) APT=1; shift ;;
     --start) START=1; shift ;;
     --pip-args) PIP_ARGS="$2"; shift 2 ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
-    *) echo "install.sh: unknown option $1" >&2; exit 2 ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 
@@ -81,7 +91,8 @@ fi
 
 # 4. credentials: root-only files, read by systemd (LoadCredential=), never by the service user directly
 install -d -m 0700 "$CREDS"
-for name in tencentcloud_secret_id tencentcloud_secret_key mqtt_password command_hmac_key; do
+# Every file the unit's LoadCredential= names must exist, even empty, or systemd refuses to start the service.
+for name in tencentcloud_secret_id tencentcloud_secret_key tencentcloud_session_token mqtt_password command_hmac_key; do
   file="$CREDS/$name"
   [ -e "$file" ] || install -m 0600 /dev/null "$file"
   chmod 0600 "$file"

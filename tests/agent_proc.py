@@ -121,7 +121,8 @@ def signed(command_id: str | None, person_id: str | None = "1001", key: str = CO
 def listen(broker: Broker, base: str, **kw: Any) -> Listener:
     """A subscriber to everything a device publishes."""
     return Listener(broker.host, broker.port, [f"{base}/enroll/result", f"{base}/enroll/progress", f"{base}/availability",
-                                               f"{base}/state", f"{base}/telemetry", f"{base}/snapshot/result"], **kw)
+                                               f"{base}/state", f"{base}/telemetry", f"{base}/snapshot/result",
+                                               f"{base}/delete/result"], **kw)
 
 
 def result_for(listener: Listener, base: str, command_id: str | None, timeout: float = 30) -> dict[str, Any]:

@@ -82,7 +82,8 @@ def test_no_module_is_longer_than_an_afternoon_allows() -> None:
     assert not long, long
 
 
-def test_ctl_runs_without_numpy_opencv_onnxruntime(broker: object) -> None:
+@pytest.mark.parametrize("verb", [["enroll", "--person-id", "1001"], ["delete", "--person-id", "1001", "--face-id", "42"]])
+def test_ctl_runs_without_numpy_opencv_onnxruntime(broker: object, verb: list[str]) -> None:
     """An operator's laptop with only paho, pydantic and PyYAML: `faceagent ctl` must still work."""
     blocker = (
         "import sys\n"
@@ -92,8 +93,8 @@ def test_ctl_runs_without_numpy_opencv_onnxruntime(broker: object) -> None:
         "sys.exit(main(sys.argv[1:]))\n"
     )
     url = broker.url  # type: ignore[attr-defined]
-    proc = subprocess.run([sys.executable, "-c", blocker, "ctl", "enroll", "--broker", url, "--device", "nobody-home",
-                           "--person-id", "1001", "--timeout", "1"],
+    proc = subprocess.run([sys.executable, "-c", blocker, "ctl", verb[0], "--broker", url, "--device", "nobody-home", *verb[1:],
+                           "--timeout", "1"],
                           capture_output=True, text=True, timeout=60, check=False, env={"PATH": "/usr/bin:/bin"}, cwd=REPO)
     assert proc.returncode == 3, proc.stderr  # it connected, subscribed, published and waited: no heavy import on the way
     assert "sent " in proc.stderr and "no result" in proc.stderr

@@ -11,7 +11,8 @@ import pytest
 HEAVY = ("onnxruntime", "cv2", "picamera2", "paho", "numpy", "requests")
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["detect", "--help"], ["ctl", "enroll", "--help"]])
+@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["detect", "--help"], ["ctl", "enroll", "--help"], ["ctl", "delete", "--help"],
+                                  ["ctl", "snapshot", "--help"], ["doctor", "--help"], ["ha", "remove", "--help"]])
 def test_help_does_not_import_heavy_libraries(argv: list[str]) -> None:
     code = (
         "import sys, runpy\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -51,6 +52,34 @@ def test_unknown_keys_and_wrong_types_are_all_reported_with_paths() -> None:
     assert "mqtt.keepalive_s" in problems
     assert "cloud.version" in problems
     assert len(problems) == 4
+
+
+def test_obvious_yaml_spellings_are_accepted(tmp_path: Path) -> None:
+    """YAML reads `5` as an integer, an unquoted date as a date, and people write log levels in lower case."""
+    cfg = tmp_path / "agent.yaml"
+    cfg.write_text("mqtt:\n  protocol: 5\ncloud:\n  version: 2020-03-03\nlogging:\n  level: info\ncamera:\n  type: files\n  path: /x\n")
+    config = load_config(cfg, {})
+    assert (config.mqtt.protocol, config.cloud.version, config.logging.level) == ("5", "2020-03-03", "INFO")
+    cfg.write_text("mqtt:\n  protocol: 3.1.1\ncloud:\n  version: 2018-03-01\nlogging:\n  level: Warning\n")
+    config = load_config(cfg, {})
+    assert (config.mqtt.protocol, config.cloud.version, config.logging.level) == ("3.1.1", "2018-03-01", "WARNING")
+
+
+def test_other_types_are_refused_saying_what_was_read_and_what_is_expected(tmp_path: Path) -> None:
+    cfg = tmp_path / "agent.yaml"
+    cfg.write_text('detector:\n  threads: "2"\nmqtt:\n  protocol: 4\n  keepalive_s: soon\ncloud:\n  version: 2019-01-01\n'
+                   'camera:\n  loop: "true"\ndevice_id: 0012\nlogging:\n  level: loud\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(cfg, {})
+    problems = dict(info.value.problems)
+    assert problems["detector.threads"] == 'expected an integer; read the string "2" (write it without quotes)'
+    assert problems["mqtt.protocol"] == 'expected "5" or "3.1.1"; read the integer 4'
+    assert problems["mqtt.keepalive_s"] == 'expected an integer; read the string "soon"'
+    assert problems["cloud.version"] == 'expected "2018-03-01" or "2020-03-03"; read the date 2019-01-01'
+    assert problems["camera.loop"] == 'expected true or false; read the string "true" (write it without quotes)'
+    # 0012 is the octal 10 to YAML 1.1: quoting is the only safe reading of an identifier
+    assert problems["device_id"] == "expected text; read the integer 10 (put it in quotes: YAML read it as a number or date)"
+    assert problems["logging.level"].startswith('expected "DEBUG", "INFO", "WARNING" or "ERROR"; read the string "loud"')
 
 
 def test_secrets_in_yaml_are_refused() -> None:
@@ -135,6 +164,61 @@ def test_check_config_without_cloud_keys_exits_78() -> None:
     proc = run_cli("check-config", "--config", str(EXAMPLE), env={"PATH": "/usr/bin:/bin"})
     assert proc.returncode == 78
     assert "secrets.secret_key" in proc.stderr
+
+
+def installed_layout(tmp_path: Path, keys: dict[str, str]) -> Path:
+    """etc/faceagent/agent.yaml with its credentials folder beside it, as install.sh lays them out."""
+    etc = tmp_path / "etc" / "faceagent"
+    (etc / "credentials").mkdir(parents=True, mode=0o700)
+    (etc / "agent.yaml").write_text(EXAMPLE.read_text())
+    for name, value in keys.items():
+        (etc / "credentials" / name).write_text(value)
+    return etc
+
+
+def test_check_config_reads_the_installed_credentials_beside_the_config(tmp_path: Path) -> None:
+    etc = installed_layout(tmp_path, {"tencentcloud_secret_id": KEYS["TENCENTCLOUD_SECRET_ID"],
+                                      "tencentcloud_secret_key": KEYS["TENCENTCLOUD_SECRET_KEY"] + "\n"})
+    proc = run_cli("check-config", "--config", str(etc / "agent.yaml"), env={"PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0] == f"# credentials from {etc / 'credentials'}"
+    assert yaml.safe_load(proc.stdout)["secrets"]["secret_key"] == "<set>"
+    assert KEYS["TENCENTCLOUD_SECRET_KEY"] not in proc.stdout + proc.stderr
+
+
+def test_check_config_names_the_credentials_folder_it_read(tmp_path: Path) -> None:
+    etc = installed_layout(tmp_path, {"tencentcloud_secret_id": KEYS["TENCENTCLOUD_SECRET_ID"]})
+    proc = run_cli("check-config", "--config", str(etc / "agent.yaml"), env={"PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 78
+    assert f"secrets.secret_key: not set: put it in {etc / 'credentials'}/tencentcloud_secret_key" in proc.stderr
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    (other / "tencentcloud_secret_id").write_text(KEYS["TENCENTCLOUD_SECRET_ID"])
+    (other / "tencentcloud_secret_key").write_text(KEYS["TENCENTCLOUD_SECRET_KEY"])
+    proc = run_cli("check-config", "--config", str(etc / "agent.yaml"), "--credentials-dir", str(other), env={"PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0 and proc.stdout.startswith(f"# credentials from {other}\n"), proc.stderr
+    proc = run_cli("check-config", "--config", str(etc / "agent.yaml"), "--credentials-dir", str(tmp_path / "none"),
+                   env={"PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 78 and f"--credentials-dir {tmp_path / 'none'}: not a folder this user can read" in proc.stderr
+
+
+def test_check_config_by_a_user_who_cannot_read_the_installed_credentials_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The installed layout: credentials/ is root's only. An operator without sudo is told so, naming the folder."""
+    from agent.cli import main
+
+    etc = installed_layout(tmp_path, {"tencentcloud_secret_id": "AKIDonlyroot"})
+    real_access = os.access
+    # What the kernel answers a user other than root for a 0700 root folder (root itself may read anything).
+    monkeypatch.setattr(os, "access", lambda path, mode: False if Path(path) == etc / "credentials" else real_access(path, mode))
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    for name in ("TENCENTCLOUD_SECRET_ID", "TENCENTCLOUD_SECRET_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["check-config", "--config", str(etc / "agent.yaml")]) == 78
+    err = capsys.readouterr().err
+    assert f"{etc / 'credentials'} is readable by root only" in err and "sudo" in err
+    assert "secrets.secret_id: not set" in err  # the file there was not read
 
 
 def test_config_path_from_environment(tmp_path: Path) -> None:

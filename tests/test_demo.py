@@ -13,4 +13,5 @@ def test_demo_enrolls_and_exits_0() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "demo: enrollment succeeded" in proc.stdout
     assert "succeeded: person 1001" in proc.stdout
-    assert "person 1001 holds 1 face(s)" in proc.stdout
+    assert "person 1001 now holds 1 face(s)" in proc.stdout
+    assert "operator  faceagent ctl enroll --broker mqtt://127.0.0.1:" in proc.stdout  # the command as it ran, ready to copy

@@ -44,7 +44,8 @@ def test_unit_has_the_required_settings() -> None:
     for setting in ("Type=notify", "WatchdogSec=", "Restart=on-failure", "RestartPreventExitStatus=78", "User=faceagent",
                     "SupplementaryGroups=video", "StateDirectory=faceagent", "ConfigurationDirectory=faceagent",
                     "CacheDirectory=faceagent", "UMask=0077", "LoadCredential=tencentcloud_secret_id:",
-                    "LoadCredential=tencentcloud_secret_key:", "LoadCredential=mqtt_password:"):
+                    "LoadCredential=tencentcloud_secret_key:", "LoadCredential=tencentcloud_session_token:",
+                    "LoadCredential=mqtt_password:", "LoadCredential=command_hmac_key:"):
         assert setting in text, setting
 
 
@@ -70,7 +71,10 @@ def test_install_into_a_temporary_root_is_idempotent_and_uninstall_keeps_config(
     creds = root / "etc/faceagent/credentials"
     assert mode(creds) == 0o700
     assert {p.name: mode(p) for p in creds.iterdir()} == {
-        "tencentcloud_secret_id": 0o600, "tencentcloud_secret_key": 0o600, "mqtt_password": 0o600, "command_hmac_key": 0o600}
+        "tencentcloud_secret_id": 0o600, "tencentcloud_secret_key": 0o600, "tencentcloud_session_token": 0o600,
+        "mqtt_password": 0o600, "command_hmac_key": 0o600}
+    loaded = set(re.findall(r"^LoadCredential=\w+:/etc/faceagent/credentials/(\w+)$", UNIT.read_text(), re.M))
+    assert loaded == {p.name for p in creds.iterdir()}  # systemd refuses to start a unit whose credential file is missing
     assert (creds / "tencentcloud_secret_id").read_text() == "AKIDinstalled"
     # the operator edits the config; an upgrade keeps it
     config.write_text(config.read_text() + "\n# edited by the operator\n")
@@ -91,3 +95,12 @@ def test_install_refuses_to_run_unprivileged_on_the_real_root() -> None:
         pytest.skip("running as root")
     proc = subprocess.run(["bash", str(REPO / "systemd/install.sh")], capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 1 and "run as root" in proc.stderr
+
+
+@pytest.mark.parametrize("script", ["install.sh", "uninstall.sh"])
+def test_scripts_answer_help_with_a_usage_text_not_their_source(script: str) -> None:
+    proc = subprocess.run(["bash", str(REPO / "systemd" / script), "--help"], capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0 and proc.stdout.startswith(f"Usage: sudo systemd/{script}")
+    assert "#" not in proc.stdout and "set -e" not in proc.stdout and "--root DIR" in proc.stdout
+    wrong = subprocess.run(["bash", str(REPO / "systemd" / script), "--bogus"], capture_output=True, text=True, timeout=60, check=False)
+    assert wrong.returncode == 2 and "unknown option --bogus (see --help)" in wrong.stderr

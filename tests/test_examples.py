@@ -45,3 +45,18 @@ def test_sdk_example_talks_to_the_emulator(emulator: Any) -> None:
     proc = run("sdk_against_emulator.py", emulator.base_url, env={"TENCENTCLOUD_SECRET_ID": EMU_ID, "TENCENTCLOUD_SECRET_KEY": EMU_KEY})
     assert proc.returncode == 0, proc.stderr
     assert "staff" in proc.stdout
+
+
+def test_the_readme_python_example_waits_for_its_result(broker: Broker, make_agent: Any, person: str) -> None:
+    """The README's "From Python" block as printed (only the port differs): it publishes, waits and prints the result."""
+    agent = make_agent(broker, "cam-01")
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("### From Python"):]
+    start = section.index("```python") + len("```python")
+    code = section[start : section.index("```", start)]
+    assert 'client.connect("127.0.0.1", 1883)' in code
+    code = code.replace('client.connect("127.0.0.1", 1883)', f'client.connect("127.0.0.1", {broker.port})')
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    topic, _, printed = proc.stdout.partition(" ")
+    assert topic == f"{agent.base}/enroll/result" and "'status': 'succeeded'" in printed and "'faces_added': 2" in printed

@@ -6,6 +6,9 @@ import base64
 import io
 import json
 import logging
+import os
+from pathlib import Path
+from typing import TextIO
 
 import pytest
 
@@ -55,16 +58,49 @@ def test_redact_keeps_ordinary_text() -> None:
     assert redact(text) == text
 
 
-def test_no_timestamp_under_journald(monkeypatch: pytest.MonkeyPatch) -> None:
-    stream = io.StringIO()
+def journal_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> TextIO:
+    """A stream that $JOURNAL_STREAM names by device and inode, as systemd sets it for a service's stderr."""
+    stream = (tmp_path / "journal").open("w+")
+    info = os.fstat(stream.fileno())
+    monkeypatch.setenv("JOURNAL_STREAM", f"{info.st_dev}:{info.st_ino}")
+    return stream
+
+
+def test_under_journald_lines_carry_their_priority_and_no_timestamp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    stream = journal_file(tmp_path, monkeypatch)
+    setup_logging("DEBUG", "text", stream)
+    log = logging.getLogger("faceagent")
+    log.debug("detail")
+    log.info("hello")
+    log.warning("clock off")
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        log.exception("job failed")
+    log.critical("stopping")
+    stream.seek(0)
+    lines = stream.read().splitlines()
+    assert lines[:3] == ["<7>DEBUG faceagent: detail", "<6>INFO faceagent: hello", "<4>WARNING faceagent: clock off"]
+    traceback = [line for line in lines if line.startswith("<3>")]
+    assert traceback[0] == "<3>ERROR faceagent: job failed" and traceback[-1] == "<3>ValueError: boom" and len(traceback) > 3
+    assert lines[-1] == "<2>CRITICAL faceagent: stopping"
+    assert all(line[:1] == "<" for line in lines)  # every line of a traceback keeps the priority
+    setup_logging("INFO", "json", stream)
+    log.error("in json")
+    stream.seek(0)
+    last = stream.read().splitlines()[-1]
+    assert last.startswith("<3>{") and json.loads(last[3:])["msg"] == "in json"
+    setup_logging("INFO", "text")
+
+
+def test_an_inherited_journal_stream_that_is_not_stderr_keeps_plain_lines(monkeypatch: pytest.MonkeyPatch) -> None:
+    """$JOURNAL_STREAM inherited by a shell started from a service names another file: not the journal."""
     monkeypatch.setenv("JOURNAL_STREAM", "8:12345")
+    stream = io.StringIO()
     setup_logging("INFO", "text", stream)
-    logging.getLogger("faceagent").info("hello")
-    assert stream.getvalue() == "INFO faceagent: hello\n"
-    monkeypatch.delenv("JOURNAL_STREAM")
-    setup_logging("INFO", "text", stream)
-    logging.getLogger("faceagent").info("hello")
-    assert stream.getvalue().splitlines()[1][:2] == "20"
+    logging.getLogger("faceagent").warning("hello")
+    assert stream.getvalue()[:2] == "20" and "<4>" not in stream.getvalue()
+    setup_logging("INFO", "text")
 
 
 def test_json_lines_are_parseable() -> None:

@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from agent import __version__
 from agent.errors import ExitCode
@@ -25,6 +26,23 @@ def _add_config_arg(parser: argparse.ArgumentParser) -> None:
         "--config", "-c", metavar="FILE",
         help="config file (default: $FACEAGENT_CONFIG, else /etc/faceagent/agent.yaml)",
     )
+    parser.add_argument(
+        "--credentials-dir", metavar="DIR", type=Path,
+        help="read the secrets from DIR (default: $CREDENTIALS_DIRECTORY, else the credentials folder beside the config "
+             "file, /etc/faceagent/credentials when installed, if this user can read it)",
+    )
+
+
+def _add_ctl_verb(ctl: Any, name: str, help_text: str, timeout: float) -> argparse.ArgumentParser:
+    """A `faceagent ctl` verb with the options every verb shares."""
+    c: argparse.ArgumentParser = ctl.add_parser(name, help=help_text)
+    _add_config_arg(c)
+    c.add_argument("--device", required=True)
+    c.add_argument("--timeout", type=float, default=timeout, help=f"seconds to wait for the answer (default {timeout:g}; exit 3 after)")
+    c.add_argument("--broker", help="mqtt[s]://host:port (default: mqtt.url of the config, else mqtt://127.0.0.1:1883)")
+    c.add_argument("--id", dest="command_id", help="command id (default: a new uuid)")
+    c.add_argument("--json", action="store_true", help="print the answer as JSON")
+    return c
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-config", help="validate the config and print it with secrets redacted")
     _add_config_arg(p)
 
+    p = sub.add_parser("doctor", help="check config, credentials, model, camera, broker, cloud, clock and disk; a fix for each failure")
+    _add_config_arg(p)
+    p.add_argument("--skip", action="append", choices=["credentials", "model", "camera", "broker", "cloud", "clock", "disk"],
+                   help="leave a check out (repeat for more), e.g. camera while the service holds it")
+    p.add_argument("--json", action="store_true", help="the checks as one JSON object")
+
     p = sub.add_parser("detect", help="run detector, quality and selection on image files")
     _add_config_arg(p)
     p.add_argument("images", nargs="+", metavar="IMAGE")
@@ -58,23 +82,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--person-id", required=True)
     p.add_argument("--image", action="append", type=Path, default=[], metavar="FILE", help="use these files instead of the camera")
     p.add_argument("--faces", type=int, default=1, help="distinct captures to add (1-4)")
-    p.add_argument("--dry-run", action="store_true", help="everything but the CreateFace call; writes the crops")
-    p.add_argument("--out-dir", type=Path, default=Path("."), help="where --dry-run writes crops (default .)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="capture, check and read the person at the cloud; write nothing there (the crops go to --out-dir)")
+    p.add_argument("--out-dir", type=Path, default=Path("."), help="where --dry-run writes the crops (default .)")
     p.add_argument("--json", action="store_true", help="print the result object as JSON")
 
     p = sub.add_parser("ctl", help="operator side: send commands to a device")
     ctl = p.add_subparsers(dest="ctl_command", metavar="ACTION", required=True)
-    c = ctl.add_parser("enroll", help="publish an enroll command, stream progress, print the result")
-    _add_config_arg(c)
-    c.add_argument("--device", required=True)
+    c = _add_ctl_verb(ctl, "enroll", "publish an enroll command, stream progress, print the result", 60.0)
     c.add_argument("--person-id", required=True)
     c.add_argument("--faces", type=int, default=1)
-    c.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the result (exit 3 after)")
-    c.add_argument("--broker", help="mqtt[s]://host:port (default: mqtt.url of the config, else mqtt://127.0.0.1:1883)")
-    c.add_argument("--id", dest="command_id", help="command id (default: a new uuid)")
     c.add_argument("--create-person", metavar="GROUP_ID", help="create the person in this group if it does not exist")
     c.add_argument("--person-name", help="name for --create-person (default: the person id)")
-    c.add_argument("--json", action="store_true", help="print the result object as JSON")
+    c.add_argument("--dry-run", action="store_true", help="capture, check and read the person at the cloud; write nothing")
+    c.add_argument("--preview", metavar="DIR", type=Path, help="save the crops the device uploaded (small JPEGs) into DIR")
+    c = _add_ctl_verb(ctl, "delete", "undo: delete the faces an enrollment added, or given face ids", 30.0)
+    c.add_argument("--person-id", required=True, help="whose faces (the device checks the enrollment was for this person)")
+    target = c.add_mutually_exclusive_group(required=True)
+    target.add_argument("--enrollment", metavar="COMMAND_ID", help="the id of the enroll command whose faces to delete")
+    target.add_argument("--face-id", dest="face_ids", action="append", metavar="FACE_ID", help="a face to delete (repeat for more)")
+    c = _add_ctl_verb(ctl, "snapshot", "save an annotated frame from the device and print its verdict", 30.0)
+    c.add_argument("--out", required=True, type=Path, metavar="FILE.jpg")
+
+    p = sub.add_parser("ha", help="Home Assistant discovery of this device: show the configs, or remove them at the broker")
+    ha = p.add_subparsers(dest="ha_command", metavar="ACTION", required=True)
+    h = ha.add_parser("show", help="print every discovery topic and config this device publishes")
+    _add_config_arg(h)
+    h = ha.add_parser("remove", help="publish empty retained configs: Home Assistant removes the entities")
+    _add_config_arg(h)
+    h.add_argument("--if-enabled", action="store_true", help="do nothing when home_assistant.discovery is off (uninstall.sh)")
 
     p = sub.add_parser("emulator", help="a local emulator of the Tencent Cloud IAI API")
     p.add_argument("--host", default="127.0.0.1", help="a loopback address: 127.0.0.1, localhost or ::1")
@@ -109,17 +145,22 @@ def build_parser() -> argparse.ArgumentParser:
 HANDLERS: dict[str, str] = {
     "check-config": "agent.cli.check_config:cmd_check_config",
     "detect": "agent.cli.detect:cmd_detect",
+    "doctor": "agent.cli.doctor:cmd_doctor",
     "snapshot": "agent.cli.snapshot:cmd_snapshot",
     "run": "agent.cli.run:cmd_run",
     "enroll": "agent.cli.enroll:cmd_enroll",
     "ctl enroll": "agent.cli.ctl:cmd_ctl_enroll",
+    "ctl delete": "agent.cli.ctl:cmd_ctl_delete",
+    "ctl snapshot": "agent.cli.ctl:cmd_ctl_snapshot",
+    "ha show": "agent.cli.ha:cmd_ha",
+    "ha remove": "agent.cli.ha:cmd_ha",
     "bench": "agent.devtools.bench:cmd_bench",
     "emulator": "agent.devtools.emulator:cmd_emulator",
 }
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    name = "ctl " + args.ctl_command if args.command == "ctl" else args.command
+    name = {"ctl": f"ctl {getattr(args, 'ctl_command', '')}", "ha": f"ha {getattr(args, 'ha_command', '')}"}.get(args.command, args.command)
     target = HANDLERS.get(name)
     if target is None:
         print(f"faceagent: {name} is not available in this build", file=sys.stderr)

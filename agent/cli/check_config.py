@@ -1,4 +1,8 @@
-"""`faceagent check-config`: validate the config and print it with secrets redacted (exit 78 when invalid)."""
+"""`faceagent check-config`: validate the config and print it with secrets redacted (exit 78 when invalid).
+
+On an installed device run it as root: the secrets are in /etc/faceagent/credentials, which only root (and
+systemd, for the service) can read; `--credentials-dir` names another folder.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +17,11 @@ from agent.errors import ConfigError, ExitCode
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = load_config_or_exit(args)
+    credentials = args.credentials
     try:
-        require_cloud_secrets(config)
+        require_cloud_secrets(config, credentials.directory)
     except ConfigError as exc:
-        return fail(exc.message, ExitCode.CONFIG)
+        return fail(f"{exc.message}\n  ({credentials.note})", ExitCode.CONFIG)
+    print(f"# {credentials.note}")
     print(yaml.safe_dump(config.redacted(), sort_keys=False), end="")
     return ExitCode.OK

@@ -1,132 +1,147 @@
-"""`faceagent ctl enroll`: the operator side — publish an enroll command, stream its progress, print its result.
+"""`faceagent ctl`: the operator side — enroll, delete (undo) and snapshot on a remote device over MQTT.
 
-With MQTT 5 the command carries a Response Topic private to this run and the command id as Correlation
-Data; with 3.1.1 the device's result topic is watched for the id. Every command expires when this tool
-stops waiting (`expires_at`, not MQTT's Message Expiry, so a device that was down still answers `expired`
-when it comes back instead of enrolling whoever stands there then).
-Exit codes: 0 succeeded, 1 partial/failed/rejected/expired/unknown, 3 no result before the timeout.
+Each verb publishes one command and waits for its one answer (ctl_link.py connects, signs, subscribes first).
+Every command expires when this tool stops waiting (`expires_at`, not MQTT's Message Expiry, so a device that
+was down still answers `expired` when it comes back instead of enrolling whoever stands there then).
+Exit codes: 0 succeeded (a dry run: nothing in the way; a snapshot: a frame arrived), 1 any other answer,
+2 usage, 3 no answer before `--timeout`.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
-import queue
 import sys
 import time
-import uuid
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from agent.cli.common import fail, format_result, optional_config
-from agent.config import parse_broker_url
+from agent.cli.common import fail, format_result, format_verdict, optional_config, result_ok
+from agent.cli.ctl_link import DeviceLink, device_link, new_command_id, run_verb
 from agent.errors import ExitCode
 
 
 def cmd_ctl_enroll(args: argparse.Namespace) -> int:
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.packettypes import PacketTypes
-    from paho.mqtt.properties import Properties
-
-    from agent.logs import SECRETS
-    from agent.service.mqtt import build_client, connect_async
-    from agent.service.protocol import Topics, sign_command
-
+    if args.preview is not None and not args.preview.is_dir():
+        return fail(f"--preview {args.preview}: not a folder (create it first)", ExitCode.USAGE)
     config = optional_config(args)
-    url = args.broker or config.mqtt.url
-    try:
-        broker = parse_broker_url(url)
-    except ValueError as exc:
-        return fail(f"--broker {url!r}: {exc}", ExitCode.USAGE)
-    SECRETS.add(broker.password)
-    mqtt_cfg = config.mqtt.model_copy(update={"url": f"{'mqtts' if broker.tls else 'mqtt'}://{broker.host}:{broker.port}",
-                                              "session_expiry_s": 0})
-    username = broker.username or config.mqtt.username
-    password = broker.password or (config.secrets.mqtt_password.get_secret_value() if config.secrets.mqtt_password else None)
-    topics = Topics(f"{mqtt_cfg.topic_prefix}/{args.device}")
-    command_id = args.command_id or uuid.uuid4().hex
+    return run_verb(lambda: _enroll(args, config))
+
+
+def cmd_ctl_delete(args: argparse.Namespace) -> int:
+    config = optional_config(args)
+    return run_verb(lambda: _delete(args, config))
+
+
+def cmd_ctl_snapshot(args: argparse.Namespace) -> int:
+    if args.out.suffix.lower() not in (".jpg", ".jpeg"):
+        return fail(f"--out {args.out}: the device sends a JPEG: name the file .jpg", ExitCode.USAGE)
+    if not args.out.parent.is_dir():
+        return fail(f"--out {args.out}: the folder {args.out.parent} does not exist", ExitCode.USAGE)
+    config = optional_config(args)
+    return run_verb(lambda: _snapshot(args, config))
+
+
+# --- the verbs ------------------------------------------------------------------------------------------------
+
+
+def _enroll(args: argparse.Namespace, config: Any) -> int:
+    deadline = time.monotonic() + args.timeout
+    command_id = new_command_id(args)
     command: dict[str, Any] = {"id": command_id, "person_id": args.person_id, "faces": args.faces}
     if args.timeout > 0:
         command["expires_at"] = int(time.time() + args.timeout) + 1
     if args.create_person:
         command["create_person"] = {"group_id": args.create_person, "person_name": args.person_name or args.person_id}
-    if config.secrets.command_key is not None:
-        command.update(device_id=args.device, ts=int(time.time()))
-        command["sig"] = sign_command(command, config.secrets.command_key.get_secret_value().encode())
+    if args.dry_run:
+        command["dry_run"] = True
+    if args.preview is not None:
+        command["preview"] = True
+    with device_link(args, config, lambda topics: [(topics.progress, 0), (topics.result, 1)], deadline) as link:
+        link.send(link.topics.enroll, link.signed(command))
+        print(f"sent {command_id} to {link.topics.enroll}", file=sys.stderr)
+        result = _await(link, deadline, _answers(command_id, args.person_id), show_progress=True)
+    if result is None:
+        return fail(f"no result for {command_id} within {args.timeout:g} s", ExitCode.TIMEOUT)
+    saved = _save_previews(args.preview, command_id, result.pop("preview_jpeg_b64", None)) if args.preview is not None else []
+    print(json.dumps(result) if args.json else format_result(result))
+    if args.preview is not None:
+        print(f"  crops saved: {', '.join(saved)}" if saved else "  no crops to save: nothing was captured", file=sys.stderr)
+    return ExitCode.OK if result_ok(result) else ExitCode.FAILED
 
-    client_id = f"faceagent-ctl-{uuid.uuid4().hex[:8]}"
-    v5 = mqtt_cfg.protocol == "5"
-    response_topic = f"faceagent-ctl/{client_id}/result"
-    client = build_client(mqtt_cfg, client_id, username, password)
-    events: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
-    subscribed = queue.Queue[bool]()
 
-    def on_connect(c: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        if reason.is_failure:
-            events.put(("error", {"message": f"broker refused the connection: {reason}"}))
-            return
-        c.subscribe([(topics.progress, 0), (topics.result, 1)] + ([(response_topic, 1)] if v5 else []))
-
-    def on_subscribe(c: mqtt.Client, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
-        subscribed.put(True)
-
-    def on_message(c: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        try:
-            data = json.loads(message.payload)
-        except ValueError:
-            return
-        if not isinstance(data, dict) or data.get("id") not in (command_id, None):
-            return
-        kind = "progress" if message.topic == topics.progress or ("state" in data and "status" not in data) else "result"
-        if kind == "result" and data.get("id") is None and data.get("person_id") != args.person_id:
-            return
-        events.put((kind, data))
-
-    client.on_connect = on_connect
-    client.on_subscribe = on_subscribe
-    client.on_message = on_message
-    connect_async(client, mqtt_cfg)
-    client.loop_start()
+def _delete(args: argparse.Namespace, config: Any) -> int:
     deadline = time.monotonic() + args.timeout
-    try:
-        try:
-            subscribed.get(timeout=max(0.1, min(10.0, deadline - time.monotonic())))
-        except queue.Empty:
-            try:
-                kind, data = events.get_nowait()
-                return fail(data["message"], ExitCode.FAILED)
-            except queue.Empty:
-                return fail(f"cannot reach the broker at {broker.host}:{broker.port}", ExitCode.TIMEOUT)
-        props = None
-        if v5:
-            props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-            props.ResponseTopic = response_topic
-            props.CorrelationData = command_id.encode()
-        client.publish(topics.enroll, json.dumps(command), qos=1, properties=props).wait_for_publish(10)
-        print(f"sent {command_id} to {topics.enroll}", file=sys.stderr)
-        return _follow(events, deadline, command_id, args)
-    finally:
-        client.disconnect()
-        client.loop_stop()
+    command_id = new_command_id(args)
+    command: dict[str, Any] = {"id": command_id, "person_id": args.person_id, "expires_at": int(time.time() + args.timeout) + 1}
+    if args.enrollment:
+        command["enrollment_id"] = args.enrollment
+    else:
+        command["face_ids"] = args.face_ids
+    with device_link(args, config, lambda topics: [(topics.delete_result, 1)], deadline) as link:
+        link.send(link.topics.delete, link.signed(command))
+        print(f"sent {command_id} to {link.topics.delete}", file=sys.stderr)
+        result = _await(link, deadline, _answers(command_id, args.person_id))
+    if result is None:
+        return fail(f"no result for {command_id} within {args.timeout:g} s", ExitCode.TIMEOUT)
+    print(json.dumps(result) if args.json else format_result(result))
+    return ExitCode.OK if result.get("status") == "succeeded" else ExitCode.FAILED
 
 
-def _follow(events: queue.Queue[tuple[str, dict[str, Any]]], deadline: float, command_id: str, args: argparse.Namespace) -> int:
-    """Print progress as it comes; print the result and return the exit code."""
+def _snapshot(args: argparse.Namespace, config: Any) -> int:
+    deadline = time.monotonic() + args.timeout
+    request_id = new_command_id(args)
+    with device_link(args, config, lambda topics: [(topics.snapshot_result, 1)], deadline) as link:
+        link.send(link.topics.snapshot, link.signed({"id": request_id}))
+        print(f"sent {request_id} to {link.topics.snapshot}", file=sys.stderr)
+        reply = _await(link, deadline, lambda data: data.get("id") == request_id)
+    if reply is None:
+        return fail(f"no snapshot from {args.device} within {args.timeout:g} s", ExitCode.TIMEOUT)
+    if "jpeg_b64" not in reply:
+        error = reply.get("error") or {}
+        return fail(f"{args.device} sent no frame: {error.get('code')}: {error.get('message')}", ExitCode.FAILED)
+    args.out.write_bytes(base64.b64decode(reply["jpeg_b64"]))
+    print(f"{args.out}: annotated frame from {args.device}")
+    print(format_verdict(str(reply.get("verdict")), str(reply.get("detail") or ""), list(reply.get("faces") or [])))
+    return ExitCode.OK
+
+
+# --- answers ------------------------------------------------------------------------------------------------------
+
+
+def _answers(command_id: str, person_id: str) -> Callable[[dict[str, Any]], bool]:
+    """Whether a message is this command's result: its id, or (a command refused unparsed) no id but our person."""
+    def mine(data: dict[str, Any]) -> bool:
+        if "status" not in data:
+            return False
+        return data.get("id") == command_id or (data.get("id") is None and data.get("person_id") in (person_id, None))
+
+    return mine
+
+
+def _await(link: DeviceLink, deadline: float, is_answer: Callable[[dict[str, Any]], bool], show_progress: bool = False,
+           ) -> dict[str, Any] | None:
+    """The answer, printing progress as it comes (once: it may arrive on the device topic and our response topic)."""
     seen: set[str] = set()
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return fail(f"no result for {command_id} within {args.timeout:g} s", ExitCode.TIMEOUT)
-        try:
-            kind, data = events.get(timeout=remaining)
-        except queue.Empty:
-            continue
-        if kind == "error":
-            return fail(data["message"], ExitCode.FAILED)
-        if kind == "progress":
+    while (event := link.next_event(deadline)) is not None:
+        data = event.data
+        if show_progress and "state" in data and "status" not in data and data.get("id") in (None, link.last_id):
             line = f"[{data.get('state')}] {data.get('detail')}"
-            if line not in seen:  # the same event may arrive on the device topic and our response topic
+            if line not in seen:
                 print(line, file=sys.stderr)
                 seen.add(line)
-            continue
-        print(json.dumps(data) if args.json else format_result(data))
-        return ExitCode.OK if data.get("status") == "succeeded" else ExitCode.FAILED
+        elif is_answer(data):
+            return data
+    return None
+
+
+def _save_previews(folder: Path, command_id: str, previews: list[str] | None) -> list[str]:
+    """The crops the device uploaded (small JPEGs of `enroll.preview_px`), as files in `folder`."""
+    saved = []
+    for index, encoded in enumerate(previews or []):
+        path = folder / f"{command_id}-{index}.jpg"
+        path.write_bytes(base64.b64decode(encoded))
+        saved.append(str(path))
+    return saved

@@ -25,7 +25,11 @@ def cmd_detect(args: argparse.Namespace) -> int:
         print(f"faceagent: {exc.message}", file=sys.stderr)
         return ExitCode.CONFIG
     if args.annotate:
-        args.annotate.mkdir(parents=True, exist_ok=True)
+        try:
+            args.annotate.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            print(f"faceagent: --annotate {args.annotate}: cannot create the folder ({exc.strerror or exc})", file=sys.stderr)
+            return ExitCode.USAGE
     status = ExitCode.OK
     for name in args.images:
         try:
@@ -51,5 +55,5 @@ def cmd_detect(args: argparse.Namespace) -> int:
                 summary += f" ({analysis.detail})"
             print(f"{name}: {summary}", flush=True)
         if args.annotate:
-            write_image(args.annotate / (Path(name).stem + ".annotated.jpg"), annotate(frame, analysis))
+            write_image(args.annotate / (Path(name).stem + ".annotated.jpg"), annotate(frame, analysis, config.crop))
     return status

@@ -8,7 +8,7 @@ import sys
 import time
 import uuid
 
-from agent.cli.common import fail, format_result, load_config_or_exit
+from agent.cli.common import fail, format_result, load_config_or_exit, result_ok
 from agent.config import require_cloud_secrets
 from agent.errors import ConfigError, ExitCode, ImageUnreadable
 
@@ -21,17 +21,16 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     from agent.images import read_image
     from agent.service.enroller import Enroller
     from agent.service.protocol import EnrollCommand, parse_command
-    from agent.service.result import Status
     from agent.vision.detector import detector_from_config
 
     config = load_config_or_exit(args)
     received_at = time.time()
-    if not args.dry_run:
-        try:
-            require_cloud_secrets(config)
-        except ConfigError as exc:
-            return fail(exc.message, ExitCode.CONFIG)
-    parsed = parse_command(json.dumps({"id": f"cli-{uuid.uuid4().hex[:12]}", "person_id": args.person_id, "faces": args.faces}).encode())
+    try:
+        require_cloud_secrets(config, args.credentials.directory)  # a dry run reads the person at the cloud too
+    except ConfigError as exc:
+        return fail(exc.message, ExitCode.CONFIG)
+    parsed = parse_command(json.dumps({"id": f"cli-{uuid.uuid4().hex[:12]}", "person_id": args.person_id, "faces": args.faces,
+                                       "dry_run": args.dry_run}).encode())
     if not isinstance(parsed, EnrollCommand):
         return fail(parsed.message, ExitCode.USAGE)
     command = parsed
@@ -46,11 +45,11 @@ def cmd_enroll(args: argparse.Namespace) -> int:
             return fail(exc.message, ExitCode.USAGE)
     else:
         camera = Camera(build_source(config.camera), config.camera.fps, None)
-    client, uploader = (None, None) if args.dry_run else build_cloud(config)
+    client, uploader = build_cloud(config)
     try:
         enroller = Enroller(config, detector_from_config(config.detector), camera, client, uploader)
         try:
-            result = enroller.run(command, frames=frames, dry_run_dir=args.out_dir if args.dry_run else None,
+            result = enroller.run(command, frames=frames, crops_dir=args.out_dir if args.dry_run else None,
                                   progress=lambda state, detail: print(f"{state}: {detail}", file=sys.stderr))
         except ReconcileDeferred as exc:
             # No daemon will settle it later: say plainly that nobody knows yet.
@@ -64,4 +63,4 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     result = result.completed(received_at, received_at)
     data = result.to_json()
     print(json.dumps(data) if args.json else format_result(data))
-    return ExitCode.OK if result.status is Status.SUCCEEDED else ExitCode.FAILED
+    return ExitCode.OK if result_ok(data) else ExitCode.FAILED

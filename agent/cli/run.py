@@ -18,7 +18,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = load_config_or_exit(args)
     app = App(config)
     try:
-        require_cloud_secrets(config)
+        require_cloud_secrets(config, args.credentials.directory)
         app.start()
     except ConfigError as exc:
         return fail(exc.message, ExitCode.CONFIG)

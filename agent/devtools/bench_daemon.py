@@ -39,7 +39,8 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def bench_daemon(idle_s: float = 60.0, repeats: int = 5) -> dict[str, Any]:
+def bench_daemon(idle_s: float = 60.0, repeats: int = 5, detector: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The figures of a real daemon on loopback (`detector`: its config section, e.g. from `bench --config`)."""
     from agent.devtools.emulator import make_server
     from agent.iai.client import IaiClient
 
@@ -51,7 +52,7 @@ def bench_daemon(idle_s: float = 60.0, repeats: int = 5) -> dict[str, Any]:
     cloud.create_group("bench", "Bench")
     config = {"device_id": "bench-cam", "state_dir": str(work / "state"), "mqtt": {"url": f"mqtt://127.0.0.1:{port}"},
               "cloud": {"endpoint": emulator.base_url, "rate_limit_per_s": 50, "rate_burst": 50},
-              "camera": {"type": "files", "path": str(demo_photo())}, "enroll": {"min_capture_gap_s": 0.05}}
+              "camera": {"type": "files", "path": str(demo_photo())}, "enroll": {"min_capture_gap_s": 0.05}, "detector": detector or {}}
     (work / "agent.yaml").write_text(yaml.safe_dump(config))
     notify_path = str(work / "notify.sock")
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

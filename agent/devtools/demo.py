@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -22,7 +23,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent
-PHOTO_CANDIDATES = [ROOT.parents[1] / "tests" / "data" / "grace_hopper.jpg", ROOT / "demo_photos" / "grace_hopper.jpg"]
+DEMO_PHOTO = ROOT / "demo_photos" / "grace_hopper.jpg"  # package data: the demo runs on an installed faceagent too
 DEMO_SECRET_ID, DEMO_SECRET_KEY = "AKIDDEMO0000000000000000000000000000", "demo-secret-key-for-the-emulator"
 
 
@@ -48,10 +49,9 @@ def mosquitto_binary() -> str | None:
 
 
 def demo_photo() -> Path:
-    photo = next((p for p in PHOTO_CANDIDATES if p.exists()), None)
-    if photo is None:
-        raise FileNotFoundError("the demo photo is missing")
-    return photo
+    if not DEMO_PHOTO.is_file():
+        raise FileNotFoundError(f"the demo photo {DEMO_PHOTO} is missing: reinstall faceagent")
+    return DEMO_PHOTO
 
 
 def start_mosquitto(work: Path) -> tuple[subprocess.Popen[bytes], int]:
@@ -128,22 +128,22 @@ def main() -> int:
             print("demo: the agent did not come online", file=sys.stderr)
             return 1
         # 4. one enrollment, as an operator would send it
-        ctl = subprocess.run(
-            [sys.executable, "-m", "agent", "ctl", "enroll", "--device", "demo-cam", "--person-id", "1001",
-             "--create-person", "demo", "--person-name", "Grace Hopper", "--broker", f"mqtt://127.0.0.1:{broker_port}",
-             "--timeout", "60"],
-            env={k: v for k, v in env.items() if k != "FACEAGENT_CONFIG"}, check=False,
-        )
+        operator = ["ctl", "enroll", "--broker", f"mqtt://127.0.0.1:{broker_port}", "--device", "demo-cam", "--person-id", "1001",
+                    "--create-person", "demo", "--person-name", "Grace Hopper"]
+        ctl = subprocess.run([sys.executable, "-m", "agent", *operator, "--timeout", "60"],
+                             env={k: v for k, v in env.items() if k != "FACEAGENT_CONFIG"}, check=False)
         # 5. what ran where
         faces = cloud.get_person_base_info("1001").face_ids if ctl.returncode == 0 else []
         agent.send_signal(signal.SIGTERM)
         agent_rc = agent.wait(timeout=30)
-        print("\n--- demo summary ---")
-        print(f"broker      mosquitto on 127.0.0.1:{broker_port} (private, stopped)")
-        print(f"cloud       IAI emulator at {emulator.base_url}: person 1001 holds {len(faces)} face(s) {faces}")
-        print(f"agent       faceagent run, device demo-cam, files camera {photo.name}, state in {work / 'state'}; exit {agent_rc}")
-        print(f"operator    faceagent ctl enroll --device demo-cam --person-id 1001 -> exit {ctl.returncode}")
-        print(f"took        {time.monotonic() - started:.1f} s")
+        print("\n--- what ran (everything is stopped again and its temporary folder removed) ---")
+        print(f"broker    a private mosquitto on 127.0.0.1:{broker_port}")
+        print(f"cloud     the IAI emulator at {emulator.base_url}: person 1001 now holds {len(faces)} face(s) {', '.join(faces)}")
+        print(f"device    faceagent run: device demo-cam, the files camera on {photo.name}; exit {agent_rc}")
+        print(f"operator  faceagent {shlex.join(operator)}  -> exit {ctl.returncode}")
+        print(f"took      {time.monotonic() - started:.1f} s")
+        print("yours     the same against your broker and device: faceagent ctl enroll --broker mqtt://BROKER:1883 --device DEVICE "
+              "--person-id ID (README, The MQTT API)")
         emulator.shutdown()
         ok = ctl.returncode == 0 and agent_rc == 0 and len(faces) == 1
         print("demo: " + ("enrollment succeeded" if ok else "enrollment did NOT succeed"))

@@ -87,7 +87,8 @@ DECISIONS: dict[str, tuple[str, str]] = {
     "FailedOperation": ("rejected", ""),
     # --- persons, faces and images ------------------------------------------------------------------------------
     "InvalidParameterValue.PersonIdNotExist": ("person_missing", "person {person} does not exist: create it first or send create_person"),
-    "InvalidParameterValue.PersonFaceNumExceed": ("face_limit", "person {person} already has 5 faces: delete one before adding more"),
+    "InvalidParameterValue.PersonFaceNumExceed": ("face_limit", "person {person} already has 5 faces: delete one first "
+                                                  "(faceagent ctl delete --person-id {person} --face-id FACE_ID)"),
     "InvalidParameterValue.PersonIdAlreadyExist": ("person_exists", "person {person} already exists"),
     "InvalidParameterValue.NoFaceInPhoto": ("no_face", "the cloud found no face in the image"),
     "FailedOperation.ImageFacedetectFailed": ("no_face", "the cloud could not detect a face in the image"),

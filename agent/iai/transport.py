@@ -134,6 +134,7 @@ class Transport:
         self._monotonic = monotonic
         self._sleep = sleep
         self.clock_offset_s = 0.0  # service time minus device time, learnt from a SignatureExpire answer
+        self.last_date: tuple[float, float] | None = None  # (the service's time from its last Date header, the device's then)
         self.session = requests.Session()  # keep-alive; proxies from the environment (trust_env); TLS verified
         self.session.headers["User-Agent"] = REQUEST_CLIENT
 
@@ -183,6 +184,9 @@ class Transport:
             raise OutcomeUnknown(f"no answer from {self.host} within {self.timeout[1]:g} s") from None
         except requests.exceptions.RequestException as exc:
             raise OutcomeUnknown(f"request to {self.host} failed: {_reason(exc)}") from None
+        server = self._server_time(response)
+        if server is not None:
+            self.last_date = (server, self._clock())
         if response.status_code == 429:
             raise CloudRateLimited(f"HTTP 429 from {self.host}: too many requests")
         if response.status_code >= 500:
@@ -203,11 +207,18 @@ class Transport:
             raise failure
         return data
 
-    def _learn_clock_offset(self, response: requests.Response) -> None:
-        """The service's time from its HTTP `Date` header (SignatureExpire's text does not carry it)."""
+    @staticmethod
+    def _server_time(response: requests.Response) -> float | None:
+        """The service's time from its HTTP `Date` header (1 s resolution), or None without a readable one."""
         try:
-            server = parsedate_to_datetime(response.headers["Date"]).timestamp()
+            return parsedate_to_datetime(response.headers["Date"]).timestamp()
         except (KeyError, TypeError, ValueError):
+            return None
+
+    def _learn_clock_offset(self, response: requests.Response) -> None:
+        """The offset from the service's `Date` header (SignatureExpire's text does not carry the service time)."""
+        server = self._server_time(response)
+        if server is None:
             return
         self.clock_offset_s = server - self._clock()
         log.warning("device clock is %+.0f s off the cloud's: re-signing with corrected time; fix the clock (NTP)", -self.clock_offset_s)

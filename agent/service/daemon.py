@@ -1,12 +1,13 @@
 """The enrollment service: four named threads around one MQTT connection and one job store.
 
-| thread      | owns                                                     | module       |
-|-------------|----------------------------------------------------------|--------------|
-| paho's loop | the socket; callbacks only enqueue                       | mqtt.py      |
-| intake      | checking, storing and acknowledging commands; duplicates | intake.py    |
-| worker      | camera, detector, cloud uploads, lost-upload settlement  | worker.py    |
-| outbox      | stored results -> QoS 1 publish -> deleted on PUBACK     | outbox.py    |
-| telemetry   | retained state, periodic telemetry, pruning              | telemetry.py |
+| thread      | owns                                                         | module       |
+|-------------|--------------------------------------------------------------|--------------|
+| paho's loop | the socket; callbacks only enqueue                           | mqtt.py      |
+| intake      | checking, storing and acknowledging commands; duplicates     | intake.py    |
+| worker      | camera, detector, cloud writes (uploads; deletes: undo.py),  | worker.py    |
+|             | lost-upload settlement, snapshots                            |              |
+| outbox      | stored results -> QoS 1 publish -> deleted on PUBACK         | outbox.py    |
+| telemetry   | retained state, periodic telemetry, pruning                  | telemetry.py |
 
 They share only the SQLite store (a connection each), thread-safe counters and state records, and
 events to wake each other. No lock is held across I/O.
@@ -26,6 +27,7 @@ from agent.config import Config
 from agent.iai.upload import Uploader
 from agent.service.cloud_health import CloudHealth
 from agent.service.enroller import Enroller
+from agent.service.home_assistant import discovery_messages, status_topic
 from agent.service.intake import Intake
 from agent.service.mqtt import Incoming, MqttLink
 from agent.service.outbox import Outbox
@@ -36,6 +38,17 @@ from agent.service.worker import Worker
 from agent.vision.detector import FaceDetector
 
 log = logging.getLogger(__name__)
+
+
+def command_topics(config: Config) -> list[str]:
+    """What the device subscribes to: its command topics, and Home Assistant's status and enroll topics when configured."""
+    topics = Topics(config.base_topic)
+    subscribed = [topics.enroll, topics.delete, topics.snapshot]
+    if config.home_assistant.discovery:
+        subscribed.append(status_topic(config))
+    if config.home_assistant.allow_enroll and not config.commands.require_signature:
+        subscribed.append(topics.ha_enroll)
+    return subscribed
 
 
 class EnrollService:
@@ -52,7 +65,7 @@ class EnrollService:
         self.failed = threading.Event()
         incoming: queue.Queue[Incoming] = queue.Queue()
         self.link = MqttLink(config.mqtt, config.mqtt.client_id or f"faceagent-{config.device_id}", password, topics.availability,
-                             [topics.enroll, topics.snapshot], incoming, self._acked, self._connected)
+                             command_topics(config), incoming, self._acked, self._connected)
         self.outbox = Outbox(store, self.link, self.counters)
 
         def default_describe() -> dict[str, Any]:
@@ -64,11 +77,12 @@ class EnrollService:
             lambda: {"outbox_inflight": self.outbox.in_flight(), "mqtt_connects": self.link.connects,
                      "dropped_qos0": self.link.dropped_qos0},
             health.check if health else None, config.cloud.health_interval_s,
+            (lambda: discovery_messages(config)) if config.home_assistant.discovery else None,
         )
         self.worker = Worker(config, store, enroller, uploader, camera, detector, self.link, self.counters, self.device,
                              self.outbox.wake, self.telemetry.wake, self._fail, health)
         self.intake = Intake(config, store, self.link, incoming, self.counters, self.worker.wake, self.outbox.wake,
-                             self.worker.snapshots)
+                             self.worker.snapshots, self.telemetry.announce)
         self._threads: list[threading.Thread] = []
 
     def _publish(self, topic: str, payload: str, qos: int, retain: bool) -> object:
@@ -78,8 +92,8 @@ class EnrollService:
         self.outbox.ack_arrived(mid)  # the outbox is built after the link it needs
 
     def _connected(self) -> None:
-        """From the network thread: the broker is (back) — republish the state, send what waits."""
-        self.telemetry.wake()
+        """From the network thread: the broker is (back) — republish the state (and discovery), send what waits."""
+        self.telemetry.announce()
         self.outbox.wake()
 
     def _fail(self, why: str) -> None:

@@ -24,8 +24,10 @@ from agent.errors import CameraUnavailable, ErrorCode, FaceAgentError
 from agent.iai.client import IaiClient
 from agent.iai.errors import CloudError, PersonNotFound, ret_code_error
 from agent.iai.limits import MAX_FACES_PER_PERSON
+from agent.iai.models import PersonInfo
 from agent.iai.upload import NewPerson, ReconcileDeferred, Uploader, UploadProgress
 from agent.images import encode_jpeg
+from agent.service.dry_run import dry_run_result, person_at_cloud, write_crops
 from agent.service.protocol import EnrollCommand
 from agent.service.result import Result, ResultError, Status, Timings
 from agent.vision.crop import Crop, CropRefused, crop_for_upload
@@ -85,13 +87,24 @@ def judge_upload(command: EnrollCommand, progress: UploadProgress, wanted: int, 
         return status, ResultError.of(ErrorCode.CLOUD_UNAVAILABLE, (
             f"the cloud's answer was lost and {sent - added} of {sent} image(s) did not appear on person {command.person_id} "
             "within the settle time: they were not enrolled; send the command again"))
+    return status, shortfall(command, wanted, remaining, sent) or ResultError.of(
+        ErrorCode.CLOUD_REJECTED, f"the cloud added {added} of {sent} images")
+
+
+def shortfall(command: EnrollCommand, wanted: int, remaining: int, sent: int) -> ResultError | None:
+    """Why fewer images than the command asked for were (or, in a dry run, would be) sent; None when all were."""
     if wanted < command.faces:
-        return status, ResultError.of(ErrorCode.PERSON_FACE_LIMIT, (
-            f"person {command.person_id} had room for {remaining} more face(s) of {command.faces} asked: delete faces first"))
+        return ResultError.of(ErrorCode.PERSON_FACE_LIMIT, (
+            f"person {command.person_id} had room for {remaining} more face(s) of {command.faces} asked: {delete_hint(command.person_id)}"))
     if sent < wanted:
-        return status, ResultError.of(ErrorCode.LOW_QUALITY,
-                                      f"only {sent} of {wanted} distinct usable captures before the timeout: hold still longer")
-    return status, ResultError.of(ErrorCode.CLOUD_REJECTED, f"the cloud added {added} of {sent} images")
+        return ResultError.of(ErrorCode.LOW_QUALITY, f"only {sent} of {wanted} distinct usable captures before the timeout: hold still longer")
+    return None
+
+
+def delete_hint(person_id: str) -> str:
+    """What to do when a person's five faces are used up (docs/mqtt-api.md, "Delete command")."""
+    return (f"delete one first (faceagent ctl delete --person-id {person_id} --face-id FACE_ID, or --enrollment COMMAND_ID "
+            "for the faces an enrollment added)")
 
 
 class Enroller:
@@ -175,16 +188,21 @@ class Enroller:
         cancel: Callable[[], bool] = lambda: False,
         save_upload: Callable[[UploadProgress], None] = lambda progress: None,
         frames: Iterable[Frame] | None = None,
-        dry_run_dir: Path | None = None,
+        crops_dir: Path | None = None,
         heartbeat: Callable[[], None] = lambda: None,
     ) -> Result:
-        """Capture and upload; the result (timings without the queue). Raises `Cancelled` and `ReconcileDeferred`."""
+        """Capture and upload; the result (timings without the queue). Raises `Cancelled` and `ReconcileDeferred`.
+
+        With `command.dry_run` nothing is written at the cloud (dry_run.py); `crops_dir` then receives the crops.
+        """
         timer = Timer()
-        base = Result(command.id, self.config.device_id, command.person_id, Status.FAILED)
+        base = Result(command.id, self.config.device_id, command.person_id, Status.DRY_RUN if command.dry_run else Status.FAILED,
+                      dry_run=command.dry_run)
         captures: tuple[dict[str, Any], ...] | None = None
         previews: tuple[str, ...] | None = None
         try:
-            exists, remaining = self._person_slots(command, dry_run_dir is not None)
+            exists, remaining, info = self._person_slots(command)
+            person = person_at_cloud(self.client, command, info, remaining) if command.dry_run and self.client else None
             wanted = min(command.faces, remaining)
             picks, last, refusal = self.capture(command, wanted, progress, cancel, timer, frames, heartbeat)
             if not picks:
@@ -193,8 +211,10 @@ class Enroller:
             captures = tuple(capture_json(c) for c, _ in picks)
             if command.preview:
                 previews = tuple(preview_b64(crop.image, self.config.enroll.preview_px) for _, crop in picks)
-            if dry_run_dir is not None:
-                return self._dry_run(base, timer, picks, dry_run_dir, captures, previews)
+            if command.dry_run:
+                crops = write_crops(crops_dir, command.person_id, [crop.jpeg for _, crop in picks]) if crops_dir else None
+                return dry_run_result(base, len(picks), person or {}, shortfall(command, wanted, remaining, len(picks)),
+                                      timer.timings(), captures, previews, crops)
             progress("uploading", f"sending {len(picks)} image(s)")
             upload = self._new_upload(command, [crop.jpeg for _, crop in picks], exists)
             failure: FaceAgentError | None = None
@@ -247,21 +267,21 @@ class Enroller:
             need_rotate_detection=command.need_rotate_detection,
         )
 
-    def _person_slots(self, command: EnrollCommand, dry_run: bool) -> tuple[bool, int]:
-        """(whether the person exists, free face slots), read before capturing so a hopeless command fails fast."""
-        if dry_run or self.client is None:
-            return True, command.faces
+    def _person_slots(self, command: EnrollCommand) -> tuple[bool, int, PersonInfo | None]:
+        """(whether the person exists, free face slots, what the cloud said), read before capturing: a hopeless command fails fast."""
+        if self.client is None:
+            return True, command.faces, None
         try:
-            known = self.client.get_person_base_info(command.person_id).face_ids
+            info = self.client.get_person_base_info(command.person_id)
         except PersonNotFound:
             if command.create_person is None:
                 raise
-            return False, MAX_FACES_PER_PERSON
-        remaining = MAX_FACES_PER_PERSON - len(known)
+            return False, MAX_FACES_PER_PERSON, None
+        remaining = MAX_FACES_PER_PERSON - len(info.face_ids)
         if remaining <= 0:
-            raise FaceAgentError(f"person {command.person_id} already has {len(known)} faces: delete one before adding more",
+            raise FaceAgentError(f"person {command.person_id} already has {len(info.face_ids)} faces: {delete_hint(command.person_id)}",
                                  code=ErrorCode.PERSON_FACE_LIMIT)
-        return True, remaining
+        return True, remaining, info
 
     @staticmethod
     def _capture_failure(last: Analysis | None, refusal: str) -> tuple[ErrorCode, str]:
@@ -275,14 +295,3 @@ class Enroller:
         hint = {ErrorCode.NO_FACE: "no face seen", ErrorCode.FACE_TOO_SMALL: "face too small: move closer",
                 ErrorCode.MULTIPLE_FACES: "several people in view: only one person please"}.get(code, "face not usable")
         return code, f"{hint} ({last.detail})" if last.detail and code != ErrorCode.NO_FACE else hint
-
-    def _dry_run(self, base: Result, timer: Timer, picks: list[tuple[Candidate, Crop]], out_dir: Path,
-                 captures: tuple[dict[str, Any], ...], previews: tuple[str, ...] | None) -> Result:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        paths = []
-        for index, (_, crop) in enumerate(picks):
-            path = out_dir / f"crop-{base.person_id}-{index}.jpg"
-            path.write_bytes(crop.jpeg)
-            paths.append(str(path))
-        return replace(base, status=Status.SUCCEEDED, dry_run=True, crops=tuple(paths), captures=captures, preview_jpeg_b64=previews,
-                       timings=timer.timings())

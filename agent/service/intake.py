@@ -20,8 +20,11 @@ from typing import Any
 
 from agent.config import Config
 from agent.errors import ErrorCode
+from agent.service.home_assistant import enroll_command as home_assistant_command
+from agent.service.home_assistant import status_topic
 from agent.service.mqtt import Incoming, MqttLink
 from agent.service.protocol import (
+    DeleteCommand,
     EnrollCommand,
     Rejection,
     SnapshotRequest,
@@ -32,27 +35,29 @@ from agent.service.protocol import (
     response_topic_problem,
     signature_problem,
     validate_command,
+    validate_delete,
     validate_snapshot,
 )
 from agent.service.result import Result, ResultError, Status, progress_payload
-from agent.service.store import JobStore, Message, StoreError
+from agent.service.store import Job, JobStore, Message, StoreError
 from agent.service.telemetry import Counters
 
 log = logging.getLogger(__name__)
 
 
-def result_messages(result: Result, topics: Topics, response_topic: str | None, correlation: bytes | None) -> list[Message]:
-    """The result on the device's result topic, and on the command's Response Topic (MQTT 5) when it has one."""
+def result_messages(result: Result, topic: str, response_topic: str | None, correlation: bytes | None) -> list[Message]:
+    """The result on the device's result `topic`, and on the command's Response Topic (MQTT 5) when it has one."""
     payload = json.dumps(result.to_json(), ensure_ascii=False).encode("utf-8")
-    messages: list[Message] = [(topics.result, payload, None)]
-    if response_topic and response_topic != topics.result:
+    messages: list[Message] = [(topic, payload, None)]
+    if response_topic and response_topic != topic:
         messages.append((response_topic, payload, correlation))
     return messages
 
 
 class Intake:
     def __init__(self, config: Config, store: JobStore, link: MqttLink, incoming: queue.Queue[Incoming], counters: Counters,
-                 job_added: Callable[[], None], result_stored: Callable[[], None], snapshots: queue.Queue[SnapshotRequest]) -> None:
+                 job_added: Callable[[], None], result_stored: Callable[[], None], snapshots: queue.Queue[SnapshotRequest],
+                 home_assistant_online: Callable[[], None] = lambda: None) -> None:
         self.config = config
         self.topics = Topics(config.base_topic)
         self.store = store
@@ -62,6 +67,8 @@ class Intake:
         self._job_added = job_added
         self._result_stored = result_stored
         self.snapshots = snapshots
+        self._home_assistant_online = home_assistant_online
+        self.ha_status = status_topic(config) if config.home_assistant.discovery else None
         self.key = config.secrets.command_key.get_secret_value().encode() if config.secrets.command_key else None
         self.accepting = threading.Event()
         self.stopping = threading.Event()
@@ -89,54 +96,71 @@ class Intake:
 
     # --- one message -------------------------------------------------------------------------------------
 
+    def kind_of(self, topic: str) -> str:
+        """What a command topic carries: `snapshot`, `delete` or `enroll`."""
+        return {self.topics.snapshot: "snapshot", self.topics.delete: "delete"}.get(topic, "enroll")
+
     def handle(self, message: Incoming) -> None:
+        if message.topic == self.ha_status:  # Home Assistant started: it wants the discovery configs again
+            if message.payload == b"online":
+                self._home_assistant_online()
+            return
         if message.retain:
             log.warning("ignoring a retained message on %s: commands must not be retained", message.topic)
             self.counters.inc("ignored_retained")
             return
-        snapshot = message.topic == self.topics.snapshot
-        if not snapshot:
+        kind = self.kind_of(message.topic)
+        if kind != "snapshot":
             self.counters.inc("received")
-        data = decode_payload(message.payload)
+        data = self._from_home_assistant(message.payload) if message.topic == self.topics.ha_enroll else decode_payload(message.payload)
         if self._must_verify(data):
             why = data.message if isinstance(data, Rejection) else signature_problem(
                 data, self.key, self.config.device_id, self.config.commands.max_clock_skew_s)
             if why is not None:
-                self._refuse_unauthenticated(data, why, snapshot)
+                self._refuse_unauthenticated(data, why, kind)
                 return
         reply_to, correlation = self._reply_address(message)
         if isinstance(data, Rejection):
-            self._reject(data, reply_to, correlation, store=False)
+            self._reject(data, kind, reply_to, correlation, store=False)
             return
-        if snapshot:
+        if kind == "snapshot":
             request = validate_snapshot(data)
             if isinstance(request, SnapshotRequest):
                 self._queue_snapshot(request)
+            else:
+                self._reject(request, kind, None, None, store=False)
             return
         if message.response_topic and reply_to is None:  # answered on the device's own result topic only
             problem = response_topic_problem(message.response_topic, self.config.mqtt.topic_prefix) or "response topic refused"
-            self._reject(Rejection(*command_ids(data), "rejected", ErrorCode.INVALID_COMMAND, problem), None, None, store=False)
+            self._reject(Rejection(*command_ids(data), "rejected", ErrorCode.INVALID_COMMAND, problem), kind, None, None, store=False)
             return
-        command = validate_command(data)
-        if isinstance(command, EnrollCommand):
+        command = validate_delete(data) if kind == "delete" else validate_command(data)
+        if not isinstance(command, Rejection):
             command = self._check_policy(command)
         if isinstance(command, Rejection):
-            self._reject(command, reply_to, correlation, store=command.id is not None)
+            self._reject(command, kind, reply_to, correlation, store=command.id is not None)
             return
         expiry = time.time() + message.expiry_s if message.expiry_s else None
-        self._accept(command, reply_to, correlation, expiry)
+        self._accept(command, kind, reply_to, correlation, expiry)
+
+    def _from_home_assistant(self, payload: bytes) -> dict[str, Any] | Rejection:
+        """A person id typed into Home Assistant's text entity, as an enroll command — only where that is allowed."""
+        if not self.config.home_assistant.allow_enroll or self.config.commands.require_signature:
+            return Rejection(None, None, "rejected", ErrorCode.INVALID_COMMAND,
+                             "enrolling from Home Assistant is off on this device (home_assistant.allow_enroll)")
+        return home_assistant_command(payload)
 
     def _must_verify(self, data: dict[str, Any] | Rejection) -> bool:
         """Signatures are checked when required, and whenever a device with a key receives a signed command."""
         return self.config.commands.require_signature or (self.key is not None and isinstance(data, dict) and "sig" in data)
 
-    def _refuse_unauthenticated(self, data: dict[str, Any] | Rejection, why: str, snapshot: bool) -> None:
+    def _refuse_unauthenticated(self, data: dict[str, Any] | Rejection, why: str, kind: str) -> None:
         """Answered on the device's own topic only, never stored: the id stays free for the real operator."""
         self.counters.inc("unauthenticated")
-        log.warning("refused an unauthenticated %s message: %s", "snapshot" if snapshot else "enroll", why)
+        log.warning("refused an unauthenticated %s message: %s", kind, why)
         command_id = command_ids(data)[0] if isinstance(data, dict) else None
         rejection = Rejection(command_id, None, "rejected", ErrorCode.INVALID_COMMAND, why)
-        self._reject(rejection, None, None, store=False, topic=self.topics.snapshot_result if snapshot else None)
+        self._reject(rejection, kind, None, None, store=False)
 
     def _reply_address(self, message: Incoming) -> tuple[str | None, bytes | None]:
         if not message.response_topic:
@@ -145,9 +169,10 @@ class Intake:
             return None, None
         return message.response_topic, message.correlation
 
-    def _check_policy(self, command: EnrollCommand) -> EnrollCommand | Rejection:
+    def _check_policy(self, command: EnrollCommand | DeleteCommand) -> EnrollCommand | DeleteCommand | Rejection:
         floor = self.config.commands.min_face_match_threshold
-        if command.face_match_threshold is not None and command.face_match_threshold < floor:
+        threshold = command.face_match_threshold if isinstance(command, EnrollCommand) else None
+        if threshold is not None and threshold < floor:
             return Rejection(command.id, command.person_id, "rejected", ErrorCode.INVALID_COMMAND,
                              f"face_match_threshold: must be >= {floor:g} on this device (policy)")
         if command.device_id is not None and command.device_id != self.config.device_id:
@@ -157,57 +182,72 @@ class Intake:
 
     # --- answers -----------------------------------------------------------------------------------------
 
-    def _reject(self, rejection: Rejection, reply_to: str | None, correlation: bytes | None, *, store: bool,
-                topic: str | None = None) -> None:
-        if store and rejection.id is not None and self._replay_if_known(rejection.id, reply_to, correlation):
+    def answer_topic(self, kind: str) -> str:
+        return self.topics.snapshot_result if kind == "snapshot" else self.topics.result_for(kind)
+
+    def _reject(self, rejection: Rejection, kind: str, reply_to: str | None, correlation: bytes | None, *, store: bool) -> None:
+        if store and rejection.id is not None and self._replay_if_known(rejection.id, kind, reply_to, correlation):
             return
         self.counters.inc("expired" if rejection.status == "expired" else "rejected")
         status = Status.EXPIRED if rejection.status == "expired" else Status.REJECTED
         result = Result.rejected(rejection.id, self.config.device_id, rejection.person_id,
                                  ResultError.of(rejection.code, rejection.message), status)
-        log.info("command %s %s: %s", rejection.id, rejection.status, rejection.message)
-        messages = result_messages(result, self.topics, reply_to, correlation)
-        if topic is not None:
-            messages = [(topic, messages[0][1], None)]
+        log.info("%s command %s %s: %s", kind, rejection.id, rejection.status, rejection.message)
+        messages = result_messages(result, self.answer_topic(kind), reply_to, correlation)
         if store and rejection.id is not None:
-            self.store.store_final({"id": rejection.id, "person_id": rejection.person_id}, result.to_json(), messages, reply_to, correlation)
+            self.store.store_final({"id": rejection.id, "person_id": rejection.person_id}, result.to_json(), messages, reply_to, correlation,
+                                   kind=kind)
         else:
             self.store.enqueue(messages)
         self._result_stored()
 
-    def _replay_if_known(self, job_id: str, reply_to: str | None, correlation: bytes | None) -> bool:
+    def _replay_if_known(self, job_id: str, kind: str, reply_to: str | None, correlation: bytes | None) -> bool:
         job = self.store.get(job_id)
         if job is None:
             return False
-        self._duplicate(job.id, job.state, job.result, reply_to, correlation)
+        self._duplicate(job, kind, reply_to, correlation)
         return True
 
-    def _duplicate(self, job_id: str, state: str, stored: dict[str, Any] | None, reply_to: str | None, correlation: bytes | None) -> None:
-        if stored is None:
-            log.info("command %s is already %s: acknowledged, not run twice", job_id, state)
+    def _duplicate(self, job: Job, kind: str, reply_to: str | None, correlation: bytes | None) -> None:
+        """A command id seen before: its stored result again (`replayed`), or "in progress" — never run twice."""
+        if job.kind != kind:  # one id store: an id names one command, whatever its kind
+            self.counters.inc("rejected")
+            used_by = "an enroll" if job.kind == "enroll" else "a delete"
+            result = Result.rejected(job.id, self.config.device_id, job.command.get("person_id"), ResultError.of(
+                ErrorCode.INVALID_COMMAND, f"id: {job.id} was already used by {used_by} command on this device: use a new id"))
+            self.store.enqueue(result_messages(result, self.answer_topic(kind), reply_to, correlation))
+            self._result_stored()
+            return
+        if job.result is None:
+            log.info("command %s is already %s: acknowledged, not run twice", job.id, job.state)
             self.counters.inc("duplicates_in_progress")
-            self._progress(job_id, {"queued": "queued", "uploading": "uploading"}.get(state, "capturing"),
-                           "already in progress: not run twice", reply_to, correlation)
+            if kind == "enroll":
+                self._progress(job.id, {"queued": "queued", "uploading": "uploading"}.get(job.state, "capturing"),
+                               "already in progress: not run twice", reply_to, correlation)
             return
         self.counters.inc("replayed")
-        self.store.enqueue(result_messages(Result.from_json(stored).replay(), self.topics, reply_to, correlation))
+        self.store.enqueue(result_messages(Result.from_json(job.result).replay(), self.answer_topic(kind), reply_to, correlation))
         self._result_stored()
 
-    def _accept(self, command: EnrollCommand, reply_to: str | None, correlation: bytes | None, mqtt_expiry: float | None) -> None:
+    def _accept(self, command: EnrollCommand | DeleteCommand, kind: str, reply_to: str | None, correlation: bytes | None,
+                mqtt_expiry: float | None) -> None:
         expiries = [t for t in (command.expires_at, mqtt_expiry) if t is not None]
         submitted = self.store.submit(command.model_dump(mode="json", exclude_none=True), queue_size=self.config.enroll.queue_size,
-                                      expires_at=min(expiries) if expiries else None, response_topic=reply_to, correlation=correlation)
+                                      expires_at=min(expiries) if expiries else None, response_topic=reply_to, correlation=correlation,
+                                      kind=kind)
         if submitted.outcome == "duplicate":
-            self._duplicate(submitted.job.id, submitted.job.state, submitted.job.result, reply_to, correlation)
+            self._duplicate(submitted.job, kind, reply_to, correlation)
         elif submitted.outcome == "queue_full":
             self.counters.inc("queue_full")
             result = Result.rejected(command.id, self.config.device_id, command.person_id, ResultError.of(
                 ErrorCode.QUEUE_FULL, f"{self.config.enroll.queue_size} commands are already waiting: send it again later"))
-            self.store.enqueue(result_messages(result, self.topics, reply_to, correlation))
+            self.store.enqueue(result_messages(result, self.answer_topic(kind), reply_to, correlation))
             self._result_stored()
         else:
-            ahead = self.store.depth() - 1
-            self._progress(command.id, "queued", "next in line" if ahead <= 0 else f"{ahead} command(s) ahead", reply_to, correlation)
+            if kind == "enroll":
+                ahead = self.store.depth() - 1
+                self._progress(command.id, "queued", "nothing ahead of it" if ahead <= 0 else f"{ahead} command(s) ahead of it",
+                               reply_to, correlation)
             self._job_added()
 
     def _queue_snapshot(self, request: SnapshotRequest) -> None:
@@ -233,4 +273,4 @@ class Intake:
         command_id = data.get("id") if isinstance(data, dict) and isinstance(data.get("id"), str) else None
         result = Result.rejected(printable(command_id, 64) if command_id else None, self.config.device_id, None, ResultError.of(
             ErrorCode.STORAGE_UNAVAILABLE, f"the device cannot store commands ({exc.message.rsplit(': ', 1)[-1]}): send it again later"))
-        self.link.publish(self.topics.result, json.dumps(result.to_json()), qos=1)
+        self.link.publish(self.answer_topic(self.kind_of(message.topic)), json.dumps(result.to_json()), qos=1)

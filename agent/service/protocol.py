@@ -14,9 +14,9 @@ import re
 import time
 import unicodedata
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 from agent.errors import ErrorCode
 
@@ -29,6 +29,7 @@ COMMAND_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
 IAI_ID_PATTERN = r"^[A-Za-z0-9\-%@#&_]{1,64}$"
 DEVICE_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
 SIG_PATTERN = r"^[0-9a-f]{64}$"
+FACE_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"  # IAI FaceIds are decimal strings; this is looser and still safe to echo
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,28 @@ class Topics:
     def snapshot_result(self) -> str:
         return f"{self.base}/snapshot/result"
 
+    @property
+    def snapshot_jpeg(self) -> str:
+        """The latest annotated snapshot as a raw JPEG (Home Assistant's image entity reads it)."""
+        return f"{self.base}/snapshot/jpeg"
+
+    @property
+    def delete(self) -> str:
+        return f"{self.base}/delete"
+
+    @property
+    def delete_result(self) -> str:
+        return f"{self.base}/delete/result"
+
+    @property
+    def ha_enroll(self) -> str:
+        """A person id typed into Home Assistant (only with home_assistant.allow_enroll)."""
+        return f"{self.base}/ha/enroll"
+
+    def result_for(self, kind: str) -> str:
+        """The result topic of a command of this kind (`enroll` or `delete`)."""
+        return self.delete_result if kind == "delete" else self.result
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
@@ -101,6 +124,23 @@ class EnrollCommand(Signed):
     need_rotate_detection: bool | None = None
     create_person: CreatePersonSpec | None = None
     preview: bool = False
+    dry_run: bool = False  # capture, check and read the person at the cloud; write nothing
+
+
+class DeleteCommand(Signed):
+    """Undo: delete the faces an earlier enroll command added (`enrollment_id`), or the given `face_ids`, of one person."""
+
+    id: Annotated[str, StringConstraints(pattern=COMMAND_ID_PATTERN)]
+    person_id: Annotated[str, StringConstraints(pattern=IAI_ID_PATTERN)]
+    enrollment_id: Annotated[str, StringConstraints(pattern=COMMAND_ID_PATTERN)] | None = None
+    face_ids: list[Annotated[str, StringConstraints(pattern=FACE_ID_PATTERN)]] | None = Field(None, min_length=1, max_length=5)
+    expires_at: float | None = Field(None, ge=0, le=MAX_TS)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> DeleteCommand:
+        if (self.enrollment_id is None) == (self.face_ids is None):
+            raise ValueError("enrollment_id: give exactly one of enrollment_id and face_ids")
+        return self
 
 
 class SnapshotRequest(Signed):
@@ -136,6 +176,8 @@ _RULES = {
     "create_person.group_id": "1-64 characters of letters, digits and -%@#&_",
     "device_id": "1-64 characters of letters, digits and . _ -",
     "sig": "64 lower-case hex digits",
+    "enrollment_id": "1-64 characters of A-Z a-z 0-9 . _ : -",
+    "face_ids": "1-64 characters of letters, digits, _ and -",
 }
 
 
@@ -146,7 +188,9 @@ def _field_message(error: Any) -> str:
     if error["type"] == "missing":
         return f"{path}: required field is missing"
     if error["type"] == "string_pattern_mismatch":
-        return f"{path}: must be {_RULES.get(path, 'in the documented format')}"
+        return f"{path}: must be {_RULES.get(path, _RULES.get(path.split('.')[0], 'in the documented format'))}"
+    if error["type"] == "value_error" and not error["loc"]:  # a rule across fields states its own field
+        return printable(str(error["msg"]).removeprefix("Value error, "), 160)
     return f"{path}: {printable(error['msg'], 120)}"
 
 
@@ -188,6 +232,19 @@ def parse_command(payload: bytes, now: float | None = None) -> EnrollCommand | R
 
 
 def validate_command(data: dict[str, Any], now: float | None = None) -> EnrollCommand | Rejection:
+    """A raw enroll command, or a `Rejection` naming the field."""
+    return _validate(data, EnrollCommand, now)
+
+
+def validate_delete(data: dict[str, Any], now: float | None = None) -> DeleteCommand | Rejection:
+    """A raw delete command, or a `Rejection` naming the field."""
+    return _validate(data, DeleteCommand, now)
+
+
+CommandT = TypeVar("CommandT", EnrollCommand, DeleteCommand)
+
+
+def _validate(data: dict[str, Any], schema: type[CommandT], now: float | None) -> CommandT | Rejection:
     command_id, person_id = command_ids(data)
     if command_id is None:
         raw_id = data.get("id")
@@ -195,7 +252,7 @@ def validate_command(data: dict[str, Any], now: float | None = None) -> EnrollCo
             _field_message({"loc": ("id",), "type": "string_pattern_mismatch"}) if isinstance(raw_id, str) else "id: must be a string")
         return _reject(None, person_id, why)
     try:
-        command = EnrollCommand.model_validate(data)
+        command = schema.model_validate(data)
     except ValidationError as exc:
         return _reject(command_id, person_id, "; ".join(_field_message(e) for e in exc.errors(include_url=False)[:5]))
     except (ValueError, TypeError, OverflowError, RecursionError) as exc:  # pydantic lets a few of these through

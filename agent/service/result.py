@@ -25,6 +25,7 @@ class Status(str, Enum):
     EXPIRED = "expired"  # its expiry passed before it ran
     CANCELLED = "cancelled"
     UNKNOWN = "unknown"  # the device could not establish what the cloud did: check the person before sending again
+    DRY_RUN = "dry_run"  # a dry run: checked, nothing written; `error` is what a real run would have met
 
 
 def iso_now(at: float | None = None) -> str:
@@ -101,6 +102,10 @@ class Result:
     preview_jpeg_b64: tuple[str, ...] | None = None
     dry_run: bool = False
     crops: tuple[str, ...] | None = None  # dry run: files written
+    would_send: int | None = None  # dry run: images a real run would send
+    person_at_cloud: dict[str, Any] | None = None  # dry run: what the cloud said about the person (and its group)
+    deleted_face_ids: tuple[str, ...] | None = None  # delete: faces this command deleted
+    not_found_face_ids: tuple[str, ...] | None = None  # delete: faces asked for that the person no longer had
 
     @property
     def faces_added(self) -> int:
@@ -140,6 +145,9 @@ class Result:
             "candidate_face_ids": None if self.candidate_face_ids is None else list(self.candidate_face_ids),
             "preview_jpeg_b64": None if self.preview_jpeg_b64 is None else list(self.preview_jpeg_b64),
             "dry_run": self.dry_run or None, "crops": None if self.crops is None else list(self.crops),
+            "would_send": self.would_send, "person_at_cloud": self.person_at_cloud,
+            "deleted_face_ids": None if self.deleted_face_ids is None else list(self.deleted_face_ids),
+            "not_found_face_ids": None if self.not_found_face_ids is None else list(self.not_found_face_ids),
         }
         data.update({key: value for key, value in optional.items() if value is not None})
         return data
@@ -162,6 +170,8 @@ class Result:
             reconciled=bool(data.get("reconciled", False)), person_created=bool(data.get("person_created", False)),
             candidate_face_ids=strings("candidate_face_ids"), preview_jpeg_b64=strings("preview_jpeg_b64"),
             dry_run=bool(data.get("dry_run", False)), crops=strings("crops"),
+            would_send=None if data.get("would_send") is None else int(data["would_send"]), person_at_cloud=data.get("person_at_cloud"),
+            deleted_face_ids=strings("deleted_face_ids"), not_found_face_ids=strings("not_found_face_ids"),
         )
 
 

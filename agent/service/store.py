@@ -41,7 +41,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     started_at REAL,
     finished_at REAL,
     result TEXT,
-    upload TEXT
+    upload TEXT,
+    kind TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, received_at);
 CREATE TABLE IF NOT EXISTS outbox (
@@ -52,7 +53,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     created_at REAL NOT NULL
 );
 """
-MIGRATIONS = ("ALTER TABLE jobs ADD COLUMN upload TEXT",)  # for files written by 0.1.0; applied when the column is missing
+# For files written by older versions; each is applied when its column is missing. `kind` NULL means enroll.
+MIGRATIONS = ("ALTER TABLE jobs ADD COLUMN upload TEXT", "ALTER TABLE jobs ADD COLUMN kind TEXT")
 CORRUPT_CODES = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
 
 # An outgoing QoS 1 message: (topic, payload, MQTT 5 correlation data or None).
@@ -84,6 +86,7 @@ class Job:
     correlation: bytes | None
     upload: dict[str, Any] | None  # the saved upload progress while `uploading`
     result: dict[str, Any] | None
+    kind: str = "enroll"  # or "delete"; one id store for both
 
 
 @dataclass(frozen=True)
@@ -104,13 +107,13 @@ class Submitted:
     job: Job
 
 
-_COLUMNS = "id, command, state, received_at, expires_at, response_topic, correlation, upload, result"
+_COLUMNS = "id, command, state, received_at, expires_at, response_topic, correlation, upload, result, kind"
 
 
 def _job(row: tuple[Any, ...]) -> Job:
-    (job_id, command, state, received_at, expires_at, response_topic, correlation, upload, result) = row
+    (job_id, command, state, received_at, expires_at, response_topic, correlation, upload, result, kind) = row
     return Job(job_id, json.loads(command), state, received_at, expires_at, response_topic, correlation,
-               json.loads(upload) if upload else None, json.loads(result) if result else None)
+               json.loads(upload) if upload else None, json.loads(result) if result else None, kind or "enroll")
 
 
 class JobStore:
@@ -213,7 +216,7 @@ class JobStore:
 
     def submit(
         self, command: dict[str, Any], *, queue_size: int, expires_at: float | None = None,
-        response_topic: str | None = None, correlation: bytes | None = None, now: float | None = None,
+        response_topic: str | None = None, correlation: bytes | None = None, now: float | None = None, kind: str = "enroll",
     ) -> Submitted:
         """Store a new command as queued, or report the existing job with this id, or that the queue is full."""
         now = time.time() if now is None else now
@@ -222,24 +225,25 @@ class JobStore:
             if row is not None:
                 return Submitted("duplicate", _job(row))
             depth = db.execute("SELECT COUNT(*) FROM jobs WHERE state != 'done'").fetchone()[0]
-            job = Job(command["id"], command, "queued", now, expires_at, response_topic, correlation, None, None)
+            job = Job(command["id"], command, "queued", now, expires_at, response_topic, correlation, None, None, kind)
             if depth >= queue_size:
                 return Submitted("queue_full", job)
             db.execute(
-                "INSERT INTO jobs (id, command, state, received_at, expires_at, response_topic, correlation) VALUES (?, ?, 'queued', ?, ?, ?, ?)",
-                (job.id, json.dumps(command), now, expires_at, response_topic, correlation),
+                "INSERT INTO jobs (id, command, state, received_at, expires_at, response_topic, correlation, kind) "
+                "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?)",
+                (job.id, json.dumps(command), now, expires_at, response_topic, correlation, kind),
             )
             return Submitted("queued", job)
 
     def store_final(self, command: dict[str, Any], result: dict[str, Any], messages: list[Message],
-                    response_topic: str | None = None, correlation: bytes | None = None) -> None:
+                    response_topic: str | None = None, correlation: bytes | None = None, kind: str = "enroll") -> None:
         """Record a command that never runs (rejected, expired) with its result, so a duplicate id replays it."""
         now = time.time()
         with self._tx() as db:
             db.execute(
-                "INSERT OR IGNORE INTO jobs (id, command, state, received_at, response_topic, correlation, finished_at, result) "
-                "VALUES (?, ?, 'done', ?, ?, ?, ?, ?)",
-                (command["id"], json.dumps(command), now, response_topic, correlation, now, json.dumps(result)),
+                "INSERT OR IGNORE INTO jobs (id, command, state, received_at, response_topic, correlation, finished_at, result, kind) "
+                "VALUES (?, ?, 'done', ?, ?, ?, ?, ?, ?)",
+                (command["id"], json.dumps(command), now, response_topic, correlation, now, json.dumps(result), kind),
             )
             self._enqueue(db, messages, now)
 

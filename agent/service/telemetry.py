@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 IDLE_WAKE_S = 5.0  # idle loops wake on events; this is only their safety net (an idle daemon uses ~0 % CPU)
 PRUNE_EVERY_S = 3600.0
 COUNTER_NAMES = ("received", "succeeded", "partial", "failed", "rejected", "expired", "unknown", "replayed", "queue_full",
-                 "ignored_retained", "unauthenticated", "store_errors", "dropped_qos0")
+                 "ignored_retained", "unauthenticated", "store_errors", "dropped_qos0", "deletes")
 
 
 class Counters:
@@ -76,6 +76,7 @@ class Telemetry:
         interval_s: float, retention_days: int, store: JobStore, counters: Counters, device: DeviceState,
         describe: Callable[[], dict[str, Any]], extra: Callable[[], dict[str, Any]],
         check_cloud: Callable[[], object] | None = None, check_interval_s: float = 300.0,
+        discovery: Callable[[], list[tuple[str, str]]] | None = None,
     ) -> None:
         self.device_id = device_id
         self._publish = publish
@@ -92,11 +93,18 @@ class Telemetry:
         self.check_interval_s = check_interval_s
         self.started_at = iso_now()
         self._started = time.monotonic()
+        self._discovery = discovery  # Home Assistant discovery configs (home_assistant.py), when configured
+        self._announce = threading.Event()
         self._wake = threading.Event()
         self.stopping = threading.Event()
 
     def wake(self) -> None:
         """Publish the state soon (it changed, or the broker connection came back)."""
+        self._wake.set()
+
+    def announce(self) -> None:
+        """Publish the discovery configs (when configured) and the state soon: the broker or Home Assistant (re)started."""
+        self._announce.set()
         self._wake.set()
 
     def stop(self) -> None:
@@ -138,6 +146,10 @@ class Telemetry:
                 return
             if woken:
                 self._wake.clear()
+                if self._announce.is_set():
+                    self._announce.clear()
+                    for topic, config in self._discovery() if self._discovery else []:
+                        self._publish(topic, config, 1, True)
                 self._publish(self.state_topic, json.dumps(self.state()), 1, True)
             now = time.monotonic()
             if now >= next_telemetry:

@@ -1,4 +1,6 @@
-"""Thread `worker`: the only user of the camera and the detector. Runs jobs one at a time, settles lost uploads, serves snapshots.
+"""Thread `worker`: the only user of the camera and the detector, and the only cloud writer.
+
+Runs jobs one at a time (enrollments, and deletes: undo.py), settles lost uploads, serves snapshots.
 
 A job's result is stored together with the messages that publish it (the outbox sends them). An
 upload whose answer was lost and cannot be checked yet waits here, with its saved progress, and is
@@ -25,10 +27,11 @@ from agent.service.cloud_health import CloudHealth
 from agent.service.enroller import Cancelled, Enroller
 from agent.service.intake import result_messages
 from agent.service.mqtt import MqttLink
-from agent.service.protocol import EnrollCommand, SnapshotRequest, Topics
+from agent.service.protocol import DeleteCommand, EnrollCommand, SnapshotRequest, Topics
 from agent.service.result import Result, ResultError, Status, progress_payload
 from agent.service.store import Job, JobStore, StoreCorrupt, StoreError
 from agent.service.telemetry import IDLE_WAKE_S, Counters, DeviceState
+from agent.service.undo import Undo
 from agent.vision.annotate import annotate
 from agent.vision.detector import FaceDetector
 from agent.vision.selection import analyze
@@ -70,6 +73,7 @@ class Worker:
         self._state_changed = state_changed
         self._fatal = fatal
         self.health = health
+        self.undo = Undo(config, enroller.client, store)
         self.snapshots: queue.Queue[SnapshotRequest] = queue.Queue(maxsize=4)
         self.pending: list[PendingUpload] = []
         self.accepting = threading.Event()
@@ -139,16 +143,20 @@ class Worker:
                 self.current_job = None
 
     def run_job(self, job: Job) -> None:
-        command = EnrollCommand.model_validate(job.command)
+        command_id, person_id = job.id, job.command.get("person_id")
         picked_at = time.time()
         if job.expires_at is not None and picked_at > job.expires_at:
-            self._finish(job, Result.rejected(command.id, self.config.device_id, command.person_id, ResultError.of(
+            self._finish(job, Result.rejected(command_id, self.config.device_id, person_id, ResultError.of(
                 ErrorCode.EXPIRED, "the command expired while it waited in the queue"), Status.EXPIRED), picked_at)
             return
         refusal = self.health.refusal() if self.health is not None else None
         if refusal is not None:  # nothing captured that could not be uploaded
-            self._finish(job, Result(command.id, self.config.device_id, command.person_id, Status.FAILED, error=refusal), picked_at)
+            self._finish(job, Result(command_id, self.config.device_id, person_id, Status.FAILED, error=refusal), picked_at)
             return
+        if job.kind == "delete":
+            self._finish(job, self.undo.run(DeleteCommand.model_validate(job.command)), picked_at)
+            return
+        command = EnrollCommand.model_validate(job.command)
         log.info("enrolling person %s (command %s, %d face(s))", command.person_id, command.id, command.faces)
         self._progress(job, "capturing", "looking for a face")
         try:
@@ -180,7 +188,7 @@ class Worker:
     def _finish(self, job: Job, result: Result, picked_at: float | None = None) -> None:
         """Store the result with its messages; while the store fails, keep it and try again with backoff."""
         result = result.completed(job.received_at, picked_at)
-        messages = result_messages(result, self.topics, job.response_topic, job.correlation)
+        messages = result_messages(result, self.topics.result_for(job.kind), job.response_topic, job.correlation)
         wait = STORE_RETRY_S[0]
         while True:
             try:
@@ -199,13 +207,17 @@ class Worker:
         if self.device.snapshot().get("storage_error"):
             self.device.set(storage_error=None)
         self._result_stored()
+        failure = f" ({result.error.code.value}: {result.error.message})" if result.error else ""
+        if job.kind == "delete":
+            self.counters.inc("deletes")
+            log.info("delete %s %s: %d face(s) deleted%s", job.id, result.status.value, len(result.deleted_face_ids or ()), failure)
+            return
         self.counters.inc(result.status.value)
         self.counters.latency(result.timings.total)
         self.device.set(last_result={"id": job.id, "person_id": result.person_id, "status": result.status.value,
                                      "error": result.error.code.value if result.error else None, "finished_at": result.finished_at})
         self._state_changed()
-        log.info("command %s %s: %d face(s) added%s", job.id, result.status.value, result.faces_added,
-                 f" ({result.error.code.value}: {result.error.message})" if result.error else "")
+        log.info("command %s %s: %d face(s) added%s", job.id, result.status.value, result.faces_added, failure)
 
     def _storage_error(self, exc: StoreError) -> None:
         self.counters.inc("store_errors")
@@ -273,9 +285,11 @@ class Worker:
                 payload: dict[str, object] = {"id": request.id, "error": {"code": exc.code.value, "message": exc.message}}
             else:
                 analysis = analyze(self.detector, frame.image, self.config.quality, self.config.selection, detect_image=frame.detect_image)
-                image = annotate(frame.image, analysis)
-                payload = {"id": request.id, "jpeg_b64": base64.b64encode(encode_jpeg(image, 80)).decode(),
+                jpeg = encode_jpeg(annotate(frame.image, analysis, self.config.crop), 80)
+                payload = {"id": request.id, "jpeg_b64": base64.b64encode(jpeg).decode(),
                            "faces": [r.as_json() for r in analysis.faces], "verdict": analysis.verdict, "detail": analysis.detail}
+                if self.config.home_assistant.discovery:  # the image entity reads raw bytes; not retained: faces stay off the broker
+                    self.link.publish(self.topics.snapshot_jpeg, jpeg, qos=0)
             self.link.publish(self.topics.snapshot_result, json.dumps(payload), qos=1)
 
     def _progress(self, job: Job, state: str, detail: str) -> None:

@@ -1,0 +1,174 @@
+"""An operator's connection to one device's topics, shared by the `faceagent ctl` verbs.
+
+Subscribes first and publishes once the SUBACK is back, so no answer is missed. With MQTT 5 a command
+carries a Response Topic private to this run (`faceagent-ctl/<client>/...`) and its id as Correlation
+Data; with 3.1.1 the device's own answer topics are watched for the id. Commands are signed when the
+command key is configured. Light on purpose: paho, pydantic and the standard library only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import queue
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from agent.cli.common import fail
+from agent.config import Config, parse_broker_url
+from agent.errors import ExitCode
+from agent.service.protocol import Topics
+
+CONNECT_TIMEOUT_S = 10.0
+
+
+class CtlError(Exception):
+    """The link could not be made; `code` is the exit code, the message is printed."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Event:
+    """A message on one of the watched topics, decoded: (topic, JSON object, whether it came on our response topic)."""
+
+    topic: str
+    data: dict[str, Any]
+    private: bool
+
+
+class DeviceLink:
+    """Connected, subscribed paho client for one device; `events` receives every JSON object on the watched topics."""
+
+    def __init__(self, args: argparse.Namespace, config: Config, watch: Callable[[Topics], list[tuple[str, int]]]) -> None:
+        from agent.logs import SECRETS
+        from agent.service.mqtt import build_client
+
+        url = args.broker or config.mqtt.url
+        try:
+            broker = parse_broker_url(url)
+        except ValueError as exc:
+            raise CtlError(f"--broker {url!r}: {exc}", ExitCode.USAGE) from None
+        SECRETS.add(broker.password)
+        self.broker = broker
+        self.device = args.device
+        self.mqtt = config.mqtt.model_copy(update={"url": f"{'mqtts' if broker.tls else 'mqtt'}://{broker.host}:{broker.port}",
+                                                   "session_expiry_s": 0})
+        self.topics = Topics(f"{self.mqtt.topic_prefix}/{args.device}")
+        self.key = config.secrets.command_key.get_secret_value().encode() if config.secrets.command_key else None
+        username = broker.username or config.mqtt.username
+        password = broker.password or (config.secrets.mqtt_password.get_secret_value() if config.secrets.mqtt_password else None)
+        self.client_id = f"faceagent-ctl-{uuid.uuid4().hex[:8]}"
+        self.v5 = self.mqtt.protocol == "5"
+        self.response_topic = f"faceagent-ctl/{self.client_id}/reply"
+        self.watch = watch(self.topics) + ([(self.response_topic, 1)] if self.v5 else [])
+        self.last_id: str | None = None  # the id of the command sent: progress for others is not ours
+        self.events: queue.Queue[Event | CtlError] = queue.Queue()
+        self._subscribed: queue.Queue[bool] = queue.Queue()
+        self.client = build_client(self.mqtt, self.client_id, username, password)
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = lambda c, userdata, mid, reasons, props: self._subscribed.put(True)
+        self.client.on_message = self._on_message
+
+    # paho's network thread: hand over only
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if reason.is_failure:
+            self.events.put(CtlError(f"the broker refused the connection: {reason}", ExitCode.FAILED))
+            return
+        client.subscribe(self.watch)
+
+    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        try:
+            data = json.loads(message.payload)
+        except ValueError:
+            return
+        if isinstance(data, dict):
+            self.events.put(Event(message.topic, data, message.topic == self.response_topic))
+
+    def open(self, deadline: float) -> None:
+        """Connect and subscribe, or raise `CtlError` (refused: exit 1; unreachable: exit 3)."""
+        from agent.service.mqtt import connect_async
+
+        connect_async(self.client, self.mqtt)
+        self.client.loop_start()
+        try:
+            self._subscribed.get(timeout=max(0.1, min(CONNECT_TIMEOUT_S, deadline - time.monotonic())))
+        except queue.Empty:
+            try:
+                early = self.events.get_nowait()
+            except queue.Empty:
+                early = None
+            if isinstance(early, CtlError):
+                raise early from None
+            raise CtlError(f"cannot reach the broker at {self.broker.host}:{self.broker.port}", ExitCode.TIMEOUT) from None
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def signed(self, command: dict[str, Any]) -> dict[str, Any]:
+        """The command with `device_id`, `ts` and `sig` when this operator has the command key (docs/mqtt-api.md)."""
+        from agent.service.protocol import sign_command
+
+        if self.key is None:
+            return command
+        body = {**command, "device_id": self.device, "ts": int(time.time())}
+        body["sig"] = sign_command(body, self.key)
+        return body
+
+    def send(self, topic: str, command: dict[str, Any]) -> None:
+        """Publish one command (QoS 1), with our Response Topic and its id as Correlation Data under MQTT 5."""
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        self.last_id = str(command["id"])
+        props = None
+        if self.v5:
+            props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            props.ResponseTopic = self.response_topic
+            props.CorrelationData = str(command["id"]).encode()
+        self.client.publish(topic, json.dumps(command), qos=1, properties=props).wait_for_publish(10)
+
+    def next_event(self, deadline: float) -> Event | None:
+        """The next message before `deadline` (None after it); a connection failure raises `CtlError`."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return None
+        try:
+            item = self.events.get(timeout=remaining)
+        except queue.Empty:
+            return None
+        if isinstance(item, CtlError):
+            raise item
+        return item
+
+
+@contextmanager
+def device_link(args: argparse.Namespace, config: Config, watch: Callable[[Topics], list[tuple[str, int]]],
+                deadline: float) -> Iterator[DeviceLink]:
+    """A `DeviceLink` subscribed to `watch(topics)` of the device (and our response topic), closed afterwards."""
+    link = DeviceLink(args, config, watch)
+    try:
+        link.open(deadline)
+        yield link
+    finally:
+        link.close()
+
+
+def run_verb(body: Any) -> int:
+    """Run a ctl verb's body, turning a `CtlError` into its message and exit code."""
+    try:
+        return int(body())
+    except CtlError as exc:
+        return fail(exc.message, exc.code)
+
+
+def new_command_id(args: argparse.Namespace) -> str:
+    return getattr(args, "command_id", None) or uuid.uuid4().hex

@@ -1,0 +1,201 @@
+"""The checks of `faceagent doctor`, one function each: what it found, and on failure how to fix it.
+
+Each check uses the same parts the service uses (config loader, detector, camera backend, paho client built
+by service/mqtt.py, the IAI client) so a check passes exactly when the service would work, and reads only:
+the cloud is asked `GetGroupList` (one entry), the broker gets a CONNECT and a DISCONNECT.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import ssl
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agent.cli.common import Credentials
+from agent.config import Config, parse_broker_url
+from agent.errors import CameraUnavailable, ConfigError, ModelError
+
+CLOCK_WARN_S = 5.0  # beyond the Date header's 1 s resolution and a slow answer: NTP is not holding the clock
+CLOCK_FAIL_S = 30.0  # signed commands (commands.max_clock_skew_s) and the cloud's 5-minute window are at risk
+DISK_FAIL_MB = 50.0  # a few hundred results and one upload in flight fit easily; below this the store starts failing
+DISK_WARN_MB = 500.0
+CAMERA_SAMPLE_FRAMES = 5
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the checklist: `status` is ok, warn, fail or skip."""
+
+    name: str
+    status: str
+    detail: str
+    fix: str = ""
+
+    def as_json(self) -> dict[str, str]:
+        return {"check": self.name, "status": self.status, "detail": self.detail, **({"fix": self.fix} if self.fix else {})}
+
+
+def check_credentials(config: Config, credentials: Credentials) -> Check:
+    folder = credentials.directory
+    where = f"in {folder}" if folder is not None else "in the environment"
+    missing = [name for name, value in (("tencentcloud_secret_id", config.secrets.secret_id),
+                                        ("tencentcloud_secret_key", config.secrets.secret_key)) if value is None]
+    if missing:
+        if folder is None and "readable by root only" in credentials.note:
+            return Check("credentials", "fail", credentials.note, "run it as root: sudo faceagent doctor")
+        target = folder or Path("/etc/faceagent/credentials")
+        return Check("credentials", "fail", f"{' and '.join(missing)} not set {where}",
+                     f"write them: printf %s 'VALUE' | sudo tee {target}/{missing[0]} (no trailing space or newline)")
+    extra = []
+    if config.mqtt.username and config.secrets.mqtt_password is None:
+        return Check("credentials", "fail", f"mqtt.username is {config.mqtt.username} but mqtt_password is not set {where}",
+                     f"put the broker password in {folder or '$FACEAGENT_MQTT_PASSWORD'}{'/mqtt_password' if folder else ''}")
+    if config.secrets.mqtt_password is not None:
+        extra.append("mqtt_password")
+    if config.secrets.command_key is not None:
+        extra.append("command_hmac_key")
+    if config.secrets.session_token is not None:
+        extra.append("tencentcloud_session_token")
+    return Check("credentials", "ok", f"{credentials.note}: SecretId and SecretKey set" + (f", {', '.join(extra)} set" if extra else ""))
+
+
+def check_model(config: Config) -> Check:
+    from agent.models import DEFAULT_MODEL
+    from agent.vision.detector import detector_from_config
+
+    try:
+        detector = detector_from_config(config.detector)
+    except ModelError as exc:
+        fix = "reinstall faceagent (systemd/install.sh)" if config.detector.model_path is None else "check detector.model_path"
+        return Check("model", "fail", exc.message, fix)
+    bundled = "the bundled model, checksum verified" if detector.model_path == DEFAULT_MODEL else str(detector.model_path)
+    return Check("model", "ok", f"{detector.model_name} ({bundled}, sha256 {detector.sha256[:12]}...), input "
+                                f"{detector.input_size[0]}x{detector.input_size[1]}, {detector.threads} thread(s)")
+
+
+def check_camera(config: Config) -> Check:
+    from agent.camera.camera import build_source
+
+    source = build_source(config.camera)
+    try:
+        with source:
+            frame = source.read()
+            h, w = frame.image.shape[:2]
+            streams = f"{w}x{h} upload frames"
+            if frame.detect_image is not None:
+                dh, dw = frame.detect_image.shape[:2]
+                streams += f" + {dw}x{dh} detection frames (lores stream)"
+            rate = ""
+            if source.live:
+                started = time.monotonic()
+                for _ in range(CAMERA_SAMPLE_FRAMES):
+                    source.read()
+                elapsed = time.monotonic() - started
+                rate = f", {CAMERA_SAMPLE_FRAMES} frames in {elapsed:.2f} s ({CAMERA_SAMPLE_FRAMES / max(elapsed, 1e-6):.1f} fps)"
+    except CameraUnavailable as exc:
+        return Check("camera", "fail", exc.message, "a busy camera may be held by the running service (it closes an idle camera "
+                     "after camera.idle_close_s) or rpicam-*; check camera.type/device/path; see README, Cameras")
+    return Check("camera", "ok", f"{source.description}: {streams}{rate}")
+
+
+def check_broker(config: Config) -> Check:
+    """CONNECT with the configured URL, TLS settings and credentials; refused, unreachable and untrusted are told apart."""
+    from agent.service.mqtt import build_client
+
+    cfg = config.mqtt.model_copy(update={"session_expiry_s": 0})
+    broker = parse_broker_url(cfg.url)
+    password = config.secrets.mqtt_password.get_secret_value() if config.secrets.mqtt_password else None
+    answer: dict[str, Any] = {}
+    try:
+        client = build_client(cfg, f"faceagent-doctor-{uuid.uuid4().hex[:8]}", cfg.username, password)
+    except ConfigError as exc:
+        return Check("broker", "fail", exc.message, "mqtt.tls: give the CA, certificate and key files in PEM")
+    client.on_connect = lambda c, userdata, flags, reason, props: answer.update(reason=reason)
+    try:
+        client.connect(broker.host, broker.port, cfg.keepalive_s)  # TCP, TLS handshake and CONNECT, here and now
+        deadline = time.monotonic() + 10.0
+        while "reason" not in answer and time.monotonic() < deadline:
+            client.loop(timeout=0.5)
+    except ssl.SSLCertVerificationError as exc:
+        trusted = f"mqtt.tls.ca_file {cfg.tls.ca_file}" if cfg.tls.ca_file else "the system CAs"
+        fix = ("use the name the certificate was issued for in mqtt.url" if "match" in str(exc.verify_message) else
+               "set mqtt.tls.ca_file to the CA that signed the broker's certificate")
+        return Check("broker", "fail", f"{cfg.url}: its certificate is not trusted by {trusted} ({exc.verify_message})", fix)
+    except (ssl.SSLError, ConnectionResetError) as exc:
+        return Check("broker", "fail", f"{cfg.url}: the TLS handshake failed ({exc})",
+                     "mqtts:// needs a TLS listener; with require_certificate set mqtt.tls.cert_file and key_file")
+    except socket.gaierror:
+        return Check("broker", "fail", f"{cfg.url}: the host {broker.host} is not known", "check mqtt.url and the DNS")
+    except OSError as exc:
+        return Check("broker", "fail", f"{cfg.url}: cannot connect ({exc.strerror or exc})",
+                     "is the broker running and mqtt.url right (host, port, mqtt:// or mqtts://)?")
+    finally:
+        client.disconnect()
+    reason = answer.get("reason")
+    if reason is None:
+        return Check("broker", "fail", f"{cfg.url}: no answer to CONNECT within 10 s", "is this an MQTT port? check mqtt.url")
+    if reason.is_failure:
+        return Check("broker", "fail", f"{cfg.url} refused the connection: {reason}",
+                     "check mqtt.username and the mqtt_password credential, and the broker's ACL")
+    security = "TLS, certificate verified" if broker.tls else "plain TCP, no TLS"
+    user = f", user {cfg.username}" if cfg.username else ""
+    return Check("broker", "ok", f"connected to {cfg.url} ({security}{user}, MQTT {cfg.protocol})")
+
+
+def check_cloud(config: Config, clock: Callable[[], float] = time.time) -> tuple[Check, Check]:
+    """The keys accepted by a read-only call, and the device clock against the cloud's `Date` header."""
+    from agent.iai.client import IaiClient
+    from agent.iai.errors import CloudAuthError, CloudError
+
+    if config.secrets.secret_id is None or config.secrets.secret_key is None:
+        skipped = Check("cloud", "skip", "no SecretId/SecretKey (see credentials)")
+        return skipped, Check("clock", "skip", "the cloud could not be asked")
+    cloud = config.cloud.model_copy(update={"max_attempts": min(2, config.cloud.max_attempts), "deadline_s": min(15.0, config.cloud.deadline_s)})
+    client = IaiClient.from_config(cloud, config.secrets, clock=clock)
+    try:
+        groups = client.get_group_list(limit=1)
+    except CloudError as exc:
+        fix = ("check tencentcloud_secret_id/_key, and that the key may call IAI (CAM)" if isinstance(exc, CloudAuthError) else
+               "check cloud.endpoint and the network (DNS, HTTPS_PROXY, firewall)")
+        failed = Check("cloud", "fail", f"{config.cloud.endpoint}: {exc.message}" + (f" ({exc.cloud_code})" if exc.cloud_code else ""), fix)
+        return failed, clock_check(client.transport.last_date)
+    finally:
+        client.close()
+    detail = f"keys accepted by {config.cloud.endpoint} (GetGroupList: {groups.group_num} group(s), RequestId {groups.request_id})"
+    return Check("cloud", "ok", detail), clock_check(client.transport.last_date)
+
+
+def clock_check(last_date: tuple[float, float] | None) -> Check:
+    """The device clock against the cloud's, from the last answer's `Date` header."""
+    if last_date is None:
+        return Check("clock", "skip", "the cloud sent no Date header (it could not be reached)")
+    server, device = last_date
+    offset = device - (server + 0.5)  # > 0: the device is ahead; Date has whole seconds, so the service was 0-1 s past it
+    side = "ahead of" if offset > 0 else "behind"
+    if abs(offset) <= CLOCK_WARN_S:
+        return Check("clock", "ok", f"within {max(1, round(abs(offset)))} s of the cloud's clock (its Date header)")
+    status = "fail" if abs(offset) > CLOCK_FAIL_S else "warn"
+    return Check("clock", status, f"the device clock is {abs(offset):.0f} s {side} the cloud's",
+                 "turn on NTP: sudo timedatectl set-ntp true (a Pi without a real-time clock boots with an old time)")
+
+
+def check_disk(config: Config) -> Check:
+    folder = config.state_dir
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("/"))
+    free_mb = shutil.disk_usage(existing).free / 1e6
+    where = str(folder) if existing == folder else f"{folder} (not created yet; systemd's StateDirectory= creates it)"
+    detail = f"{where}: {free_mb / 1000:.1f} GB free" if free_mb >= 1000 else f"{where}: {free_mb:.0f} MB free"
+    if existing == folder and not os.access(folder, os.W_OK):
+        return Check("disk", "fail", f"{detail}, but not writable by this user", f"the service's user must own {folder} (StateDirectory=)")
+    if free_mb < DISK_FAIL_MB:
+        return Check("disk", "fail", detail, f"free space on the file system of {existing}: commands are refused as storage_unavailable")
+    if free_mb < DISK_WARN_MB:
+        return Check("disk", "warn", detail, f"free space on the file system of {existing}")
+    return Check("disk", "ok", detail)
