@@ -1,0 +1,138 @@
+"""The one configuration loader: YAML file + credentials -> a validated `Config`, or every problem at once."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from agent.config.messages import type_reason
+from agent.config.reach import detector_reach_problem
+from agent.config.schema import Config
+from agent.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("/etc/faceagent/agent.yaml")
+
+# (credential file name, environment variable) per secret, in lookup order (README, "Configuration").
+SECRET_SOURCES: dict[str, tuple[str, str]] = {
+    "secret_id": ("tencentcloud_secret_id", "TENCENTCLOUD_SECRET_ID"),
+    "secret_key": ("tencentcloud_secret_key", "TENCENTCLOUD_SECRET_KEY"),
+    "session_token": ("tencentcloud_session_token", "TENCENTCLOUD_SESSION_TOKEN"),
+    "mqtt_password": ("mqtt_password", "FACEAGENT_MQTT_PASSWORD"),
+    "command_key": ("command_hmac_key", "FACEAGENT_COMMAND_KEY"),
+}
+
+
+def read_secrets(environ: Mapping[str, str]) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """Resolve every secret: `$CREDENTIALS_DIRECTORY/<name>` first, then the environment variable.
+
+    A credential file may end with one newline (as `echo` writes it); any other surrounding
+    whitespace is refused, because the cloud then fails with an obscure signature error. An empty
+    file or variable means "not set" (the installer creates every credential file, empty).
+    """
+    found: dict[str, str] = {}
+    problems: list[tuple[str, str]] = []
+    cred_dir = environ.get("CREDENTIALS_DIRECTORY")
+    for field, (cred_name, env_name) in SECRET_SOURCES.items():
+        value: str | None = None
+        source = ""
+        if cred_dir and (Path(cred_dir) / cred_name).is_file():
+            source = f"credential {cred_name} in {cred_dir}"
+            try:
+                value = (Path(cred_dir) / cred_name).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                problems.append((f"secrets.{field}", f"{source} cannot be read: {exc.__class__.__name__}"))
+                continue
+            if value.endswith("\n"):
+                value = value[:-1]
+        elif env_name in environ:
+            source = f"environment variable {env_name}"
+            value = environ[env_name]
+        if not value:
+            continue
+        if value != value.strip():
+            problems.append((f"secrets.{field}", f"{source} has leading or trailing whitespace"))
+        else:
+            found[field] = value
+    return found, problems
+
+
+def _problem(error: Any) -> tuple[str, str]:
+    """(dotted key path, reason) of one pydantic error; a validator's "key: reason" message names its own key."""
+    path = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "extra_forbidden":
+        return path, "unknown key"
+    typed = type_reason(error)
+    if typed is not None:
+        return path or "<root>", typed
+    reason = str(error["msg"]).removeprefix("Value error, ")
+    named = re.match(r"^([a-z_][a-z0-9_.]*): (.*)$", reason, re.DOTALL)
+    if error["type"] == "value_error" and named:
+        return ".".join(p for p in (path, named[1]) if p), named[2]
+    return path or "<root>", reason
+
+
+def load_config(path: Path | str, environ: Mapping[str, str] | None = None) -> Config:
+    """Read, validate and return the configuration; raise `ConfigError` listing every problem."""
+    env = os.environ if environ is None else environ
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([("<file>", f"{path} does not exist")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([("<file>", f"{path} cannot be read: {exc}")]) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([("<file>", f"{path} is not valid YAML: {exc}")]) from None
+    return config_from_mapping({} if raw is None else raw, env)
+
+
+def config_from_mapping(raw: Any, environ: Mapping[str, str]) -> Config:
+    """Validate already-parsed YAML data plus the secrets found in `environ`."""
+    if not isinstance(raw, dict):
+        raise ConfigError([("<root>", f"must be a mapping of keys, got {type(raw).__name__}")])
+    problems: list[tuple[str, str]] = []
+    if "secrets" in raw:
+        problems.append(("secrets", "secrets never live in the YAML file: use credential files or environment variables"))
+        raw = {k: v for k, v in raw.items() if k != "secrets"}
+    secrets, secret_problems = read_secrets(environ)
+    problems.extend(secret_problems)
+    data = dict(raw)
+    data["secrets"] = secrets
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False):
+            problems.append(_problem(error))
+        raise ConfigError(problems) from None
+    reach = detector_reach_problem(config)
+    if reach:
+        problems.append(reach)
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def config_path_from(arg: str | None, environ: Mapping[str, str] | None = None) -> Path:
+    """`--config`, else `$FACEAGENT_CONFIG`, else /etc/faceagent/agent.yaml."""
+    env = os.environ if environ is None else environ
+    return Path(arg or env.get("FACEAGENT_CONFIG") or DEFAULT_CONFIG_PATH)
+
+
+def require_cloud_secrets(config: Config, credentials_dir: Path | None = None) -> None:
+    """Raise `ConfigError` unless the cloud SecretId and SecretKey were found (`credentials_dir`: the folder read)."""
+    folder = str(credentials_dir) if credentials_dir is not None else "$CREDENTIALS_DIRECTORY"
+    missing = [
+        (f"secrets.{name}", f"not set: put it in {folder}/{SECRET_SOURCES[name][0]} or ${SECRET_SOURCES[name][1]}")
+        for name in ("secret_id", "secret_key")
+        if getattr(config.secrets, name) is None
+    ]
+    if missing:
+        raise ConfigError(missing)
