@@ -46,14 +46,15 @@ def test_the_demo_runs_on_the_installed_package(installed: Path, tmp_path: Path)
 def test_bench_runs_on_the_installed_package_with_progress_a_table_and_json(installed: Path, tmp_path: Path) -> None:
     cfg = tmp_path / "agent.yaml"
     cfg.write_text(yaml.safe_dump({"camera": {"type": "files", "path": "/x"}, "detector": {"input_width": 256, "input_height": 192,
-                                                                                          "threads": 1}}))
+                                                                                          "threads": 1},
+                                  "quality": {"min_face_px": 80}}))  # what a 256x192 first pass sees in 1280x720 frames
     table = run(installed, "faceagent", "bench", "--no-daemon", "--repeat", "2", "--config", str(cfg), cwd=tmp_path)
     assert table.returncode == 0, table.stdout + table.stderr
-    assert "Traceback" not in table.stderr and "bench: detector 256x192, 1 thread(s)" in table.stderr  # progress, on stderr
+    assert "Traceback" not in table.stderr and "256x192 two-pass, 1 thread(s)" in table.stderr  # progress, on stderr
     lines = table.stdout.splitlines()
     assert lines[1].startswith("frames    3 photos from ") and "/site-packages/agent/devtools/demo_photos" in lines[1]
-    assert "  input     threads  inference  pipeline  pipeline/inference" in lines
-    assert any(line.startswith("  256x192   1 ") and line.endswith("(configured)") for line in lines)
+    assert any("input    kind      threads  calls  inference  pipeline  pipeline/inference" in line for line in lines)
+    assert any(" 256x192  two-pass  1 " in line and line.endswith("(configured)") for line in lines)
     data = json.loads(run(installed, "faceagent", "bench", "--no-daemon", "--repeat", "1", "--json", cwd=tmp_path).stdout)
     assert data["frames"] == ["grace_hopper.jpg", "camera.png", "rocket.jpg"] and data["detector_recall"]["recall"] == 1.0
     assert all(row["inference_ms"] > 0 for row in data["detector"])

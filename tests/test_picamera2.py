@@ -347,21 +347,21 @@ def test_selected_from_config(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "init(1)" in state.calls
 
 
-@pytest.mark.parametrize(("camera", "message"), [
-    ({"device": "/dev/video0"}, "picamera2 selects a camera by number"),
-    ({"lores_width": 1600, "lores_height": 900}, "must not exceed"),
-    ({"lores_width": 320, "lores_height": 240}, r"must have the shape of camera.width/height 1280x720 \(e.g. 320x180\)"),
-    ({"lores_width": 321, "lores_height": 181}, "needs even sizes"),
+@pytest.mark.parametrize(("camera", "path", "message"), [
+    ({"device": "/dev/video0"}, "camera.device", "picamera2 selects a camera by number"),
+    ({"lores_width": 1600, "lores_height": 900}, "camera.lores_width", "must not exceed"),
+    ({"lores_width": 320, "lores_height": 240}, "camera.lores_width", r"must have the shape of camera.width/height 1280x720 \(e.g. 320x180\)"),
+    ({"lores_width": 321, "lores_height": 181}, "camera.lores_width", "needs even sizes"),
 ])
-def test_picamera2_settings_are_checked(camera: dict[str, object], message: str) -> None:
+def test_picamera2_settings_are_checked(camera: dict[str, object], path: str, message: str) -> None:
     with pytest.raises(ConfigError) as info:
         config_from_mapping({"camera": {"type": "picamera2", **camera}}, {})
-    assert [path for path, _ in info.value.problems] == ["camera"]
+    assert [p for p, _ in info.value.problems] == [path]
     assert any(re.search(message, reason) for _, reason in info.value.problems), info.value.problems
 
 
 def test_rotation_needs_picamera2() -> None:
-    with pytest.raises(ConfigError, match=r"camera\.rotation is applied by picamera2 only"):
+    with pytest.raises(ConfigError, match=r"camera\.rotation: applied by picamera2 only"):
         config_from_mapping({"camera": {"type": "opencv", "device": 0, "rotation": 180}}, {})
 
 

@@ -483,8 +483,8 @@ def test_quality_rule_below_what_one_pass_sees_is_refused_naming_the_keys() -> N
 
 
 def test_picamera2_lores_stream_limits_what_the_detector_sees() -> None:
-    with pytest.raises(ConfigError, match=r"camera.lores_width x lores_height 160x120.*camera.lores_width/lores_height"):
-        load(camera={"type": "picamera2", "lores_width": 160, "lores_height": 120})
+    with pytest.raises(ConfigError, match=r"camera.lores_width x lores_height 160x90.*camera.lores_width/lores_height"):
+        load(camera={"type": "picamera2", "lores_width": 160, "lores_height": 90})
     assert load(camera={"type": "picamera2", "lores_width": 320, "lores_height": 180}).camera.type == "picamera2"
 
 

@@ -172,21 +172,21 @@ class CameraConfig(Section):
     def _picamera2_settings(self) -> CameraConfig:
         if self.type != "picamera2":
             if self.rotation:
-                raise ValueError("camera.rotation is applied by picamera2 only (camera.type: picamera2)")
+                raise ValueError("rotation: applied by picamera2 only (camera.type: picamera2)")
             return self
         if self.device is not None and not str(self.device).isdigit():
-            raise ValueError(f"camera.device {self.device!r}: picamera2 selects a camera by number (0 or 1); "
+            raise ValueError(f"device: {self.device!r}: picamera2 selects a camera by number (0 or 1); "
                              "for a V4L2 device such as /dev/video0 use camera.type: opencv")
         sizes = {"width": self.width, "height": self.height, "lores_width": self.lores_width, "lores_height": self.lores_height}
-        odd = [f"camera.{name} {value}" for name, value in sizes.items() if value % 2]
+        odd = [name for name, value in sizes.items() if value % 2]
         if odd:
-            raise ValueError(f"{', '.join(odd)}: picamera2 needs even sizes")
+            raise ValueError(f"{odd[0]}: picamera2 needs even sizes ({', '.join(f'camera.{n} {sizes[n]}' for n in odd)})")
         if self.lores_width > self.width or self.lores_height > self.height:
-            raise ValueError(f"camera.lores_width/lores_height {self.lores_width}x{self.lores_height} must not exceed "
+            raise ValueError(f"lores_width: {self.lores_width}x{self.lores_height} must not exceed "
                              f"camera.width/height {self.width}x{self.height}")
         if abs(self.lores_width * self.height - self.lores_height * self.width) > 0.01 * self.width * self.lores_height:
             fitting = round(self.lores_width * self.height / self.width / 2) * 2
-            raise ValueError(f"camera.lores_width/lores_height {self.lores_width}x{self.lores_height} must have the shape of "
+            raise ValueError(f"lores_width: camera.lores_width/lores_height {self.lores_width}x{self.lores_height} must have the shape of "
                              f"camera.width/height {self.width}x{self.height} (e.g. {self.lores_width}x{fitting})")
         return self
 

@@ -17,7 +17,9 @@ import numpy as np
 
 from agent.images import decode_image, encode_jpeg, read_image
 
-PHOTOS_DIR = Path(__file__).resolve().parents[2] / "tests" / "data"
+CHECKOUT_PHOTOS = Path(__file__).resolve().parents[2] / "tests" / "data"
+# A source checkout has all six photos; an installed package ships three of them (demo_photos).
+PHOTOS_DIR = CHECKOUT_PHOTOS if CHECKOUT_PHOTOS.is_dir() else Path(__file__).resolve().parent / "demo_photos"
 
 # Hand-labelled face boxes [x, y, w, h] in the original photos.
 TRUTH = {
@@ -37,7 +39,7 @@ class Placed:
 
 
 def photo(name: str) -> np.ndarray:
-    """One of the test photos (a source checkout's tests/data)."""
+    """One of the test photos (a source checkout's tests/data, else the ones the package ships)."""
     return read_image(PHOTOS_DIR / name)
 
 
@@ -186,7 +188,7 @@ def recall_scenes(count: int, width: int = 1280, height: int = 720, seed: int = 
 def one_person_scenes(count: int, width: int = 1280, height: int = 720, seed: int = 5) -> list[Scene]:
     """Frames with one frontal face of 80-240 px near the middle, as during an enrollment."""
     rng = np.random.default_rng(seed)
-    names = ("astronaut.png", "grace_hopper.jpg")
+    names = [name for name in ("astronaut.png", "grace_hopper.jpg") if (PHOTOS_DIR / name).is_file()]
     out = []
     for index in range(count):
         scene = background(width, height, seed + index)
