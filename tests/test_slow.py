@@ -62,7 +62,7 @@ def fleet_service(index: int, broker: Broker, emulator: Any, tmp_path: Path, rea
     }
     config = config_from_mapping(raw, {"TENCENTCLOUD_SECRET_ID": EMU_ID, "TENCENTCLOUD_SECRET_KEY": EMU_KEY})
     detector = FaceDetector(threads=1)
-    camera = Camera(FilesSource(str(DATA / "grace_hopper.jpg")), fps=20, idle_close_s=None)
+    camera = Camera(FilesSource(str(DATA / "grace_hopper.jpg"), sensor_noise=2), fps=20, idle_close_s=None)
     client, uploader = build_cloud(config)
     store = JobStore(config.state_dir / "jobs.sqlite3")
     return EnrollService(config, store, Enroller(config, detector, camera, client, uploader), uploader, camera, detector), store, client

@@ -15,7 +15,7 @@ import pytest
 
 from agent.iai.client import IaiClient
 from agent.iai.errors import CloudUnavailable
-from agent.iai.models import CreateFaceRequest
+from agent.iai.models import CreateFaceRequest, CreatePersonRequest
 from agent.iai.reconcile import Attempt, Reconciler
 from agent.iai.upload import NewPerson, ReconcileDeferred, Uploader, UploadProgress
 from tests.conftest import DATA
@@ -182,3 +182,17 @@ def test_two_devices_enrolling_one_person_at_once_each_report_only_their_own(emu
     assert set(results["a"].face_ids).isdisjoint(results["b"].face_ids)
     assert set(results["a"].face_ids) | set(results["b"].face_ids) == set(after[1:])
     assert any(k.startswith("error.CreateFace.FailedOperation.ConflictOperation") for k in stats(emulator))
+
+
+def test_when_searchfaces_cannot_list_the_person_the_outcome_is_unknown_not_a_guess(emulator: Any) -> None:
+    """100 other persons hold the very image we upload (score 100 each): SearchFaces' 100 candidates may all be them."""
+    client, uploader = uploader_for(emulator)
+    client.create_group("staff", "Staff")
+    for n in range(100):
+        client.create_person(CreatePersonRequest("staff", f"Look-alike {n}", f"look-{n}", image=CROP))
+    seed_person(client, "1001", FACE)  # listed after them among equal scores
+    control(emulator, reset_stats=True, apply_then_drop_next=1)
+    progress, _ = run(uploader, "1001", [CROP])
+    landed = faces_after_settling(emulator, "1001")[1:]
+    assert len(landed) == 1  # it did land
+    assert progress.unknown and progress.face_ids == [] and progress.candidates == landed  # but nothing is claimed or denied

@@ -21,7 +21,7 @@ def build_source(cfg: CameraConfig) -> CameraSource:
         from agent.camera.files import FilesSource
 
         assert cfg.path is not None  # checked by the config
-        return FilesSource(cfg.path, cfg.loop)
+        return FilesSource(cfg.path, cfg.loop, cfg.sensor_noise)
     if cfg.type == "opencv":
         from agent.camera.opencv import OpenCvSource
 

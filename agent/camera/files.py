@@ -1,4 +1,8 @@
-"""Frames from files: one image, a directory or a glob of images (sorted), or a video file. For demos, tests, CI."""
+"""Frames from files: one image, a directory or a glob of images (sorted), or a video file. For demos, tests, CI.
+
+Each read adds a little sensor noise (`sensor_noise`, seeded): two captures of a still image are then two
+frames, as from a live camera, whose frames never repeat byte for byte. 0 replays the files exactly.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import time
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from agent.camera.base import CameraSource, Frame
 from agent.errors import CameraUnavailable, ImageUnreadable
@@ -20,9 +25,11 @@ class FilesSource(CameraSource):
     kind = "files"
     live = False
 
-    def __init__(self, path: str, loop: bool = True) -> None:
+    def __init__(self, path: str, loop: bool = True, sensor_noise: int = 0) -> None:
         self.path = path
         self.loop = loop
+        self.sensor_noise = sensor_noise
+        self._rng = np.random.default_rng(len(path))
         self._images: list[Path] = []
         self._index = 0
         self._video: cv2.VideoCapture | None = None
@@ -70,9 +77,15 @@ class FilesSource(CameraSource):
         path = self._images[self._index]
         self._index += 1
         try:
-            return Frame(read_image(path), time.time())
+            return Frame(self._sensor(read_image(path)), time.time())
         except ImageUnreadable as exc:
             raise CameraUnavailable(f"camera files: {exc.message}") from None
+
+    def _sensor(self, image: np.ndarray) -> np.ndarray:
+        if not self.sensor_noise:
+            return image
+        noise = self._rng.integers(-self.sensor_noise, self.sensor_noise + 1, size=image.shape, dtype=np.int16)
+        return np.clip(image.astype(np.int16) + noise, 0, 255).astype(np.uint8)
 
     def _read_video(self) -> Frame:
         assert self._video is not None
@@ -82,7 +95,7 @@ class FilesSource(CameraSource):
             ok, image = self._video.read()
         if not ok or image is None:
             raise CameraUnavailable(f"camera files: no more frames in video {self.path}")
-        return Frame(image, time.time())
+        return Frame(self._sensor(image), time.time())
 
     def close(self) -> None:
         if self._video is not None:

@@ -150,6 +150,8 @@ class CameraConfig(Section):
     type: Literal["picamera2", "opencv", "files"] = Field("files", description="camera backend")
     path: str | None = Field(None, description="files: an image, a directory or a glob; opencv: a video file")
     loop: bool = Field(True, description="files: start again after the last image")
+    sensor_noise: int = Field(2, ge=0, le=16, description="files: noise (grey levels) added to each read, so two captures of "
+                              "a still image differ as live frames do; 0 replays the files exactly")
     device: str | int | None = Field(
         None, description="opencv: V4L2 index (0), /dev/video0 or an rtsp:// or http:// URL; picamera2: camera number (0 or 1)")
     width: int = Field(1280, ge=64, le=8192, description="capture (upload) resolution")

@@ -27,6 +27,7 @@ log = logging.getLogger("agent.iai")
 # SearchFaces score at which a face is the image we sent: the identical image scores ~100 against its
 # own face; another photo of the same person scores clearly lower (90 is IAI's 1-in-10,000 false-match level).
 SAME_IMAGE_MIN_SCORE = 97.0
+MAX_CANDIDATES = 100  # SearchFaces' maximum: the person must be among them for its best face to be known
 
 
 @dataclass(frozen=True)
@@ -113,16 +114,18 @@ class Reconciler:
                        complete=attributable and len(ours) == len(attempt.images))
 
     def _attribute(self, attempt: Attempt, new: tuple[str, ...]) -> tuple[tuple[str, ...], bool]:
-        """(the new faces that are this attempt's images, whether attribution was possible at all)."""
+        """(the new faces that are this attempt's images, whether the cloud could tell at all)."""
         try:
             groups = self._person_groups(attempt)
             if not groups:
                 return (), False
             ours: list[str] = []
             for image in attempt.images:
-                match = self._match(groups, image, attempt.person_id, new)
-                if match is not None and match not in ours:
-                    ours.append(match)
+                face_id, conclusive = self._match(groups, image, attempt.person_id, new)
+                if not conclusive:
+                    return (), False
+                if face_id is not None and face_id not in ours:
+                    ours.append(face_id)
             return tuple(ours), True
         except CloudUnavailable:
             raise  # try again later
@@ -137,10 +140,16 @@ class Reconciler:
             self._groups[attempt.person_id] = self.client.get_person_group_info(attempt.person_id).group_ids
         return self._groups[attempt.person_id]
 
-    def _match(self, groups: list[str], image: bytes, person_id: str, new: tuple[str, ...]) -> str | None:
+    def _match(self, groups: list[str], image: bytes, person_id: str, new: tuple[str, ...]) -> tuple[str | None, bool]:
+        """(the new FaceId that is `image`, or None when the person's best match is another face: the image did not
+        land; conclusive: False when SearchFaces did not list the person at all, as when many persons hold look-alike faces)."""
+        seen = False
         for start in range(0, len(groups), MAX_SEARCH_GROUPS):
-            for result in self.client.search_faces(groups[start : start + MAX_SEARCH_GROUPS], image):
+            for result in self.client.search_faces(groups[start : start + MAX_SEARCH_GROUPS], image, max_person_num=MAX_CANDIDATES):
                 for candidate in result.candidates:
-                    if candidate.person_id == person_id and candidate.face_id in new and candidate.score >= self.min_score:
-                        return candidate.face_id
-        return None
+                    if candidate.person_id != person_id:
+                        continue
+                    seen = True
+                    if candidate.face_id in new and candidate.score >= self.min_score:
+                        return candidate.face_id, True
+        return None, seen

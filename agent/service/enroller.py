@@ -155,7 +155,9 @@ class Enroller:
                     refusal = exc.message
                     detail = GUIDANCE.get(exc.code, exc.message)
                 else:
-                    found.append((Candidate(frame.timestamp, crop.image, analysis.target), crop))
+                    # A byte-identical crop is the same capture: neither the cloud nor a later read-back could tell two apart.
+                    if all(crop.jpeg != other.jpeg for _, other in found):
+                        found.append((Candidate(frame.timestamp, crop.image, analysis.target), crop))
                     refusal = ""
             timer.detect_ms += (time.perf_counter() - t0) * 1000
             now = time.monotonic()
