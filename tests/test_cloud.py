@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import ssl
@@ -19,7 +20,7 @@ from agent.iai.models import CreateFaceRequest
 from agent.iai.transport import REQUEST_CLIENT, Credentials
 from tests.agent_proc import command, listen, result_for
 from tests.broker import Broker
-from tests.conftest import EMU_ID, EMU_KEY, FACE_JPEG
+from tests.conftest import EMU_ID, EMU_KEY, FACE_JPEG, REPO
 from tests.iai_helpers import client_for, control, stats
 
 SDK = Path(__import__("tencentcloud").__file__).parent
@@ -243,4 +244,59 @@ def test_refused_keys_show_as_auth_failed(broker: Broker, make_agent: Any, perso
         listener.publish(f"{agent.base}/enroll", command("key-1", person))
         assert result_for(listener, agent.base, "key-1")["error"]["code"] == "cloud_auth"
     finally:
+        listener.close()
+
+
+# --- the key's CAM policy -----------------------------------------------------------------------------------------------
+
+
+def readme_cam_policy() -> list[str]:
+    """The actions of the CAM policy in README's "Before your first real enrollment", without the `iai:` prefix."""
+    readme = (REPO / "README.md").read_text()
+    start = readme.index('{"version": "2.0"', readme.index("### Before your first real enrollment"))
+    policy = json.loads(readme[start:readme.index("```", start)])
+    actions = [a for statement in policy["statement"] for a in statement["action"]]
+    assert all(a.startswith("iai:") for a in actions)
+    return [a.removeprefix("iai:") for a in actions]
+
+
+def test_the_readme_cam_policy_allows_everything_the_device_does_and_no_more(
+    broker: Broker, make_agent: Any, emulator: Any, person: str,
+) -> None:
+    allowed = readme_cam_policy()
+    used = set(re.findall(r'transport\.call\("(\w+)"', (REPO / "agent" / "iai" / "client.py").read_text())) - {"CreateGroup"}
+    assert sorted(allowed) == sorted(used)  # CreateGroup is for the demo and tests: a device never creates groups
+    control(emulator, allowed_actions=allowed)
+    agent = make_agent(broker, cloud={"health_interval_s": 5})
+    listener = listen(broker, agent.base)
+    try:
+        listener.publish(f"{agent.base}/enroll", command("cam-1", "2002", create_person={"group_id": "staff", "person_name": "Ada"}))
+        assert result_for(listener, agent.base, "cam-1")["status"] == "succeeded"
+        control(emulator, apply_then_drop_next=1)  # a lost answer: attributed with GetPersonGroupInfo and SearchFaces
+        listener.publish(f"{agent.base}/enroll", command("cam-2", person))
+        assert result_for(listener, agent.base, "cam-2")["status"] == "succeeded"
+        listener.publish(f"{agent.base}/enroll", command("cam-3", "3003", dry_run=True,
+                                                         create_person={"group_id": "staff", "person_name": "Bo"}))
+        assert "error" not in result_for(listener, agent.base, "cam-3")  # GetPersonListNum: the group exists
+        listener.publish(f"{agent.base}/delete", json.dumps({"id": "cam-4", "person_id": person, "enrollment_id": "cam-2"}))
+        assert listener.get_json(f"{agent.base}/delete/result", 30, where=lambda r: r["id"] == "cam-4")["status"] == "succeeded"
+        state = listener.get_json(f"{agent.base}/state", timeout=30, where=lambda s: "cloud" in s)
+        assert state["cloud"]["status"] == "ok"  # GetGroupList, the account check
+        assert not [k for k in stats(emulator) if "UnauthorizedOperation" in k]
+    finally:
+        control(emulator, allowed_actions=None)
+        listener.close()
+
+
+def test_a_policy_without_search_faces_leaves_a_lost_answer_unknown(broker: Broker, make_agent: Any, emulator: Any, person: str) -> None:
+    control(emulator, allowed_actions=[a for a in readme_cam_policy() if a != "SearchFaces"], apply_then_drop_next=1)
+    agent = make_agent(broker)
+    listener = listen(broker, agent.base)
+    try:
+        listener.publish(f"{agent.base}/enroll", command("cam-5", person))
+        result = result_for(listener, agent.base, "cam-5")
+        assert (result["status"], result["error"]["code"], result["face_ids"]) == ("unknown", "outcome_unknown", [])
+        assert len(result["candidate_face_ids"]) == 1 and stats(emulator)["error.SearchFaces.AuthFailure.UnauthorizedOperation"] >= 1
+    finally:
+        control(emulator, allowed_actions=None)
         listener.close()

@@ -20,6 +20,7 @@ from agent.cli.doctor import run_checks
 from agent.config import load_config
 from tests.broker import Broker, free_port
 from tests.conftest import DATA, EMU_ID, EMU_KEY
+from tests.iai_helpers import control
 
 ENV = {"PATH": "/usr/bin:/bin"}
 
@@ -132,6 +133,21 @@ def test_doctor_reports_refused_keys(broker: Broker, emulator: Any, tmp_path: Pa
     assert checks["cloud"].split()[0] == "FAIL" and "AuthFailure.SignatureFailure" in checks["cloud"]
     assert "fix: check tencentcloud_secret_id/_key" in checks["cloud"]
     assert "not-the-key-of-this-account" not in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(("condition", "code", "fix"), [
+    ("in_arrears", "ResourceUnavailable.InArrears", "top up the Tencent Cloud account"),
+    ("not_activated", "ResourceUnavailable.NotExist", "activate Face Recognition (IAI)"),
+    ("frozen", "ResourceUnavailable.Freeze", "the account is frozen or suspended: ask Tencent Cloud support"),
+    ("key_disabled", "AuthFailure.SecretIdNotFound", "check tencentcloud_secret_id/_key"),
+])
+def test_doctor_says_what_to_do_about_the_account(broker: Broker, emulator: Any, tmp_path: Path, condition: str, code: str, fix: str) -> None:
+    control(emulator, account=condition)
+    proc = doctor(installed(tmp_path, broker.url, emulator), "--skip", "camera")
+    assert proc.returncode == 1
+    checks = lines_of(proc.stdout)
+    assert checks["cloud"].split()[0] == "FAIL" and code in checks["cloud"], checks["cloud"]
+    assert f"fix: {fix}" in checks["cloud"] and "network" not in checks["cloud"], checks["cloud"]
 
 
 @pytest.mark.parametrize(("skew_s", "status", "words"), [(-3600, "fail", "s behind"), (20, "warn", "s ahead of"), (0, "ok", "within")])

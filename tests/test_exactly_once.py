@@ -128,7 +128,7 @@ def test_when_attribution_is_impossible_the_result_is_unknown_with_the_candidate
 
 
 def test_two_devices_enrolling_one_person_at_once(broker: Broker, make_agent: Any, emulator: Any, person: str) -> None:
-    patient = {"max_attempts": 8, "backoff_base_s": 0.3}  # the other device's change takes ~1.5 s to apply: wait it out
+    patient = {"max_attempts": 8, "backoff_base_s": 0.3, "backoff_max_s": 2}  # the other device's change takes ~1.5 s to apply: wait it out
     door, kiosk = make_agent(broker, device_id="door", cloud=patient), make_agent(broker, device_id="kiosk", cloud=patient)
     listener = listen(broker, "faceagent/+")
     before = faces(emulator, "1001")

@@ -162,14 +162,33 @@ def check_cloud(config: Config, clock: Callable[[], float] = time.time) -> tuple
     try:
         groups = client.get_group_list(limit=1)
     except CloudError as exc:
-        fix = ("check tencentcloud_secret_id/_key, and that the key may call IAI (CAM)" if isinstance(exc, CloudAuthError) else
-               "check cloud.endpoint and the network (DNS, HTTPS_PROXY, firewall)")
+        fix = cloud_fix(exc, isinstance(exc, CloudAuthError))
         failed = Check("cloud", "fail", f"{config.cloud.endpoint}: {exc.message}" + (f" ({exc.cloud_code})" if exc.cloud_code else ""), fix)
         return failed, clock_check(client.transport.last_date)
     finally:
         client.close()
     detail = f"keys accepted by {config.cloud.endpoint} (GetGroupList: {groups.group_num} group(s), RequestId {groups.request_id})"
     return Check("cloud", "ok", detail), clock_check(client.transport.last_date)
+
+
+ACCOUNT_FIXES = {
+    "auth_failed": "check tencentcloud_secret_id/_key, and that the key may call IAI (CAM policy: README, "
+                   "'Before your first real enrollment')",
+    "in_arrears": "top up the Tencent Cloud account (Billing Center); enrollments are refused at once until then",
+    "not_activated": "activate Face Recognition (IAI) for this account in the Tencent Cloud console",
+    "suspended": "the account is frozen or suspended: ask Tencent Cloud support; nothing can be enrolled until then",
+    "region": "set cloud.region to a region where IAI serves this account (the one your person groups live in)",
+}
+
+
+def cloud_fix(exc: Exception, auth: bool) -> str:
+    """What to do about a failed account check: by what the error says about the account, else the network."""
+    status = getattr(exc, "account_status", None) or ("auth_failed" if auth else None)
+    if status in ACCOUNT_FIXES:
+        return ACCOUNT_FIXES[status]
+    if getattr(exc, "cloud_code", None):
+        return "the cloud answered with an error: see its code in docs/iai.md and README, 'Before your first real enrollment'"
+    return "check cloud.endpoint and the network (DNS, HTTPS_PROXY, firewall)"
 
 
 def clock_check(last_date: tuple[float, float] | None) -> Check:

@@ -141,15 +141,19 @@ class Reconciler:
         return self._groups[attempt.person_id]
 
     def _match(self, groups: list[str], image: bytes, person_id: str, new: tuple[str, ...]) -> tuple[str | None, bool]:
-        """(the new FaceId that is `image`, or None when the person's best match is another face: the image did not
-        land; conclusive: False when SearchFaces did not list the person at all, as when many persons hold look-alike faces)."""
-        seen = False
+        """(the new FaceId that is `image`, or None: the image did not land; conclusive).
+
+        Not conclusive when SearchFaces does not list the person at all (many persons hold look-alike faces), or
+        when the person's best match is an older face that is the very same image (a tie SearchFaces hides).
+        """
         for start in range(0, len(groups), MAX_SEARCH_GROUPS):
             for result in self.client.search_faces(groups[start : start + MAX_SEARCH_GROUPS], image, max_person_num=MAX_CANDIDATES):
                 for candidate in result.candidates:
                     if candidate.person_id != person_id:
                         continue
-                    seen = True
-                    if candidate.face_id in new and candidate.score >= self.min_score:
+                    if candidate.score < self.min_score:
+                        return None, True  # had the image landed, its own face would score ~100: it did not
+                    if candidate.face_id in new:
                         return candidate.face_id, True
-        return None, seen
+                    break  # an older face of the person is the very same image: SearchFaces cannot tell which one is new
+        return None, False

@@ -86,7 +86,8 @@ def judge_upload(command: EnrollCommand, progress: UploadProgress, wanted: int, 
     if progress.reconciled and added < sent:
         return status, ResultError.of(ErrorCode.CLOUD_UNAVAILABLE, (
             f"the cloud's answer was lost and {sent - added} of {sent} image(s) did not appear on person {command.person_id} "
-            "within the settle time: they were not enrolled; send the command again"))
+            "within read_timeout_s + settle_s of sending (IAI applies a face within 5 s), so they are taken as not enrolled: "
+            "send the command again"))
     return status, shortfall(command, wanted, remaining, sent) or ResultError.of(
         ErrorCode.CLOUD_REJECTED, f"the cloud added {added} of {sent} images")
 

@@ -122,6 +122,10 @@ def _change(key: str, value: Any) -> Change:
         return Change("set", key, value)
     if key == "account":
         return Change("set", key, _choice(key, value, ("ok", *ACCOUNT_CONDITIONS)))
+    if key == "allowed_actions":
+        if value is not None and not isinstance(value, list):
+            raise ControlError(f"allowed_actions must be a list of action names or null, not {value!r}")
+        return Change("set", key, None if value is None else frozenset(str(_action(key, a, False)) for a in value))
     if key in COUNTERS:
         return Change("set", key, _count(key, value))
     if key in PERSON_HOOKS:

@@ -38,6 +38,7 @@ class Faults:
     drop_rate: float = 0.0
     outage: bool = False
     account: str = "ok"
+    allowed_actions: frozenset[str] | None = None  # the key's CAM policy; None: every action
     qps_limits: dict[str, float] = field(default_factory=dict)  # per action
     fail_next: list[Rule] = field(default_factory=list)
     delay_next: list[Rule] = field(default_factory=list)

@@ -75,6 +75,9 @@ class Emulator:
         check_version_and_region(headers)
         if action not in ACTIONS:
             raise ApiError("InvalidAction", f"{MESSAGES['InvalidAction']} ({action})")
+        allowed = self.faults.allowed_actions
+        if allowed is not None and action not in allowed:
+            raise ApiError("AuthFailure.UnauthorizedOperation", MESSAGES["AuthFailure.UnauthorizedOperation"])
         self.limiter.admit(action, self.faults.qps_limit, dict(self.faults.qps_limits))
         injected = self.faults.take_rule("fail_next", action)
         if injected is not None:
