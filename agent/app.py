@@ -13,7 +13,7 @@ import time
 
 from agent.camera.camera import Camera, build_source
 from agent.config import Config, read_secrets
-from agent.errors import CameraUnavailable, ConfigError, ExitCode
+from agent.errors import CameraUnavailable, ConfigError, ExitCode, ModelError
 from agent.iai.client import IaiClient
 from agent.iai.reconcile import Reconciler
 from agent.iai.transport import Credentials
@@ -27,6 +27,28 @@ from agent.service.telemetry import DeviceState
 from agent.vision.detector import detector_from_config
 
 log = logging.getLogger("faceagent")
+
+
+def preflight(config: Config) -> list[tuple[str, str]]:
+    """Problems `run` would stop on (exit 78) that the config schema cannot see: the state directory, a custom model.
+
+    Shared by `check-config`, so a device that passes it starts. A state directory that does not exist yet is
+    fine (systemd's StateDirectory= creates it).
+    """
+    problems: list[tuple[str, str]] = []
+    folder = config.state_dir
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        problems.append(("state_dir", f"{config.state_dir}: {folder} is not a directory"))
+    elif folder == config.state_dir and not os.access(folder, os.W_OK | os.X_OK):
+        problems.append(("state_dir", f"{folder} is not writable by this user"))
+    if config.detector.model_path is not None:
+        try:
+            detector_from_config(config.detector)
+        except ModelError as exc:
+            problems.append(("detector.model_path", exc.message))
+    return problems
 
 
 def reload_credentials() -> Credentials:
@@ -85,16 +107,19 @@ class App:
         self.notifier.ready(status)
         log.info("faceagent %s", status)
 
-    def run(self) -> int:
-        """Serve until SIGTERM/SIGINT (exit 0) or a fault it cannot run on (exit 1); ping the watchdog while the worker progresses."""
-        assert self.service is not None
-        service = self.service
+    def handle_signals(self) -> None:
+        """SIGTERM/SIGINT ask `run()` to stop; installed before `start()` so a stop during start-up is a clean one."""
 
         def request_stop(signum: int, frame: object) -> None:
             self.stop_requested.set()
 
         signal.signal(signal.SIGTERM, request_stop)
         signal.signal(signal.SIGINT, request_stop)
+
+    def run(self) -> int:
+        """Serve until SIGTERM/SIGINT (exit 0) or a fault it cannot run on (exit 1); ping the watchdog while the worker progresses."""
+        assert self.service is not None
+        service = self.service
         watchdog = self.notifier.watchdog_s
         tick = min(1.0, watchdog / 4) if watchdog else 1.0
         while not self.stop_requested.wait(tick) and not service.failed.is_set():

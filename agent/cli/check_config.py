@@ -16,12 +16,17 @@ from agent.errors import ConfigError, ExitCode
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from agent.app import preflight
+
     config = load_config_or_exit(args)
     credentials = args.credentials
     try:
         require_cloud_secrets(config, credentials.directory)
     except ConfigError as exc:
         return fail(f"{exc.message}\n  ({credentials.note})", ExitCode.CONFIG)
+    problems = preflight(config)
+    if problems:
+        return fail(ConfigError(problems).message, ExitCode.CONFIG)
     print(f"# {credentials.note}")
     print(yaml.safe_dump(config.redacted(), sort_keys=False), end="")
     return ExitCode.OK

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from agent.app import App
+from agent.app import App, preflight
 from agent.cli.common import fail, load_config_or_exit
 from agent.config import require_cloud_secrets
 from agent.errors import ConfigError, ExitCode, FaceAgentError, ModelError
@@ -17,8 +17,12 @@ log = logging.getLogger("faceagent")
 def cmd_run(args: argparse.Namespace) -> int:
     config = load_config_or_exit(args)
     app = App(config)
+    app.handle_signals()
     try:
         require_cloud_secrets(config, args.credentials.directory)
+        problems = preflight(config)
+        if problems:
+            raise ConfigError(problems)
         app.start()
     except ConfigError as exc:
         return fail(exc.message, ExitCode.CONFIG)

@@ -18,6 +18,19 @@ from agent.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/faceagent/agent.yaml")
 
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, but a key given twice in one mapping is an error (YAML would keep the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is given twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
 # (credential file name, environment variable) per secret, in lookup order (README, "Configuration").
 SECRET_SOURCES: dict[str, tuple[str, str]] = {
     "secret_id": ("tencentcloud_secret_id", "TENCENTCLOUD_SECRET_ID"),
@@ -88,7 +101,7 @@ def load_config(path: Path | str, environ: Mapping[str, str] | None = None) -> C
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([("<file>", f"{path} cannot be read: {exc}")]) from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader that refuses repeated keys
     except yaml.YAMLError as exc:
         raise ConfigError([("<file>", f"{path} is not valid YAML: {exc}")]) from None
     return config_from_mapping({} if raw is None else raw, env)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 from pathlib import Path
 from typing import Any
@@ -52,8 +53,8 @@ class Config(Section):
     @field_validator("device_id")
     @classmethod
     def _device_id_chars(cls, value: str) -> str:
-        if not value or len(value) > 64 or not all(c.isalnum() or c in "-_." for c in value):
-            raise ValueError("must be 1-64 characters of letters, digits, - _ .")
+        if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", value):  # ASCII: it is a topic level and a signed field
+            raise ValueError("must be 1-64 characters of ASCII letters, digits, - _ .")
         return value
 
     @model_validator(mode="after")

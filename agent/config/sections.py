@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -47,6 +48,17 @@ class MqttTls(Section):
             raise ValueError("cert_file: cert_file and key_file must be given together")
         for name in ("ca_file", "cert_file", "key_file"):
             _existing_file(getattr(self, name), name)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        try:  # what the MQTT client will load: a file that is not a certificate or key fails here, not at run time
+            if self.ca_file is not None:
+                context.load_verify_locations(cafile=str(self.ca_file))
+        except (ssl.SSLError, ValueError) as exc:
+            raise ValueError(f"ca_file: {self.ca_file} holds no usable certificate ({exc})") from None
+        try:
+            if self.cert_file is not None and self.key_file is not None:
+                context.load_cert_chain(str(self.cert_file), str(self.key_file))
+        except (ssl.SSLError, ValueError) as exc:
+            raise ValueError(f"cert_file: {self.cert_file} and key_file {self.key_file} are not a certificate and its key ({exc})") from None
         return self
 
 
@@ -55,7 +67,7 @@ class MqttConfig(Section):
     topic_prefix: str = Field("faceagent", min_length=1, max_length=64, description="topics are <prefix>/<device_id>/...")
     protocol: Literal["5", "3.1.1"] = Field("5", description="MQTT protocol version")
     username: str | None = Field(None, description="password comes from the mqtt_password credential")
-    client_id: str | None = Field(None, description="default faceagent-<device_id>; must be unique per device")
+    client_id: str | None = Field(None, min_length=1, max_length=128, description="default faceagent-<device_id>; must be unique per device")
     keepalive_s: int = Field(30, ge=5, le=600, description="MQTT keepalive; the broker publishes the will after 1.5x this without traffic")
     session_expiry_s: int = Field(3600, ge=0, le=7 * 24 * 3600, description="persistent session: commands sent while offline still arrive")
     reconnect_min_s: float = Field(1.0, gt=0, le=60, description="first reconnect delay; doubles up to reconnect_max_s")
@@ -84,9 +96,13 @@ class MqttConfig(Section):
         return plain_topic_prefix(value)
 
     @model_validator(mode="after")
-    def _backoff_order(self) -> MqttConfig:
+    def _consistent(self) -> MqttConfig:
         if self.reconnect_max_s < self.reconnect_min_s:
             raise ValueError("reconnect_max_s: must be >= reconnect_min_s")
+        if self.topic_prefix.startswith("$"):
+            raise ValueError("topic_prefix: $-topics belong to the broker; clients cannot publish there")
+        if not parse_broker_url(self.url).tls and any((self.tls.ca_file, self.tls.cert_file, self.tls.key_file)):
+            raise ValueError("tls: certificates are set but mqtt.url is mqtt:// (plain TCP): use mqtts://")
         return self
 
 
@@ -110,6 +126,14 @@ class CloudConfig(Section):
     backoff_max_s: float = Field(8.0, gt=0, le=120, description="cap of one backoff wait")
     rate_limit_per_s: float = Field(5.0, gt=0, le=50, description="client-side token bucket; the account's 50/s is shared by the fleet")
     rate_burst: int = Field(5, ge=1, le=50, description="requests the token bucket lets through at once")
+
+    @model_validator(mode="after")
+    def _budgets_in_order(self) -> CloudConfig:
+        if self.backoff_base_s > self.backoff_max_s:
+            raise ValueError("backoff_base_s: must be <= backoff_max_s")
+        if self.deadline_s < self.read_timeout_s:
+            raise ValueError("deadline_s: must be >= read_timeout_s (one attempt must fit in the budget)")
+        return self
 
     @field_validator("version", mode="before")
     @classmethod
@@ -168,6 +192,10 @@ class CameraConfig(Section):
     def _source_given(self) -> CameraConfig:
         if self.type == "files" and not self.path:
             raise ValueError("path: required when camera.type is files")
+        text = str(self.device) if self.device is not None else ""
+        index = self.device if isinstance(self.device, int) else (int(text) if text.lstrip("-").isdigit() else None)
+        if index is not None and not 0 <= index < 64:  # OpenCV crashes on a negative index
+            raise ValueError(f"device: {self.device!r} is not a camera index (0-63)")
         return self
 
     @model_validator(mode="after")
@@ -234,6 +262,13 @@ class QualityConfig(Section):
     max_yaw_deg: float = Field(30.0, ge=0, le=90, description="head turned left/right, at most")
     max_pitch_deg: float = Field(30.0, ge=0, le=90, description="head tilted up/down, at most")
     max_roll_deg: float = Field(25.0, ge=0, le=180, description="head tilted sideways, at most")
+
+
+    @model_validator(mode="after")
+    def _brightness_order(self) -> QualityConfig:
+        if self.min_brightness > self.max_brightness:
+            raise ValueError("min_brightness: must be <= max_brightness (every face would be refused)")
+        return self
 
 
 class SelectionConfig(Section):
