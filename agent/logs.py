@@ -27,8 +27,12 @@ _TC3_RE = re.compile(r"TC3-HMAC-SHA256\s+Credential=[^\s,'\"]*(,\s*SignedHeaders
 _BASE64_RE = re.compile(r"(?:[A-Za-z0-9+/]{4}){30,}(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
 # Values of JSON/dict fields that carry images or secrets, whatever their length.
 _FIELD_RE = re.compile(
-    r"""(?i)(['"]?(?:Images|Image|jpeg_b64|preview_jpeg_b64|SecretKey|secret_key|password|X-TC-Token|sig|signature)['"]?\s*[:=]\s*)(\[[^\]]*\]|'[^']*'|"[^"]*"|[^\s,}]+)"""
+    r"""(?i)(\b['"]?(?:Images|Image|jpeg_b64|preview_jpeg_b64|SecretKey|secret_key|password|X-TC-Token)['"]?\s*[:=]\s*)"""
+    r"""(\[[^\]]*\]|'[^']*'|"[^"]*"|[^\s,}]+)"""
 )
+# A command signature: quoted (a dict or JSON) or a hex digest. Not the words of a message about the field
+# ("sig: signed commands are required").
+_SIG_RE = re.compile(r"""(?i)(\b['"]?(?:sig|signature)['"]?\s*[:=]\s*)('[^']*'|"[^"]*"|[0-9a-f]{16,})""")
 
 
 class SecretRegistry:
@@ -59,6 +63,7 @@ def redact(text: str) -> str:
     text = _TC3_RE.sub("TC3-HMAC-SHA256 " + REDACTED, text)
     text = _AUTH_RE.sub(lambda m: m.group(1) + REDACTED, text)
     text = _FIELD_RE.sub(lambda m: m.group(1) + REDACTED, text)
+    text = _SIG_RE.sub(lambda m: m.group(1) + REDACTED, text)
     return _BASE64_RE.sub(lambda m: f"<base64 {len(m.group(0))} chars>", text)
 
 
@@ -129,7 +134,11 @@ def setup_logging(level: str = "INFO", fmt: str = "text", stream: TextIO | None 
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(level)
+    name = {"WARN": "WARNING", "FATAL": "CRITICAL"}.get(str(level).strip().upper(), str(level).strip().upper())
+    known = name in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+    root.setLevel(name if known else "INFO")  # a misspelt level (an environment variable) must not stop the daemon
+    if not known:
+        logging.getLogger("faceagent").warning("log level %r is not one of DEBUG, INFO, WARNING, ERROR: using INFO", level)
     # Third-party loggers that echo request headers/bodies at DEBUG stay at INFO at most.
     for noisy in ("urllib3", "requests"):
         logging.getLogger(noisy).setLevel(max(logging.INFO, root.level))

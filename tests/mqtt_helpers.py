@@ -18,7 +18,8 @@ class Listener:
     """Connects, subscribes to `topics`, and queues every (topic, payload bytes, properties)."""
 
     def __init__(
-        self, host: str, port: int, topics: list[str], protocol: int = mqtt.MQTTv5, client_id: str = "", persistent: bool = False
+        self, host: str, port: int, topics: list[str], protocol: int = mqtt.MQTTv5, client_id: str = "", persistent: bool = False,
+        username: str | None = None, password: str | None = None,
     ) -> None:
         """`persistent`: a session that outlives disconnects (needs a `client_id`), so QoS 1 messages queue at the broker."""
         self.messages: queue.Queue[tuple[str, bytes, Any, bool]] = queue.Queue()
@@ -28,6 +29,8 @@ class Listener:
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol,
                                   clean_session=None if v5 else not persistent)
         self.client.reconnect_delay_set(1, 2)
+        if username is not None:
+            self.client.username_pw_set(username, password)
         self.topics = topics
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = lambda c, u, mid, reasons, props: self.subscribed.set()

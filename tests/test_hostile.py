@@ -39,7 +39,8 @@ def response_props(topic: str, correlation: bytes = b"c") -> Properties:
 # --- one message must not silence a device ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("bad_topic", ["attacker/#", "attacker/+/x", "$SYS/broker", "faceagent/cam-other/enroll"])
+@pytest.mark.parametrize("bad_topic", ["attacker/#", "attacker/+/x", "$SYS/broker", "faceagent/cam-other/enroll",
+                                       "homeassistant/sensor/x/config"])
 def test_a_bad_response_topic_is_refused_and_the_device_keeps_answering(
     broker: Broker, make_agent: Any, emulator: Any, person: str, bad_topic: str,
 ) -> None:
@@ -81,7 +82,8 @@ def test_a_signed_command_works_only_on_the_device_it_names(broker: Broker, make
         tampered = json.loads(signed("d-6", person))
         tampered["person_id"] = "9999"  # signed for 1001, sent for someone else
         listener.publish(f"{agent.base}/enroll", json.dumps(tampered))
-        assert "does not match" in result_for(listener, agent.base, "d-6")["error"]["message"]
+        refused = listener.get_json(f"{agent.base}/enroll/result")
+        assert refused["id"] is None and "does not match" in refused["error"]["message"] and "'d-6' not taken" in refused["error"]["message"]
         listener.publish(f"{agent.base}/enroll", signed("d-7", person))
         assert result_for(listener, agent.base, "d-7")["status"] == "succeeded"
         listener.publish(f"{agent.base}/enroll", signed("d-7", person))  # captured and sent again: the id store stops it
@@ -104,6 +106,25 @@ def test_snapshots_need_a_signature_when_commands_do(broker: Broker, make_agent:
         listener.close()
 
 
+def test_every_snapshot_request_is_answered_even_beyond_the_queue(broker: Broker, make_agent: Any) -> None:
+    agent = make_agent(broker)
+    listener = listen(broker, agent.base)
+    try:
+        sent = [listener.client.publish(f"{agent.base}/snapshot", json.dumps({"id": f"s-{i}"}), qos=1)
+                for i in range(40)]  # a burst far beyond the 4 requests that may wait, not paced by PUBACKs
+        for info in sent:
+            info.wait_for_publish(10)
+        answers = [listener.get_json(f"{agent.base}/snapshot/result") for _ in range(40)]
+        assert sorted(a["id"] for a in answers) == sorted(f"s-{i}" for i in range(40))
+        served = [a for a in answers if "jpeg_b64" in a]
+        refused = [a for a in answers if "jpeg_b64" not in a]
+        assert served and refused, (len(served), len(refused))
+        assert all(a["error"]["code"] == "queue_full" and "ask again later" in a["error"]["message"] for a in refused)
+        assert agent.log().count("snapshot request refused") == 1  # one line for the burst, not one per request
+    finally:
+        listener.close()
+
+
 def test_unsigned_traffic_can_neither_read_stored_results_nor_claim_ids(broker: Broker, make_agent: Any, person: str) -> None:
     agent = make_agent(broker, **SIGNED)
     listener = listen(broker, agent.base)
@@ -113,11 +134,12 @@ def test_unsigned_traffic_can_neither_read_stored_results_nor_claim_ids(broker: 
         assert result_for(listener, agent.base, "op-1")["status"] == "succeeded"
         # a probe reusing the known id, with its own Response Topic: no replay, nothing on its topic
         listener.publish(f"{agent.base}/enroll", command("op-1", person), properties=response_props("attacker/replies"))
-        probe = result_for(listener, agent.base, "op-1")
+        probe = listener.get_json(f"{agent.base}/enroll/result")
         assert probe["status"] == "rejected" and not probe["replayed"] and probe["face_ids"] == [] and "preview_jpeg_b64" not in probe
+        assert probe["id"] is None  # one result per real command id, whatever strangers send
         # squatting: the id the operator will use next, sent first unsigned
         listener.publish(f"{agent.base}/enroll", command("op-2", person))
-        assert result_for(listener, agent.base, "op-2")["status"] == "rejected"
+        assert "'op-2' not taken" in listener.get_json(f"{agent.base}/enroll/result")["error"]["message"]
         listener.publish(f"{agent.base}/enroll", signed("op-2", person))
         assert result_for(listener, agent.base, "op-2")["status"] == "succeeded"
         with pytest.raises(TimeoutError):
@@ -278,7 +300,7 @@ def test_malicious_fields_get_answers_and_cannot_forge_log_lines(broker: Broker,
     listener = listen(broker, agent.base)
     try:
         listener.publish(f"{agent.base}/enroll", b'{"id": "ts-1", "person_id": "1001", "ts": ' + b"9" * 400 + b"}")
-        assert "ts" in result_for(listener, agent.base, "ts-1")["error"]["message"]
+        assert "a number has 400 digits" in result_for(listener, agent.base, "ts-1")["error"]["message"]
         forged = {"id": "log-1", "person_id": "1001", "x\nINFO agent: forged line\u001b[2J": 1}
         listener.publish(f"{agent.base}/enroll", json.dumps(forged))
         message = result_for(listener, agent.base, "log-1")["error"]["message"]
@@ -350,6 +372,16 @@ BAD_CONFIGS = [
     ({"mqtt": {"url": "mqtt://127.0.0.1:99999"}}, {}, "invalid port"),
     ({"mqtt": {"url": "mqtts://127.0.0.1:8883", "tls": {"ca_file": "/nonexistent/ca.pem"}}}, {}, "mqtt.tls.ca_file"),
     ({"cloud": {"version": "2020-03-03", "region": ""}}, {}, "cloud.region"),
+    ({"state_dir": "/etc/hostname/state"}, {}, "state_dir: /etc/hostname/state: /etc/hostname is not a directory"),
+    ({"detector": {"model_path": "/etc/hostname"}}, {}, "detector.model_path"),
+    ({"mqtt": {"url": "mqtts://127.0.0.1:8883", "tls": {"ca_file": "/etc/hostname"}}}, {}, "mqtt.tls.ca_file: /etc/hostname holds no usable"),
+    ({"mqtt": {"tls": {"ca_file": "/etc/ssl/certs/ca-certificates.crt"}}}, {}, "mqtt.tls: certificates are set but mqtt.url is mqtt://"),
+    ({"camera": {"type": "opencv", "device": -1}}, {}, "camera.device: -1 is not a camera index"),
+    ({"mqtt": {"topic_prefix": "$SYS"}}, {}, "mqtt.topic_prefix: $-topics belong to the broker"),
+    ({"mqtt": {"client_id": ""}}, {}, "mqtt.client_id"),
+    ({"quality": {"min_brightness": 220}}, {}, "quality.min_brightness: must be <= max_brightness"),
+    ({"cloud": {"backoff_base_s": 10}}, {}, "cloud.backoff_base_s: must be <= backoff_max_s"),
+    ({"cloud": {"deadline_s": 5}}, {}, "cloud.deadline_s: must be >= read_timeout_s"),
 ]
 
 
@@ -360,13 +392,29 @@ def test_every_configuration_problem_run_would_hit_is_caught_by_check_config(
     import yaml
 
     cfg = tmp_path / "agent.yaml"
-    cfg.write_text(yaml.safe_dump({"state_dir": str(tmp_path / "state"), "camera": {"type": "files", "path": str(tmp_path)}, **overrides}))
+    base = {"state_dir": str(tmp_path / "state"), "camera": {"type": "files", "path": str(tmp_path)}}
+    cfg.write_text(yaml.safe_dump({**base, **overrides, "camera": {**base["camera"], **overrides.get("camera", {})}}))
     base_env = {"PATH": "/usr/bin:/bin", "TENCENTCLOUD_SECRET_ID": "AKIDx", "TENCENTCLOUD_SECRET_KEY": "key", **env}
     for verb in ("check-config", "run"):
         proc = subprocess.run([sys.executable, "-m", "agent", verb, "--config", str(cfg)], capture_output=True, text=True,
                               timeout=60, check=False, env=base_env, cwd=REPO)
         assert proc.returncode == 78, (verb, proc.stderr)
         assert message in proc.stderr and "Traceback" not in proc.stderr, (verb, proc.stderr)
+
+
+def test_a_repeated_yaml_key_and_a_lower_case_log_level_are_handled(tmp_path: Path) -> None:
+    cfg = tmp_path / "agent.yaml"
+    cfg.write_text(f"camera:\n  type: files\n  path: {tmp_path}\ncamera:\n  type: files\n")
+    env = {"PATH": "/usr/bin:/bin", "TENCENTCLOUD_SECRET_ID": "AKIDx", "TENCENTCLOUD_SECRET_KEY": "key"}
+    proc = subprocess.run([sys.executable, "-m", "agent", "check-config", "--config", str(cfg)], capture_output=True, text=True,
+                          timeout=60, check=False, env=env, cwd=REPO)
+    assert proc.returncode == 78 and "key 'camera' is given twice" in proc.stderr
+    cfg.write_text(f"state_dir: {tmp_path}/state\ncamera:\n  type: files\n  path: {tmp_path}\n")
+    for level in ("debug", "warn", "LOUD"):
+        proc = subprocess.run([sys.executable, "-m", "agent", "check-config", "--config", str(cfg)], capture_output=True, text=True,
+                              timeout=60, check=False, env={**env, "FACEAGENT_LOG_LEVEL": level}, cwd=REPO)
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, (level, proc.stderr)
+    assert "'LOUD' is not one of DEBUG" in proc.stderr
 
 
 # --- operators hurting themselves ---------------------------------------------------------------------------------
@@ -402,6 +450,14 @@ def test_ctl_parses_broker_addresses_strictly(url: str, message: str) -> None:
     assert proc.returncode == 2 and message in proc.stderr
 
 
+@pytest.mark.parametrize(("option", "value"), [("--device", "cam-+"), ("--device", "#"), ("--device", "a/b"), ("--id", "two words"),
+                                             ("--id", "x" * 65)])
+def test_ctl_refuses_ids_the_device_would_not_answer_before_connecting(option: str, value: str) -> None:
+    given = {"--device": "cam-1", "--id": "op-1", option: value}
+    proc = ctl("mqtt://127.0.0.1:1", *[part for pair in given.items() for part in pair], "--person-id", "1001", "--timeout", "1")
+    assert proc.returncode == 2 and f"argument {option}: {value!r}" in proc.stderr and "sent " not in proc.stderr
+
+
 def test_ctl_uses_credentials_in_the_url_and_never_shows_them(tmp_path: Path) -> None:
     passwords = tmp_path / "passwords"
     subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwords), "operator", "s3cret-pass-word"], check=True, capture_output=True)
@@ -418,6 +474,52 @@ def test_ctl_uses_credentials_in_the_url_and_never_shows_them(tmp_path: Path) ->
         assert refused.returncode != 0 and "sent " not in refused.stderr
     finally:
         private.stop()
+
+
+def readme_acl() -> str:
+    readme = (REPO / "README.md").read_text()
+    start = readme.index("# /etc/mosquitto/acl")
+    return readme[start:readme.index("```", start)]
+
+
+def test_the_readme_acl_lets_device_and_operator_work_and_keeps_devices_apart(
+    tmp_path: Path, make_agent: Any, person: str,
+) -> None:
+    passwords = tmp_path / "passwords"
+    users = {"cam-acl": "device-pass-1", "cam-other": "device-pass-2", "operator": "operator-pass"}
+    for i, (user, password) in enumerate(users.items()):
+        subprocess.run(["mosquitto_passwd", "-b", *(["-c"] if i == 0 else []), str(passwords), user, password], check=True, capture_output=True)
+    passwords.chmod(0o600)
+    (tmp_path / "acl").write_text(readme_acl())
+    (tmp_path / "acl").chmod(0o600)
+    broker = Broker(tmp_path / "acl-broker", extra_conf=f"password_file {passwords}\nacl_file {tmp_path / 'acl'}\n")
+    broker.conf.write_text(broker.conf.read_text().replace("allow_anonymous true", "allow_anonymous false"))
+    broker.start()
+    operator = Listener(broker.host, broker.port, ["faceagent/#"], username="operator", password=users["operator"])
+    replies = Listener(broker.host, broker.port, ["faceagent-ctl/#"], username="operator", password=users["operator"])
+    other = Listener(broker.host, broker.port, ["faceagent/cam-acl/#"], username="cam-other", password=users["cam-other"])
+    try:
+        agent = make_agent(broker, device_id="cam-acl", wait=False, mqtt={"username": "cam-acl"},
+                           env={"FACEAGENT_MQTT_PASSWORD": users["cam-acl"]})
+        assert operator.get("faceagent/cam-acl/availability", timeout=30)[1] == b"online"
+        # another device may neither command this one nor read its commands
+        other.publish("faceagent/cam-acl/enroll", command("forged", person))
+        url = f"mqtt://operator:{users['operator']}@127.0.0.1:{broker.port}"
+        proc = ctl(url, "--device", "cam-acl", "--person-id", person, "--id", "acl-1", "--json", "--timeout", "30")
+        assert proc.returncode == 0 and json.loads(proc.stdout)["status"] == "succeeded", proc.stderr
+        while "status" not in (reply := json.loads((message := replies.get(timeout=10))[1])):
+            pass  # progress first, then the result
+        assert message[0].endswith("/reply") and reply["id"] == "acl-1"  # the device may write ctl's Response Topic
+        seen = operator.get_json("faceagent/cam-acl/enroll/result", timeout=10)
+        assert seen["id"] == "acl-1"  # the forged command, published first, never reached the device
+        with pytest.raises(TimeoutError):
+            other.get(timeout=0.5)  # nor did the operator's command reach the other device's eyes
+        assert "not authorized" not in agent.log().lower()
+        assert agent.stop() == 0
+    finally:
+        for listener in (operator, replies, other):
+            listener.close()
+        broker.stop()
 
 
 def test_a_planned_restart_loses_no_command(broker: Broker, make_agent: Any, person: str) -> None:

@@ -54,8 +54,16 @@ def test_secrets_logged_on_purpose_are_redacted(captured: io.StringIO) -> None:
 
 
 def test_redact_keeps_ordinary_text() -> None:
-    text = "enrolled person 1001 on cam-01 in 1234 ms (RequestId 07d63403-a199-4bbe-b9e0-692356ac738d)"
-    assert redact(text) == text
+    for text in ("enrolled person 1001 on cam-01 in 1234 ms (RequestId 07d63403-a199-4bbe-b9e0-692356ac738d)",
+                 "enroll command None rejected: sig: signed commands are required on this device",
+                 "design: a word that ends in sig is not a signature"):
+        assert redact(text) == text
+
+
+def test_command_signatures_are_redacted_in_dicts_json_and_bare_hex() -> None:
+    digest = "3f2a9c0e7b1d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7"
+    for text in (f"{{'sig': '{digest}'}}", json.dumps({"id": "a", "sig": digest}), f"sig={digest}", f"signature: {digest}"):
+        assert digest not in redact(text) and "<redacted>" in redact(text)
 
 
 def journal_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> TextIO:

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +154,9 @@ MALFORMED: list[tuple[bytes, str | None, str, str]] = [
     (b'{"id": "m-14", "person_id": "1001", "faces": true}', "m-14", "rejected", "faces: Input should be a valid integer"),
     (b'{"id": "m-15", "person_id": "\\u540d\\u5b57"}', "m-15", "rejected", "person_id: must be"),
     (json.dumps({"id": "m-16", "person_id": "1001", "pad": "x" * 70000}).encode(), None, "rejected", "commands are at most 65536 bytes"),
+    (b'{"id": "m-17", "person_id": "1001", "faces": ' + b"9" * 5000 + b"}", "m-17", "rejected", "payload: a number has 5000 digits"),
+    (b'{"id": "m-18", "person_id": "1001", "face_match_threshold": NaN}', "m-18", "rejected", "payload: NaN is not a JSON value"),
+    (b'{"id": "m-19", "person_id": "1001", "capture_timeout_s": 1e999}', "m-19", "rejected", "payload: the number 1e999 is out of range"),
 ]
 
 
@@ -397,36 +400,51 @@ def test_enroll_cli_from_files_camera_and_dry_run(tmp_path: Path, emulator: Any,
 # --- process: systemd notification, shutdown, bad config -----------------------------------------------------
 
 
-def test_systemd_notifications_ready_watchdog_stopping(broker: Broker, make_agent: AgentFactory, tmp_path: Path) -> None:
+@pytest.fixture
+def notify_socket(tmp_path: Path) -> Iterator[tuple[str, Any]]:
+    """systemd's side of sd_notify: a datagram socket the agent's NOTIFY_SOCKET points at."""
     import socket
 
     path = str(tmp_path / "notify.sock")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(path)
     sock.settimeout(30)
+    yield path, sock
+    sock.close()
+
+
+def test_systemd_notifications_ready_watchdog_stopping(broker: Broker, make_agent: AgentFactory, notify_socket: tuple[str, Any]) -> None:
+    path, sock = notify_socket
     agent = make_agent(broker, start=False)
     agent.env.update({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "2000000"})  # 2 s: pings every 0.5 s while the worker beats
-    try:
-        agent.start(broker, wait_online=False)
-        messages: list[bytes] = []
-        while not any(b"READY=1" in m for m in messages):
-            messages.append(sock.recv(4096))
-        assert any(b"STATUS=loading the face detector" in m for m in messages)
-        ready = next(m for m in messages if b"READY=1" in m).decode()
-        assert "STATUS=ready: faceagent/cam-test, broker connected" in ready
-        assert sock.recv(4096) == b"WATCHDOG=1"
-        assert agent.stop() == 0
-        rest = []
-        while True:
-            try:
-                rest.append(sock.recv(4096))
-            except TimeoutError:
-                break
-            if b"STOPPING=1" in rest[-1]:
-                break
-        assert any(b"STOPPING=1" in m for m in rest)
-    finally:
-        sock.close()
+    agent.start(broker, wait_online=False)
+    messages: list[bytes] = []
+    while not any(b"READY=1" in m for m in messages):
+        messages.append(sock.recv(4096))
+    assert any(b"STATUS=loading the face detector" in m for m in messages)
+    ready = next(m for m in messages if b"READY=1" in m).decode()
+    assert "STATUS=ready: faceagent/cam-test, broker connected" in ready
+    assert sock.recv(4096) == b"WATCHDOG=1"
+    assert agent.stop() == 0
+    rest = []
+    while True:
+        try:
+            rest.append(sock.recv(4096))
+        except TimeoutError:
+            break
+        if b"STOPPING=1" in rest[-1]:
+            break
+    assert any(b"STOPPING=1" in m for m in rest)
+
+
+def test_sigterm_during_start_up_is_a_clean_stop(broker: Broker, make_agent: AgentFactory, notify_socket: tuple[str, Any]) -> None:
+    """systemd may stop a unit that is still starting: that is a stop like any other (exit 0), not death by signal."""
+    path, sock = notify_socket
+    agent = make_agent(broker, start=False)
+    agent.env["NOTIFY_SOCKET"] = path
+    agent.start(broker, wait_online=False)
+    assert b"STATUS=opening the job store" in sock.recv(4096)  # the first step of start-up
+    assert agent.stop() == 0, agent.log()
 
 
 def test_sigterm_during_capture_requeues_the_job_and_it_runs_after_restart(broker: Broker, make_agent: AgentFactory, emulator: Any, person: str) -> None:

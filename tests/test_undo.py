@@ -105,8 +105,9 @@ def test_deletes_need_a_signature_when_commands_do(broker: Broker, make_agent: A
         listener.publish(f"{agent.base}/enroll", signed("s-1", person))
         added = result_for(listener, agent.base, "s-1")["face_ids"]
         listener.publish(f"{agent.base}/delete", json.dumps({"id": "undo-s", "person_id": person, "enrollment_id": "s-1"}))
-        refused = delete_result(listener, agent.base, "undo-s")
-        assert refused["status"] == "rejected" and "signed commands are required" in refused["error"]["message"]
+        refused = listener.get_json(f"{agent.base}/delete/result", 30)
+        assert refused["status"] == "rejected" and refused["id"] is None  # a stranger's message claims no id
+        assert "signed commands are required" in refused["error"]["message"] and "'undo-s' not taken" in refused["error"]["message"]
         assert added[0] in faces(emulator, person)
     finally:
         listener.close()

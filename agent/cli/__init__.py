@@ -33,14 +33,29 @@ def _add_config_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _pattern_arg(pattern_name: str, what: str) -> Callable[[str], str]:
+    """An argparse type that accepts what the device would (protocol.py's patterns), naming the rule otherwise."""
+    def check(value: str) -> str:
+        import re
+
+        from agent.service import protocol
+
+        if not re.fullmatch(getattr(protocol, pattern_name), value):
+            raise argparse.ArgumentTypeError(f"{value!r}: {what}")
+        return value
+    return check
+
+
 def _add_ctl_verb(ctl: Any, name: str, help_text: str, timeout: float) -> argparse.ArgumentParser:
     """A `faceagent ctl` verb with the options every verb shares."""
     c: argparse.ArgumentParser = ctl.add_parser(name, help=help_text)
     _add_config_arg(c)
-    c.add_argument("--device", required=True)
+    c.add_argument("--device", required=True, type=_pattern_arg(
+        "DEVICE_ID_PATTERN", "a device id is 1-64 characters of letters, digits, - _ . (one device: no wildcards)"))
     c.add_argument("--timeout", type=float, default=timeout, help=f"seconds to wait for the answer (default {timeout:g}; exit 3 after)")
     c.add_argument("--broker", help="mqtt[s]://host:port (default: mqtt.url of the config, else mqtt://127.0.0.1:1883)")
-    c.add_argument("--id", dest="command_id", help="command id (default: a new uuid)")
+    c.add_argument("--id", dest="command_id", help="command id (default: a new uuid)", type=_pattern_arg(
+        "COMMAND_ID_PATTERN", "a command id is 1-64 characters of letters, digits, - _ . :"))
     c.add_argument("--json", action="store_true", help="print the answer as JSON")
     return c
 

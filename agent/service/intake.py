@@ -44,6 +44,23 @@ from agent.service.telemetry import Counters
 
 log = logging.getLogger(__name__)
 
+UNAUTHENTICATED_LOG_EVERY_S = 60.0  # strangers' messages are logged at most this often (with a running count)
+
+
+class RateLimitedLog:
+    """Allows one log line per `every_s`: a flood of the same event must not flood the journal."""
+
+    def __init__(self, every_s: float) -> None:
+        self.every_s = every_s
+        self._next = 0.0
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        if now < self._next:
+            return False
+        self._next = now + self.every_s
+        return True
+
 
 def result_messages(result: Result, topic: str, response_topic: str | None, correlation: bytes | None) -> list[Message]:
     """The result on the device's result `topic`, and on the command's Response Topic (MQTT 5) when it has one."""
@@ -73,6 +90,8 @@ class Intake:
         self.accepting = threading.Event()
         self.stopping = threading.Event()
         self._last_store_error = ""
+        self._unauthenticated_log = RateLimitedLog(UNAUTHENTICATED_LOG_EVERY_S)
+        self._snapshot_full_log = RateLimitedLog(UNAUTHENTICATED_LOG_EVERY_S)
 
     def stop(self) -> None:
         self.stopping.set()
@@ -131,7 +150,7 @@ class Intake:
                 self._reject(request, kind, None, None, store=False)
             return
         if message.response_topic and reply_to is None:  # answered on the device's own result topic only
-            problem = response_topic_problem(message.response_topic, self.config.mqtt.topic_prefix) or "response topic refused"
+            problem = self._response_topic_problem(message.response_topic) or "response topic refused"
             self._reject(Rejection(*command_ids(data), "rejected", ErrorCode.INVALID_COMMAND, problem), kind, None, None, store=False)
             return
         command = validate_delete(data) if kind == "delete" else validate_command(data)
@@ -155,19 +174,29 @@ class Intake:
         return self.config.commands.require_signature or (self.key is not None and isinstance(data, dict) and "sig" in data)
 
     def _refuse_unauthenticated(self, data: dict[str, Any] | Rejection, why: str, kind: str) -> None:
-        """Answered on the device's own topic only, never stored: the id stays free for the real operator."""
+        """Answered on the device's own topic only, never stored: the id stays free for the real operator.
+
+        The answer carries no `id` (the claimed one is named in the message): whoever follows the result topic
+        by id sees one result per real command, whatever strangers publish.
+        """
         self.counters.inc("unauthenticated")
-        log.warning("refused an unauthenticated %s message: %s", kind, why)
         command_id = command_ids(data)[0] if isinstance(data, dict) else None
-        rejection = Rejection(command_id, None, "rejected", ErrorCode.INVALID_COMMAND, why)
-        self._reject(rejection, kind, None, None, store=False)
+        if self._unauthenticated_log.allow():
+            log.warning("refused an unauthenticated %s message%s: %s (%d refused so far)", kind,
+                        f" claiming id {command_id}" if command_id else "", why, self.counters.get("unauthenticated"))
+        claimed = f" (command id {command_id!r} not taken)" if command_id else ""
+        self._reject(Rejection(None, None, "rejected", ErrorCode.INVALID_COMMAND, why + claimed), kind, None, None, store=False,
+                     quiet=True)
 
     def _reply_address(self, message: Incoming) -> tuple[str | None, bytes | None]:
         if not message.response_topic:
             return None, None
-        if response_topic_problem(message.response_topic, self.config.mqtt.topic_prefix) is not None:
+        if self._response_topic_problem(message.response_topic) is not None:
             return None, None
         return message.response_topic, message.correlation
+
+    def _response_topic_problem(self, topic: str) -> str | None:
+        return response_topic_problem(topic, self.config.mqtt.topic_prefix, self.config.home_assistant.discovery_prefix)
 
     def _check_policy(self, command: EnrollCommand | DeleteCommand) -> EnrollCommand | DeleteCommand | Rejection:
         floor = self.config.commands.min_face_match_threshold
@@ -185,15 +214,22 @@ class Intake:
     def answer_topic(self, kind: str) -> str:
         return self.topics.snapshot_result if kind == "snapshot" else self.topics.result_for(kind)
 
-    def _reject(self, rejection: Rejection, kind: str, reply_to: str | None, correlation: bytes | None, *, store: bool) -> None:
+    def _reject(self, rejection: Rejection, kind: str, reply_to: str | None, correlation: bytes | None, *, store: bool,
+                quiet: bool = False) -> None:
+        """Answer a command that will not run. `quiet`: a stranger's message — not logged, and published without
+        touching the disk (a flood of them must neither fill the log nor wear the SD card)."""
         if store and rejection.id is not None and self._replay_if_known(rejection.id, kind, reply_to, correlation):
             return
         self.counters.inc("expired" if rejection.status == "expired" else "rejected")
         status = Status.EXPIRED if rejection.status == "expired" else Status.REJECTED
         result = Result.rejected(rejection.id, self.config.device_id, rejection.person_id,
                                  ResultError.of(rejection.code, rejection.message), status)
-        log.info("%s command %s %s: %s", kind, rejection.id, rejection.status, rejection.message)
         messages = result_messages(result, self.answer_topic(kind), reply_to, correlation)
+        if quiet:
+            for topic, payload, _ in messages:
+                self.link.publish(topic, payload, qos=1)
+            return
+        log.info("%s command %s %s: %s", kind, rejection.id, rejection.status, rejection.message)
         if store and rejection.id is not None:
             self.store.store_final({"id": rejection.id, "person_id": rejection.person_id}, result.to_json(), messages, reply_to, correlation,
                                    kind=kind)
@@ -254,8 +290,12 @@ class Intake:
         try:
             self.snapshots.put_nowait(request)
             self._job_added()
-        except queue.Full:
-            log.warning("snapshot request dropped: %d already waiting", self.snapshots.maxsize)
+        except queue.Full:  # answered, but not logged each time nor stored: a flood of requests must not reach the disk
+            if self._snapshot_full_log.allow():
+                log.warning("snapshot request refused: %d already waiting", self.snapshots.maxsize)
+            self._reject(Rejection(request.id, None, "rejected", ErrorCode.QUEUE_FULL,
+                                   f"{self.snapshots.maxsize} snapshot requests are already waiting: ask again later"),
+                         "snapshot", None, None, store=False, quiet=True)
 
     def _progress(self, job_id: str, state: str, detail: str, reply_to: str | None, correlation: bytes | None) -> None:
         payload = json.dumps(progress_payload(job_id, state, detail))
@@ -270,7 +310,7 @@ class Intake:
             log.error("command not stored: %s", exc.message)
             self._last_store_error = exc.message
         data = decode_payload(message.payload)
-        command_id = data.get("id") if isinstance(data, dict) and isinstance(data.get("id"), str) else None
-        result = Result.rejected(printable(command_id, 64) if command_id else None, self.config.device_id, None, ResultError.of(
+        command_id, person_id = command_ids(data) if isinstance(data, dict) else (None, None)
+        result = Result.rejected(command_id, self.config.device_id, person_id, ResultError.of(
             ErrorCode.STORAGE_UNAVAILABLE, f"the device cannot store commands ({exc.message.rsplit(': ', 1)[-1]}): send it again later"))
         self.link.publish(self.answer_topic(self.kind_of(message.topic)), json.dumps(result.to_json()), qos=1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import re
 import time
 import unicodedata
@@ -199,6 +200,39 @@ def _reject(command_id: str | None, person_id: str | None, message: str, status:
     return Rejection(command_id, person_id, status, code, message)
 
 
+class _NotStrictJson(ValueError):
+    """Python's json accepts more than JSON (NaN, Infinity) and fails on huge numbers with advice meant for programmers."""
+
+
+MAX_INT_DIGITS = 30
+
+
+def _parse_int(digits: str) -> int:
+    if len(digits.lstrip("-")) > MAX_INT_DIGITS:
+        raise _NotStrictJson(f"a number has {len(digits.lstrip('-'))} digits (at most {MAX_INT_DIGITS})")
+    return int(digits)
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotStrictJson(f"the number {text[:40]} is out of range")
+    return value
+
+
+def _refuse_constant(name: str) -> float:
+    raise _NotStrictJson(f"{name} is not a JSON value")
+
+
+def _salvage_ids(text: str) -> tuple[str | None, str | None]:
+    """The id and person_id of a payload refused for its numbers, so the answer can name the command."""
+    try:
+        data = json.loads(text, parse_int=lambda d: None if len(d) > MAX_INT_DIGITS else int(d), parse_constant=lambda _: None)
+    except (ValueError, RecursionError):
+        return None, None
+    return command_ids(data) if isinstance(data, dict) else (None, None)
+
+
 def decode_payload(payload: bytes) -> dict[str, Any] | Rejection:
     """A payload as a JSON object, or why it is not one."""
     if len(payload) > MAX_PAYLOAD_BYTES:
@@ -208,7 +242,9 @@ def decode_payload(payload: bytes) -> dict[str, Any] | Rejection:
     except UnicodeDecodeError as exc:
         return _reject(None, None, f"payload is not UTF-8 (byte {exc.start})")
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_refuse_constant)
+    except _NotStrictJson as exc:
+        return _reject(*_salvage_ids(text), f"payload: {exc}")
     except RecursionError:
         return _reject(None, None, "payload is nested too deeply")
     except ValueError as exc:
@@ -302,12 +338,13 @@ def signature_problem(data: dict[str, Any], key: bytes | None, device_id: str, m
     return None
 
 
-def response_topic_problem(topic: str, topic_prefix: str) -> str | None:
+def response_topic_problem(topic: str, topic_prefix: str, *reserved: str) -> str | None:
     """Why an MQTT 5 Response Topic cannot be published to, or None.
 
     A Response Topic is chosen by whoever sent the command: it must be a plain topic (no wildcards,
     no `$`), and outside the fleet's own tree so a command cannot make one device publish into
-    another device's command topics.
+    another device's command topics — nor under the other `reserved` prefixes (Home Assistant's
+    discovery prefix, where a result would become an entity's configuration).
     """
     if not topic or len(topic.encode("utf-8")) > 1024:
         return "response topic: must be 1-1024 bytes"
@@ -315,6 +352,7 @@ def response_topic_problem(topic: str, topic_prefix: str) -> str | None:
         return f"response topic {printable(topic)!r}: wildcards and control characters are not allowed"
     if topic.startswith("$"):
         return f"response topic {printable(topic)!r}: $-topics are reserved by the broker"
-    if topic == topic_prefix or topic.startswith(topic_prefix + "/"):
-        return f"response topic {printable(topic)!r}: must be outside {topic_prefix}/ (reply to your own topic)"
+    for prefix in (topic_prefix, *reserved):
+        if topic == prefix or topic.startswith(prefix + "/"):
+            return f"response topic {printable(topic)!r}: must be outside {prefix}/ (reply to your own topic)"
     return None

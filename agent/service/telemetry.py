@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import statistics
 import threading
 import time
@@ -135,7 +136,8 @@ class Telemetry:
 
     def run(self) -> None:
         next_telemetry = time.monotonic() + self.interval_s
-        next_prune = next_check = time.monotonic()
+        next_prune = time.monotonic()
+        next_check = time.monotonic() if self._check_cloud is not None else math.inf  # no check: never due
         self._publish(self.state_topic, json.dumps(self.state()), 1, True)
         while not self.stopping.is_set():
             if self._check_cloud is not None and time.monotonic() >= next_check:
