@@ -280,8 +280,9 @@ def test_the_readme_cam_policy_allows_everything_the_device_does_and_no_more(
         assert "error" not in result_for(listener, agent.base, "cam-3")  # GetPersonListNum: the group exists
         listener.publish(f"{agent.base}/delete", json.dumps({"id": "cam-4", "person_id": person, "enrollment_id": "cam-2"}))
         assert listener.get_json(f"{agent.base}/delete/result", 30, where=lambda r: r["id"] == "cam-4")["status"] == "succeeded"
-        state = listener.get_json(f"{agent.base}/state", timeout=30, where=lambda s: "cloud" in s)
-        assert state["cloud"]["status"] == "ok"  # GetGroupList, the account check
+        # the account check (GetGroupList) passes too; a state retained by an earlier device of this id may come first
+        listener.get_json(f"{agent.base}/state", timeout=30, where=lambda s: (s.get("cloud") or {}).get("status") == "ok")
+        assert stats(emulator).get("requests.GetGroupList", 0) >= 1
         assert not [k for k in stats(emulator) if "UnauthorizedOperation" in k]
     finally:
         control(emulator, allowed_actions=None)
