@@ -46,6 +46,7 @@ class SecretRegistry:
         with self._lock:
             # Very short strings would shred ordinary text; the config loader refuses empty secrets anyway.
             new = {v for v in values if v and len(v) >= 4}
+            new |= {repr(v)[1:-1] for v in new}  # also as a repr() shows it, in an exception message
             self._values = tuple(sorted(set(self._values) | new, key=len, reverse=True))
 
     def values(self) -> Iterable[str]:
@@ -117,11 +118,11 @@ class JsonFormatter(logging.Formatter):
             "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": redact(record.getMessage()),
         }
         if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
-        line = redact(json.dumps(entry, ensure_ascii=False))
+            entry["exc"] = redact(self.formatException(record.exc_info))
+        line = redact(json.dumps(entry, ensure_ascii=False))  # again: a secret JSON escaping has changed
         return with_priority(line, record.levelno) if self.journald else line
 
 

@@ -31,3 +31,9 @@ def test_console_script_and_module_agree() -> None:
     b = subprocess.run([sys.executable, "-m", "agent", "--help"], capture_output=True, text=True, timeout=60, check=True)
     assert "check-config" in a.stdout and "ctl" in a.stdout
     assert a.stdout.replace("faceagent", "") == b.stdout.replace("faceagent", "")
+
+
+@pytest.mark.parametrize("port", ["99999", "-5", "http"])
+def test_the_emulator_refuses_a_port_that_cannot_be_one(port: str) -> None:
+    proc = subprocess.run([sys.executable, "-m", "agent", "emulator", "--port", port], capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 2 and "argument --port" in proc.stderr and "Traceback" not in proc.stderr

@@ -172,3 +172,8 @@ def test_doctor_exits_78_on_an_invalid_config(tmp_path: Path) -> None:
     bad.write_text("mqtt:\n  keepalive_s: soon\n")
     proc = doctor(bad)
     assert proc.returncode == 78 and "mqtt.keepalive_s: expected an integer" in proc.stderr
+    as_json = doctor(bad, "--json")
+    assert as_json.returncode == 78
+    report = json.loads(as_json.stdout)  # --json stays one object, the problems in its failed `config` check
+    assert report["checks"][0]["check"] == "config" and report["checks"][0]["status"] == "fail"
+    assert "mqtt.keepalive_s: expected an integer" in report["checks"][0]["detail"]

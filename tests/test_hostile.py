@@ -71,7 +71,7 @@ def test_a_signed_command_works_only_on_the_device_it_names(broker: Broker, make
     try:
         for payload, why in [
             (signed("d-1", person, device_id="cam-other"), "device_id: the command is signed for device cam-other"),
-            (signed("d-2", person, device_id=None), "fields device_id, ts and sig"),
+            (signed("d-2", person, device_id=None), "device_id: a signed command carries device_id, ts and sig together; missing: device_id"),
             (command("d-3", person), "signed commands are required"),
             (signed("d-4", person, key="someone-elses-key-0000"), "the signature does not match"),
             (signed("d-5", person, ts=int(time.time()) - 3600), "ts: the signature timestamp is more than 300 s"),
@@ -99,9 +99,16 @@ def test_snapshots_need_a_signature_when_commands_do(broker: Broker, make_agent:
         listener.publish(f"{agent.base}/snapshot", b'{"id": "peek"}')
         refused = listener.get_json(f"{agent.base}/snapshot/result")
         assert "jpeg_b64" not in refused and "signed commands are required" in refused["error"]["message"]
-        listener.publish(f"{agent.base}/snapshot", signed("aim", None))
+        request = signed("aim", None)
+        listener.publish(f"{agent.base}/snapshot", request)
         granted = listener.get_json(f"{agent.base}/snapshot/result", where=lambda r: r.get("id") == "aim")
         assert granted["jpeg_b64"] and granted["verdict"] == "ok"
+        listener.publish(f"{agent.base}/snapshot", request)  # the same signed request, captured and sent again
+        replayed = listener.get_json(f"{agent.base}/snapshot/result", where=lambda r: r.get("id") == "aim")
+        assert "jpeg_b64" not in replayed and "already answered" in replayed["error"]["message"]
+        listener.publish(f"{agent.base}/snapshot", signed("aim", None, ts=int(time.time()) - 1))  # a new request may reuse the id
+        again = listener.get_json(f"{agent.base}/snapshot/result", where=lambda r: r.get("id") == "aim")
+        assert again["jpeg_b64"]
     finally:
         listener.close()
 
@@ -316,12 +323,14 @@ def test_a_live_retained_command_is_not_executed(broker: Broker, make_agent: Any
     agent = make_agent(broker)
     listener = listen(broker, agent.base)
     try:
-        listener.publish(f"{agent.base}/enroll", command("ret-live", person), retain=True)
+        for i in range(20):  # a burst: ignored, and logged once
+            listener.publish(f"{agent.base}/enroll", command(f"ret-live-{i}", person), retain=True)
         listener.publish(f"{agent.base}/enroll", command("ret-after", person))  # commands are handled in order
         assert result_for(listener, agent.base, "ret-after")["status"] == "succeeded"
         assert len(faces(emulator, "1001")) == 2  # only ret-after's face
-        telemetry = listener.get_json(f"{agent.base}/telemetry", where=lambda t: t["counters"]["ignored_retained"] >= 1)
-        assert telemetry["counters"]["ignored_retained"] == 1
+        telemetry = listener.get_json(f"{agent.base}/telemetry", where=lambda t: t["counters"]["ignored_retained"] >= 20)
+        assert telemetry["counters"]["ignored_retained"] == 20
+        assert agent.log().count("ignoring a retained message") == 1
     finally:
         listener.publish(f"{agent.base}/enroll", b"", retain=True)
         listener.close()
@@ -382,6 +391,7 @@ BAD_CONFIGS = [
     ({"quality": {"min_brightness": 220}}, {}, "quality.min_brightness: must be <= max_brightness"),
     ({"cloud": {"backoff_base_s": 10}}, {}, "cloud.backoff_base_s: must be <= backoff_max_s"),
     ({"cloud": {"deadline_s": 5}}, {}, "cloud.deadline_s: must be >= read_timeout_s"),
+    ({}, {"TENCENTCLOUD_SESSION_TOKEN": "token-with\ninner-part"}, "holds a control character"),
 ]
 
 
@@ -400,6 +410,8 @@ def test_every_configuration_problem_run_would_hit_is_caught_by_check_config(
                               timeout=60, check=False, env=base_env, cwd=REPO)
         assert proc.returncode == 78, (verb, proc.stderr)
         assert message in proc.stderr and "Traceback" not in proc.stderr, (verb, proc.stderr)
+        for value in (v for v in env.values() if len(v) > 4):  # a refused credential is named, never shown
+            assert value not in proc.stderr and repr(value)[1:-1] not in proc.stderr
 
 
 def test_a_repeated_yaml_key_and_a_lower_case_log_level_are_handled(tmp_path: Path) -> None:
@@ -426,6 +438,30 @@ def ctl(broker_url: str, *args: str, env: dict[str, str] | None = None, timeout:
                           env={"PATH": "/usr/bin:/bin", **(env or {})}, cwd=REPO)
 
 
+def test_ctl_takes_only_its_own_answer_while_strangers_are_refused(broker: Broker, make_agent: Any, emulator: Any, person: str) -> None:
+    agent = make_agent(broker, **SIGNED)
+    listener = listen(broker, agent.base)
+    control(emulator, delay_next={"ms": 3000, "action": "CreateFace"})  # the operator's enrollment is still running when...
+    key = {"FACEAGENT_COMMAND_KEY": COMMAND_KEY}
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "agent", "ctl", "enroll", "--broker", broker.url, "--device", "cam-test",
+                                 "--person-id", person, "--id", "op-busy", "--json", "--timeout", "60"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={"PATH": "/usr/bin:/bin", **key}, cwd=REPO)
+        listener.get_json(f"{agent.base}/enroll/progress", 30, where=lambda p: (p["id"], p["state"]) == ("op-busy", "uploading"))
+        listener.publish(f"{agent.base}/enroll", b"x")  # ...a stranger's message is refused on the same topic, without an id
+        stranger = listener.get_json(f"{agent.base}/enroll/result", 30, where=lambda r: r["id"] is None)
+        assert "not JSON" in stranger["error"]["message"] and stranger["payload_sha256"]
+        out, err = proc.communicate(timeout=90)
+        assert proc.returncode == 0, err
+        assert (json.loads(out)["id"], json.loads(out)["status"]) == ("op-busy", "succeeded")
+        # the device's refusal of ctl's own command (a wrong key) is recognised by the digest of what ctl sent
+        wrong = ctl(broker.url, "--device", "cam-test", "--person-id", person, "--timeout", "20",
+                    env={"FACEAGENT_COMMAND_KEY": "not-the-operators-key-0123"})
+        assert wrong.returncode == 1 and "rejected: nothing was run" in wrong.stdout and "signature does not match" in wrong.stdout
+    finally:
+        listener.close()
+
+
 def test_ctl_commands_expire_so_a_device_that_comes_back_does_not_enroll_late(
     broker: Broker, make_agent: Any, emulator: Any, person: str,
 ) -> None:
@@ -450,12 +486,17 @@ def test_ctl_parses_broker_addresses_strictly(url: str, message: str) -> None:
     assert proc.returncode == 2 and message in proc.stderr
 
 
-@pytest.mark.parametrize(("option", "value"), [("--device", "cam-+"), ("--device", "#"), ("--device", "a/b"), ("--id", "two words"),
-                                             ("--id", "x" * 65)])
-def test_ctl_refuses_ids_the_device_would_not_answer_before_connecting(option: str, value: str) -> None:
-    given = {"--device": "cam-1", "--id": "op-1", option: value}
-    proc = ctl("mqtt://127.0.0.1:1", *[part for pair in given.items() for part in pair], "--person-id", "1001", "--timeout", "1")
-    assert proc.returncode == 2 and f"argument {option}: {value!r}" in proc.stderr and "sent " not in proc.stderr
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--device", "cam-+", "'cam-+': a device id"), ("--device", "#", "'#': a device id"), ("--device", "a/b", "'a/b': a device id"),
+    ("--id", "two words", "'two words': a command id"), ("--id", "x" * 65, "a command id is 1-64"),
+    ("--person-id", "bad id", "'bad id': a person id"), ("--faces", "9", "invalid choice: 9"),
+    ("--timeout", "inf", "'inf': must be from 1 to 86400"), ("--timeout", "nan", "'nan': must be"), ("--timeout", "0", "'0': must be"),
+])
+def test_ctl_refuses_arguments_the_device_would_not_answer_before_connecting(option: str, value: str, message: str) -> None:
+    given = {"--device": "cam-1", "--id": "op-1", "--person-id": "1001", "--timeout": "1", option: value}
+    proc = ctl("mqtt://127.0.0.1:1", *[part for pair in given.items() for part in pair])
+    assert proc.returncode == 2 and f"argument {option}: " in proc.stderr and message in proc.stderr and "sent " not in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def test_ctl_uses_credentials_in_the_url_and_never_shows_them(tmp_path: Path) -> None:

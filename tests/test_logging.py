@@ -45,8 +45,10 @@ def test_secrets_logged_on_purpose_are_redacted(captured: io.StringIO) -> None:
         raise ValueError(f"failed with key {SECRET_KEY}")
     except ValueError:
         log.exception("while signing")
+    SECRETS.add("token-with\nline-break")
+    log.warning("bad header value: %r", "token-with\nline-break")  # an HTTP library quoting the value it refused
     out = captured.getvalue()
-    for leaked in (SECRET_KEY, MQTT_PASSWORD, "72e494ea809ad7a8c8f7a4507b9bddcbaa8e581f516e8da2f66e2c5a96525168", IMAGE_B64[:120], '"AAAA"'):
+    for leaked in ("token-with", SECRET_KEY, MQTT_PASSWORD, "72e494ea809ad7a8c8f7a4507b9bddcbaa8e581f516e8da2f66e2c5a96525168", IMAGE_B64[:120], '"AAAA"'):
         assert leaked not in out
     assert "1001" in out  # ordinary data survives
     assert "iai.tencentcloudapi.com" in out

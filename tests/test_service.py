@@ -157,6 +157,9 @@ MALFORMED: list[tuple[bytes, str | None, str, str]] = [
     (b'{"id": "m-17", "person_id": "1001", "faces": ' + b"9" * 5000 + b"}", "m-17", "rejected", "payload: a number has 5000 digits"),
     (b'{"id": "m-18", "person_id": "1001", "face_match_threshold": NaN}', "m-18", "rejected", "payload: NaN is not a JSON value"),
     (b'{"id": "m-19", "person_id": "1001", "capture_timeout_s": 1e999}', "m-19", "rejected", "payload: the number 1e999 is out of range"),
+    (b'{"id": "m-20", "person_id": "1001", "x": "\\ud800"}', "m-20", "rejected", "payload: a string holds a lone UTF-16 surrogate"),
+    (b'{"id": "m-21\\n", "person_id": "1001"}', None, "rejected", "id: must be 1-64 characters"),
+    (b'{"id": "m-22", "person_id": "1001\\n"}', "m-22", "rejected", "person_id: must be"),
 ]
 
 

@@ -46,13 +46,30 @@ def _pattern_arg(pattern_name: str, what: str) -> Callable[[str], str]:
     return check
 
 
+def _number_arg(low: float, high: float, kind: Callable[[str], float] = float) -> Callable[[str], float]:
+    """An argparse type for a finite number in [low, high] (`inf`, `nan` and 1e308 are not durations or ports)."""
+    def check(value: str) -> float:
+        try:
+            number = kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+        if not low <= number <= high:  # also false for nan
+            raise argparse.ArgumentTypeError(f"{value!r}: must be from {low:g} to {high:g}")
+        return number
+    return check
+
+
+PERSON_ID_HELP = "a person id is 1-64 characters of letters, digits and -%@#&_"
+
+
 def _add_ctl_verb(ctl: Any, name: str, help_text: str, timeout: float) -> argparse.ArgumentParser:
     """A `faceagent ctl` verb with the options every verb shares."""
     c: argparse.ArgumentParser = ctl.add_parser(name, help=help_text)
     _add_config_arg(c)
     c.add_argument("--device", required=True, type=_pattern_arg(
         "DEVICE_ID_PATTERN", "a device id is 1-64 characters of letters, digits, - _ . (one device: no wildcards)"))
-    c.add_argument("--timeout", type=float, default=timeout, help=f"seconds to wait for the answer (default {timeout:g}; exit 3 after)")
+    c.add_argument("--timeout", type=_number_arg(1, 86400), default=timeout,
+                   help=f"seconds to wait for the answer, 1-86400 (default {timeout:g}; exit 3 after); the command expires then too")
     c.add_argument("--broker", help="mqtt[s]://host:port (default: mqtt.url of the config, else mqtt://127.0.0.1:1883)")
     c.add_argument("--id", dest="command_id", help="command id (default: a new uuid)", type=_pattern_arg(
         "COMMAND_ID_PATTERN", "a command id is 1-64 characters of letters, digits, - _ . :"))
@@ -105,14 +122,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ctl", help="operator side: send commands to a device")
     ctl = p.add_subparsers(dest="ctl_command", metavar="ACTION", required=True)
     c = _add_ctl_verb(ctl, "enroll", "publish an enroll command, stream progress, print the result", 60.0)
-    c.add_argument("--person-id", required=True)
-    c.add_argument("--faces", type=int, default=1)
+    c.add_argument("--person-id", required=True, type=_pattern_arg("IAI_ID_PATTERN", PERSON_ID_HELP))
+    c.add_argument("--faces", type=int, default=1, choices=range(1, 5), metavar="{1-4}", help="distinct captures to add")
     c.add_argument("--create-person", metavar="GROUP_ID", help="create the person in this group if it does not exist")
     c.add_argument("--person-name", help="name for --create-person (default: the person id)")
     c.add_argument("--dry-run", action="store_true", help="capture, check and read the person at the cloud; write nothing")
     c.add_argument("--preview", metavar="DIR", type=Path, help="save the crops the device uploaded (small JPEGs) into DIR")
     c = _add_ctl_verb(ctl, "delete", "undo: delete the faces an enrollment added, or given face ids", 30.0)
-    c.add_argument("--person-id", required=True, help="whose faces (the device checks the enrollment was for this person)")
+    c.add_argument("--person-id", required=True, type=_pattern_arg("IAI_ID_PATTERN", PERSON_ID_HELP),
+                   help="whose faces (the device checks the enrollment was for this person)")
     target = c.add_mutually_exclusive_group(required=True)
     target.add_argument("--enrollment", metavar="COMMAND_ID", help="the id of the enroll command whose faces to delete")
     target.add_argument("--face-id", dest="face_ids", action="append", metavar="FACE_ID", help="a face to delete (repeat for more)")
@@ -129,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("emulator", help="a local emulator of the Tencent Cloud IAI API")
     p.add_argument("--host", default="127.0.0.1", help="a loopback address: 127.0.0.1, localhost or ::1")
-    p.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    p.add_argument("--port", type=_number_arg(0, 65535, int), default=0, help="0 picks a free port")
     p.add_argument("--secret-id", default=os.environ.get("TENCENTCLOUD_SECRET_ID", "AKIDEMULATOR"))
     p.add_argument("--secret-key", default=os.environ.get("TENCENTCLOUD_SECRET_KEY", "emulator-secret-key"))
     p.add_argument("--state", type=Path, help="keep groups, persons and faces in this JSON file")

@@ -58,7 +58,15 @@ def credentials_source(explicit: Path | None, config_path: Path, environ: Mappin
 
 
 def load_config_or_exit(args: argparse.Namespace) -> Config:
-    """Load the config named by `args.config`, or print every problem and exit 78.
+    """Load the config named by `args.config` (see `load_config_for`), or print every problem and exit 78."""
+    try:
+        return load_config_for(args)
+    except ConfigError as exc:
+        raise SystemExit(fail(exc.message, ExitCode.CONFIG)) from None
+
+
+def load_config_for(args: argparse.Namespace) -> Config:
+    """Load the config named by `args.config`; a `ConfigError` lists every problem.
 
     Secrets come from `credentials_source` (remembered in `args.credentials`, and as $CREDENTIALS_DIRECTORY for
     the rest of the process, which reads temporary keys again from there). Registers the secrets with the log
@@ -70,10 +78,7 @@ def load_config_or_exit(args: argparse.Namespace) -> Config:
     args.credentials = credentials
     if credentials.directory is not None:
         os.environ["CREDENTIALS_DIRECTORY"] = str(credentials.directory)
-    try:
-        config = load_config(path)
-    except ConfigError as exc:
-        raise SystemExit(fail(exc.message, ExitCode.CONFIG)) from None
+    config = load_config(path)
     SECRETS.add(*(s.get_secret_value() for s in config.secrets.model_dump().values() if s is not None))
     level = args.log_level or os.environ.get("FACEAGENT_LOG_LEVEL") or config.logging.level
     setup_logging(level, os.environ.get("FACEAGENT_LOG_FORMAT") or config.logging.format)
@@ -108,6 +113,8 @@ def format_result(result: dict[str, Any]) -> str:
         lines = [f"{status}: person {person} — {len(result.get('deleted_face_ids') or [])} face(s) deleted"]
     elif status == "dry_run":
         lines = [f"dry run: person {person} — {result.get('would_send', 0)} image(s) would be sent; nothing was written"]
+    elif status in ("rejected", "expired"):
+        lines = [f"{status}: {f'person {person} — ' if person else ''}nothing was run"]
     else:
         lines = [f"{status}: person {person} — {result.get('faces_added', 0)} face(s) added"]
     if result.get("replayed"):

@@ -24,6 +24,8 @@ from agent.errors import ExitCode
 
 
 def cmd_ctl_enroll(args: argparse.Namespace) -> int:
+    if args.person_name is not None and not args.create_person:
+        return fail("--person-name names the person --create-person creates: give --create-person GROUP_ID too", ExitCode.USAGE)
     if args.preview is not None and not args.preview.is_dir():
         return fail(f"--preview {args.preview}: not a folder (create it first)", ExitCode.USAGE)
     config = optional_config(args)
@@ -51,8 +53,7 @@ def _enroll(args: argparse.Namespace, config: Any) -> int:
     deadline = time.monotonic() + args.timeout
     command_id = new_command_id(args)
     command: dict[str, Any] = {"id": command_id, "person_id": args.person_id, "faces": args.faces}
-    if args.timeout > 0:
-        command["expires_at"] = int(time.time() + args.timeout) + 1
+    command["expires_at"] = int(time.time() + args.timeout) + 1
     if args.create_person:
         command["create_person"] = {"group_id": args.create_person, "person_name": args.person_name or args.person_id}
     if args.dry_run:
@@ -62,7 +63,7 @@ def _enroll(args: argparse.Namespace, config: Any) -> int:
     with device_link(args, config, lambda topics: [(topics.progress, 0), (topics.result, 1)], deadline) as link:
         link.send(link.topics.enroll, link.signed(command))
         print(f"sent {command_id} to {link.topics.enroll}", file=sys.stderr)
-        result = _await(link, deadline, _answers(command_id, args.person_id), show_progress=True)
+        result = _await(link, deadline, _answers(command_id, link), show_progress=True)
     if result is None:
         return fail(f"no result for {command_id} within {args.timeout:g} s", ExitCode.TIMEOUT)
     saved = _save_previews(args.preview, command_id, result.pop("preview_jpeg_b64", None)) if args.preview is not None else []
@@ -83,7 +84,7 @@ def _delete(args: argparse.Namespace, config: Any) -> int:
     with device_link(args, config, lambda topics: [(topics.delete_result, 1)], deadline) as link:
         link.send(link.topics.delete, link.signed(command))
         print(f"sent {command_id} to {link.topics.delete}", file=sys.stderr)
-        result = _await(link, deadline, _answers(command_id, args.person_id))
+        result = _await(link, deadline, _answers(command_id, link))
     if result is None:
         return fail(f"no result for {command_id} within {args.timeout:g} s", ExitCode.TIMEOUT)
     print(json.dumps(result) if args.json else format_result(result))
@@ -96,7 +97,7 @@ def _snapshot(args: argparse.Namespace, config: Any) -> int:
     with device_link(args, config, lambda topics: [(topics.snapshot_result, 1)], deadline) as link:
         link.send(link.topics.snapshot, link.signed({"id": request_id}))
         print(f"sent {request_id} to {link.topics.snapshot}", file=sys.stderr)
-        reply = _await(link, deadline, lambda data: data.get("id") == request_id)
+        reply = _await(link, deadline, _answers(request_id, link, results_only=False))
     if reply is None:
         return fail(f"no snapshot from {args.device} within {args.timeout:g} s", ExitCode.TIMEOUT)
     if "jpeg_b64" not in reply:
@@ -111,12 +112,16 @@ def _snapshot(args: argparse.Namespace, config: Any) -> int:
 # --- answers ------------------------------------------------------------------------------------------------------
 
 
-def _answers(command_id: str, person_id: str) -> Callable[[dict[str, Any]], bool]:
-    """Whether a message is this command's result: its id, or (a command refused unparsed) no id but our person."""
+def _answers(command_id: str, link: DeviceLink, results_only: bool = True) -> Callable[[dict[str, Any]], bool]:
+    """Whether a message answers the command we sent: its id, or, for an answer without an id (a refused command),
+    the SHA-256 of exactly the payload we published. Anyone can publish an id-less rejection on the device's
+    topic; only our own payload has our digest."""
     def mine(data: dict[str, Any]) -> bool:
-        if "status" not in data:
+        if results_only and "status" not in data:
             return False
-        return data.get("id") == command_id or (data.get("id") is None and data.get("person_id") in (person_id, None))
+        if data.get("id") is None:
+            return data.get("payload_sha256") is not None and data.get("payload_sha256") == link.last_digest
+        return bool(data.get("id") == command_id)
 
     return mine
 

@@ -9,6 +9,7 @@ command key is configured. Light on purpose: paho, pydantic and the standard lib
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import queue
 import time
@@ -70,6 +71,7 @@ class DeviceLink:
         self.response_topic = f"faceagent-ctl/{self.client_id}/reply"
         self.watch = watch(self.topics) + ([(self.response_topic, 1)] if self.v5 else [])
         self.last_id: str | None = None  # the id of the command sent: progress for others is not ours
+        self.last_digest: str | None = None  # SHA-256 of the payload sent: how an answer without an id names it
         self.events: queue.Queue[Event | CtlError] = queue.Queue()
         self._subscribed: queue.Queue[bool] = queue.Queue()
         self.client = build_client(self.mqtt, self.client_id, username, password)
@@ -129,12 +131,14 @@ class DeviceLink:
         from paho.mqtt.properties import Properties
 
         self.last_id = str(command["id"])
+        payload = json.dumps(command).encode()
+        self.last_digest = hashlib.sha256(payload).hexdigest()
         props = None
         if self.v5:
             props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
             props.ResponseTopic = self.response_topic
             props.CorrelationData = str(command["id"]).encode()
-        self.client.publish(topic, json.dumps(command), qos=1, properties=props).wait_for_publish(10)
+        self.client.publish(topic, payload, qos=1, properties=props).wait_for_publish(10)
 
     def next_event(self, deadline: float) -> Event | None:
         """The next message before `deadline` (None after it); a connection failure raises `CtlError`."""

@@ -13,10 +13,10 @@ import json
 import time
 from collections.abc import Callable
 
-from agent.cli.common import load_config_or_exit
+from agent.cli.common import load_config_for, load_config_or_exit
 from agent.cli.doctor_checks import Check, check_broker, check_camera, check_cloud, check_credentials, check_disk, check_model
 from agent.config import Config, config_path_from
-from agent.errors import ExitCode
+from agent.errors import ConfigError, ExitCode
 
 CHECKS = ("credentials", "model", "camera", "broker", "cloud", "clock", "disk")
 MARKS = {"ok": "ok", "warn": "WARN", "fail": "FAIL", "skip": "skip"}
@@ -53,7 +53,15 @@ def report(config_path: str, config: Config, checks: list[Check]) -> str:
 
 
 def cmd_doctor(args: argparse.Namespace, clock: Callable[[], float] = time.time) -> int:
-    config = load_config_or_exit(args)  # an invalid configuration: every problem printed, exit 78
+    if args.json:  # an invalid configuration is still one JSON object, with its problems as the failed `config` check
+        try:
+            config = load_config_for(args)
+        except ConfigError as exc:
+            print(json.dumps({"config": str(config_path_from(args.config)), "device_id": None, "checks": [
+                Check("config", "fail", exc.message, "fix every key named and run faceagent doctor again").as_json()]}))
+            return ExitCode.CONFIG
+    else:
+        config = load_config_or_exit(args)  # an invalid configuration: every problem printed, exit 78
     checks = run_checks(config, args, clock)
     if args.json:
         print(json.dumps({"config": str(config_path_from(args.config)), "device_id": config.device_id,

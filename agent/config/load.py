@@ -45,7 +45,8 @@ def read_secrets(environ: Mapping[str, str]) -> tuple[dict[str, str], list[tuple
     """Resolve every secret: `$CREDENTIALS_DIRECTORY/<name>` first, then the environment variable.
 
     A credential file may end with one newline (as `echo` writes it); any other surrounding
-    whitespace is refused, because the cloud then fails with an obscure signature error. An empty
+    whitespace, and any control character inside, is refused, because the cloud then fails with an
+    obscure signature error (or the value would be echoed in an HTTP library's header error). An empty
     file or variable means "not set" (the installer creates every credential file, empty).
     """
     found: dict[str, str] = {}
@@ -70,6 +71,8 @@ def read_secrets(environ: Mapping[str, str]) -> tuple[dict[str, str], list[tuple
             continue
         if value != value.strip():
             problems.append((f"secrets.{field}", f"{source} has leading or trailing whitespace"))
+        elif any(ord(c) < 32 or ord(c) == 127 for c in value):  # a line break inside would end an HTTP header early
+            problems.append((f"secrets.{field}", f"{source} holds a control character (a line break or tab inside the value)"))
         else:
             found[field] = value
     return found, problems

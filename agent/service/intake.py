@@ -10,6 +10,7 @@ A command that cannot be stored (the disk is full) is answered `storage_unavaila
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import queue
@@ -62,6 +63,33 @@ class RateLimitedLog:
         return True
 
 
+def payload_digest(payload: bytes) -> str:
+    """How an answer without an id names the message it answers: the SHA-256 of its payload, as received."""
+    return hashlib.sha256(payload).hexdigest()
+
+
+class SeenIds:
+    """Keys (signatures) seen within `max_age_s`, in memory, bounded: a signed request cannot be replayed while its `ts` is valid."""
+
+    MAX_IDS = 10_000
+
+    def __init__(self, max_age_s: float) -> None:
+        self.max_age_s = max_age_s
+        self._seen: dict[str, float] = {}
+
+    def first_time(self, item: str) -> bool:
+        now = time.monotonic()
+        if len(self._seen) >= self.MAX_IDS:
+            self._seen = {k: t for k, t in self._seen.items() if now - t < self.max_age_s}
+            while len(self._seen) >= self.MAX_IDS:  # still full of fresh ids: forget the oldest
+                del self._seen[next(iter(self._seen))]
+        seen_at = self._seen.get(item)
+        if seen_at is not None and now - seen_at < self.max_age_s:
+            return False
+        self._seen[item] = now
+        return True
+
+
 def result_messages(result: Result, topic: str, response_topic: str | None, correlation: bytes | None) -> list[Message]:
     """The result on the device's result `topic`, and on the command's Response Topic (MQTT 5) when it has one."""
     payload = json.dumps(result.to_json(), ensure_ascii=False).encode("utf-8")
@@ -92,6 +120,9 @@ class Intake:
         self._last_store_error = ""
         self._unauthenticated_log = RateLimitedLog(UNAUTHENTICATED_LOG_EVERY_S)
         self._snapshot_full_log = RateLimitedLog(UNAUTHENTICATED_LOG_EVERY_S)
+        self._retained_log = RateLimitedLog(UNAUTHENTICATED_LOG_EVERY_S)
+        self._internal_log = RateLimitedLog(UNAUTHENTICATED_LOG_EVERY_S)
+        self._signed_snapshots = SeenIds(max_age_s=2 * config.commands.max_clock_skew_s)
 
     def stop(self) -> None:
         self.stopping.set()
@@ -109,8 +140,11 @@ class Intake:
             except StoreError as exc:
                 self._storage_failed(message, exc)
             except Exception:
-                log.exception("unexpected error handling a message on %s; acknowledged and dropped", printable(message.topic))
                 self.counters.inc("internal_errors")
+                if self._internal_log.allow():  # a message that trips a bug may come in a flood
+                    log.exception("unexpected error handling a message on %s (%d so far); answered and acknowledged",
+                                  printable(message.topic), self.counters.get("internal_errors"))
+                self._internal_error(message)
             self.link.ack(message)
 
     # --- one message -------------------------------------------------------------------------------------
@@ -125,29 +159,35 @@ class Intake:
                 self._home_assistant_online()
             return
         if message.retain:
-            log.warning("ignoring a retained message on %s: commands must not be retained", message.topic)
             self.counters.inc("ignored_retained")
+            if self._retained_log.allow():
+                log.warning("ignoring a retained message on %s: commands must not be retained (%d ignored so far)",
+                            printable(message.topic), self.counters.get("ignored_retained"))
             return
         kind = self.kind_of(message.topic)
         if kind != "snapshot":
             self.counters.inc("received")
         data = self._from_home_assistant(message.payload) if message.topic == self.topics.ha_enroll else decode_payload(message.payload)
-        if self._must_verify(data):
+        verified = self._must_verify(data)
+        if verified:
             why = data.message if isinstance(data, Rejection) else signature_problem(
                 data, self.key, self.config.device_id, self.config.commands.max_clock_skew_s)
             if why is not None:
-                self._refuse_unauthenticated(data, why, kind)
+                self._refuse_unauthenticated(data, why, kind, message.payload)
                 return
         reply_to, correlation = self._reply_address(message)
         if isinstance(data, Rejection):
-            self._reject(data, kind, reply_to, correlation, store=False)
+            self._reject(data, kind, reply_to, correlation, store=False, payload=message.payload)
             return
         if kind == "snapshot":
             request = validate_snapshot(data)
+            if isinstance(request, SnapshotRequest) and verified and not self._signed_snapshots.first_time(str(data["sig"])):
+                request = Rejection(request.id, None, "rejected", ErrorCode.INVALID_COMMAND,
+                                    "sig: this signed snapshot request was already answered: a signed request is answered once")
             if isinstance(request, SnapshotRequest):
                 self._queue_snapshot(request)
             else:
-                self._reject(request, kind, None, None, store=False)
+                self._reject(request, kind, None, None, store=False, payload=message.payload)
             return
         if message.response_topic and reply_to is None:  # answered on the device's own result topic only
             problem = self._response_topic_problem(message.response_topic) or "response topic refused"
@@ -173,11 +213,12 @@ class Intake:
         """Signatures are checked when required, and whenever a device with a key receives a signed command."""
         return self.config.commands.require_signature or (self.key is not None and isinstance(data, dict) and "sig" in data)
 
-    def _refuse_unauthenticated(self, data: dict[str, Any] | Rejection, why: str, kind: str) -> None:
+    def _refuse_unauthenticated(self, data: dict[str, Any] | Rejection, why: str, kind: str, payload: bytes) -> None:
         """Answered on the device's own topic only, never stored: the id stays free for the real operator.
 
         The answer carries no `id` (the claimed one is named in the message): whoever follows the result topic
-        by id sees one result per real command, whatever strangers publish.
+        by id sees one result per real command, whatever strangers publish. Its `payload_sha256` lets the sender,
+        and only the sender, recognise it as the answer to what it published.
         """
         self.counters.inc("unauthenticated")
         command_id = command_ids(data)[0] if isinstance(data, dict) else None
@@ -186,7 +227,7 @@ class Intake:
                         f" claiming id {command_id}" if command_id else "", why, self.counters.get("unauthenticated"))
         claimed = f" (command id {command_id!r} not taken)" if command_id else ""
         self._reject(Rejection(None, None, "rejected", ErrorCode.INVALID_COMMAND, why + claimed), kind, None, None, store=False,
-                     quiet=True)
+                     quiet=True, payload=payload)
 
     def _reply_address(self, message: Incoming) -> tuple[str | None, bytes | None]:
         if not message.response_topic:
@@ -215,19 +256,21 @@ class Intake:
         return self.topics.snapshot_result if kind == "snapshot" else self.topics.result_for(kind)
 
     def _reject(self, rejection: Rejection, kind: str, reply_to: str | None, correlation: bytes | None, *, store: bool,
-                quiet: bool = False) -> None:
+                quiet: bool = False, payload: bytes | None = None) -> None:
         """Answer a command that will not run. `quiet`: a stranger's message — not logged, and published without
-        touching the disk (a flood of them must neither fill the log nor wear the SD card)."""
+        touching the disk (a flood of them must neither fill the log nor wear the SD card). An answer without an id
+        carries the SHA-256 of the `payload` it answers."""
         if store and rejection.id is not None and self._replay_if_known(rejection.id, kind, reply_to, correlation):
             return
         self.counters.inc("expired" if rejection.status == "expired" else "rejected")
         status = Status.EXPIRED if rejection.status == "expired" else Status.REJECTED
         result = Result.rejected(rejection.id, self.config.device_id, rejection.person_id,
-                                 ResultError.of(rejection.code, rejection.message), status)
+                                 ResultError.of(rejection.code, rejection.message), status,
+                                 payload_sha256=payload_digest(payload) if rejection.id is None and payload is not None else None)
         messages = result_messages(result, self.answer_topic(kind), reply_to, correlation)
         if quiet:
-            for topic, payload, _ in messages:
-                self.link.publish(topic, payload, qos=1)
+            for topic, body, _ in messages:
+                self.link.publish(topic, body, qos=1)
             return
         log.info("%s command %s %s: %s", kind, rejection.id, rejection.status, rejection.message)
         if store and rejection.id is not None:
@@ -302,6 +345,20 @@ class Intake:
         self.link.publish(self.topics.progress, payload)
         if reply_to:
             self.link.publish(reply_to, payload, correlation=correlation)
+
+    def _internal_error(self, message: Incoming) -> None:
+        """The safety net: a message that tripped a bug still gets its one answer (best effort, not stored)."""
+        try:
+            data = decode_payload(message.payload)
+            command_id, person_id = command_ids(data) if isinstance(data, dict) else (None, None)
+            if self.config.commands.require_signature:
+                command_id = person_id = None  # not authenticated: no id is echoed, as for any stranger's message
+            result = Result.rejected(command_id, self.config.device_id, person_id, ResultError.of(
+                ErrorCode.INTERNAL, "the device could not handle this message (an internal error, logged): it was not run"),
+                payload_sha256=payload_digest(message.payload) if command_id is None else None)
+            self.link.publish(self.answer_topic(self.kind_of(message.topic)), json.dumps(result.to_json()), qos=1)
+        except Exception:  # the answer is a courtesy; the message is acknowledged regardless
+            log.debug("could not answer a message that caused an internal error", exc_info=True)
 
     def _storage_failed(self, message: Incoming, exc: StoreError) -> None:
         """The command cannot be stored: answer it now (not durably) so the sender knows, and say why once."""

@@ -168,7 +168,7 @@ def printable(text: object, limit: int = 80) -> str:
 
 
 def _matches(pattern: str, value: object) -> bool:
-    return isinstance(value, str) and re.match(pattern, value) is not None  # `re` caches compiled patterns
+    return isinstance(value, str) and re.fullmatch(pattern, value) is not None  # `re` caches compiled patterns
 
 
 _RULES = {
@@ -251,6 +251,12 @@ def decode_payload(payload: bytes) -> dict[str, Any] | Rejection:
         return _reject(None, None, f"payload is not JSON: {printable(exc, 120)}")
     if not isinstance(data, dict):
         return _reject(None, None, f"payload must be a JSON object, got {type(data).__name__}")
+    try:  # JSON may spell a lone UTF-16 surrogate (\ud800), which is not Unicode text: nothing could echo or sign it
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return _reject(*command_ids(data), "payload: a string holds a lone UTF-16 surrogate escape (\\ud800-\\udfff), which is not text")
+    except RecursionError:
+        return _reject(None, None, "payload is nested too deeply")
     return data
 
 
@@ -323,13 +329,16 @@ def signature_problem(data: dict[str, Any], key: bytes | None, device_id: str, m
     if key is None:
         return "sig: this device has no command_hmac_key to check signatures"
     sig, ts, target = data.get("sig"), data.get("ts"), data.get("device_id")
-    if sig is None or ts is None or target is None:
+    if sig is None and ts is None and target is None:
         return "sig: signed commands are required on this device (fields device_id, ts and sig)"
+    missing = [name for name, value in (("device_id", target), ("ts", ts), ("sig", sig)) if value is None]
+    if missing:
+        return f"{missing[0]}: a signed command carries device_id, ts and sig together; missing: {', '.join(missing)}"
     if not _matches(SIG_PATTERN, sig):
         return f"sig: must be {_RULES['sig']}"
     if not isinstance(ts, int) or isinstance(ts, bool) or not 0 <= ts <= MAX_TS:
         return "ts: must be unix seconds (an integer)"
-    if not hmac.compare_digest(sign_command(data, key), sig):
+    if not hmac.compare_digest(sign_command(data, key), str(sig)):
         return "sig: the signature does not match the command"
     if target != device_id:
         return f"device_id: the command is signed for device {printable(target, 64)}, not this one"

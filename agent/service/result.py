@@ -106,6 +106,7 @@ class Result:
     person_at_cloud: dict[str, Any] | None = None  # dry run: what the cloud said about the person (and its group)
     deleted_face_ids: tuple[str, ...] | None = None  # delete: faces this command deleted
     not_found_face_ids: tuple[str, ...] | None = None  # delete: faces asked for that the person no longer had
+    payload_sha256: str | None = None  # an answer without an id: which payload it answers
 
     @property
     def faces_added(self) -> int:
@@ -113,8 +114,8 @@ class Result:
 
     @classmethod
     def rejected(cls, command_id: str | None, device_id: str, person_id: str | None, error: ResultError,
-                 status: Status = Status.REJECTED) -> Result:
-        return cls(command_id, device_id, person_id, status, error=error, finished_at=iso_now())
+                 status: Status = Status.REJECTED, payload_sha256: str | None = None) -> Result:
+        return cls(command_id, device_id, person_id, status, error=error, finished_at=iso_now(), payload_sha256=payload_sha256)
 
     def completed(self, received_at: float, picked_at: float | None = None, now: float | None = None) -> Result:
         """This result finished now: queue time, total time and `finished_at` filled in."""
@@ -148,6 +149,7 @@ class Result:
             "would_send": self.would_send, "person_at_cloud": self.person_at_cloud,
             "deleted_face_ids": None if self.deleted_face_ids is None else list(self.deleted_face_ids),
             "not_found_face_ids": None if self.not_found_face_ids is None else list(self.not_found_face_ids),
+            "payload_sha256": self.payload_sha256,
         }
         data.update({key: value for key, value in optional.items() if value is not None})
         return data
@@ -172,6 +174,7 @@ class Result:
             dry_run=bool(data.get("dry_run", False)), crops=strings("crops"),
             would_send=None if data.get("would_send") is None else int(data["would_send"]), person_at_cloud=data.get("person_at_cloud"),
             deleted_face_ids=strings("deleted_face_ids"), not_found_face_ids=strings("not_found_face_ids"),
+            payload_sha256=data.get("payload_sha256"),
         )
 
 
