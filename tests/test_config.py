@@ -231,3 +231,12 @@ def test_configuration_reference_is_generated_from_the_schema() -> None:
     from agent.config_reference import render
 
     assert (REPO / "docs" / "configuration.md").read_text() == render(), "run: python -m agent.config_reference > docs/configuration.md"
+
+
+@pytest.mark.parametrize("depth", [1000, 100000])
+def test_a_config_nested_beyond_reason_is_a_config_error_not_a_crash(tmp_path: Path, depth: int) -> None:
+    cfg = tmp_path / "agent.yaml"
+    cfg.write_text("device_id: " + "[" * depth + "]" * depth + "\n")  # a 2 KB file can exhaust a recursive parser
+    for verb in ("check-config", "run"):
+        proc = run_cli(verb, "--config", str(cfg), env={"PATH": "/usr/bin:/bin", **KEYS})
+        assert proc.returncode == 78 and "nested too deeply" in proc.stderr and "Traceback" not in proc.stderr, (verb, proc.stderr[-300:])

@@ -74,7 +74,7 @@ def test_killed_during_create_person_the_person_is_settled_and_the_rest_added_on
         listener.close()
 
 
-@pytest.mark.parametrize("code", ["InternalError", "FailedOperation.RequestTimeout"])
+@pytest.mark.parametrize("code", ["InternalError", "FailedOperation.RequestTimeout", "FailedOperation.InnerError"])  # the last: a code no list names
 def test_applied_then_an_error_answer_is_one_face_and_succeeded(broker: Broker, make_agent: Any, emulator: Any, person: str,
                                                                 code: str) -> None:
     agent = make_agent(broker)

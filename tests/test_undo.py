@@ -7,11 +7,13 @@ import subprocess
 import sys
 from typing import Any
 
+import pytest
+
 from agent.iai.models import CreateFaceRequest, CreatePersonRequest
 from tests.agent_proc import COMMAND_KEY, command, listen, result_for, signed
 from tests.broker import Broker
 from tests.conftest import DATA, FACE_JPEG, faces
-from tests.iai_helpers import client_for, stats
+from tests.iai_helpers import client_for, control, stats
 from tests.mqtt_helpers import Listener
 
 SIGNED = {"env": {"FACEAGENT_COMMAND_KEY": COMMAND_KEY}, "commands": {"require_signature": True}}
@@ -59,6 +61,28 @@ def test_delete_by_face_ids_names_the_faces_that_were_already_gone(broker: Broke
         assert (result["status"], result["deleted_face_ids"], result["not_found_face_ids"]) == ("succeeded", [new], ["4242"])
         assert new not in faces(emulator, person) and result["cloud_request_id"]
         assert result["faces_added"] == 0 and "error" not in result
+    finally:
+        listener.close()
+
+
+@pytest.mark.parametrize("fault", [
+    {"apply_then_error_next": {"code": "InternalError", "action": "DeleteFace"}},  # deleted; the retry's answer: "0 deleted"
+    {"apply_then_drop_next": {"action": "DeleteFace"}},  # deleted; the answer lost, the retry finds nothing to delete
+    {"apply_after_next": {"ms": 3000, "answer": "never", "action": "DeleteFace"}},  # deleted late; retries meet a conflict
+], ids=["applied-then-error", "applied-then-dropped", "applied-late-never-answered"])
+def test_a_delete_whose_answer_is_lost_or_wrong_reports_what_the_person_shows(
+    broker: Broker, make_agent: Any, emulator: Any, person: str, fault: dict[str, Any],
+) -> None:
+    agent = make_agent(broker, cloud={"read_timeout_s": 2, "settle_s": 5})
+    listener = listen(broker, agent.base)
+    try:
+        listener.publish(f"{agent.base}/enroll", command("e-lost", person, faces=2))
+        added = result_for(listener, agent.base, "e-lost")["face_ids"]
+        control(emulator, **fault)
+        listener.publish(f"{agent.base}/delete", json.dumps({"id": "d-lost", "person_id": person, "enrollment_id": "e-lost"}))
+        result = delete_result(listener, agent.base, "d-lost")
+        assert (result["status"], sorted(result["deleted_face_ids"])) == ("succeeded", sorted(added)), result.get("error")
+        assert not set(added) & set(faces(emulator, person))
     finally:
         listener.close()
 
@@ -127,3 +151,12 @@ def test_a_full_person_is_answered_with_how_to_delete_a_face(broker: Broker, mak
                            "--person-id", person], capture_output=True, text=True, timeout=90, check=False, env={"PATH": "/usr/bin:/bin"})
     assert full.returncode == 1 and "person_face_limit" in full.stdout
     assert f"delete one first (faceagent ctl delete --person-id {person} --face-id FACE_ID" in full.stdout
+
+
+@pytest.mark.parametrize("args", [["--face-id", "x y"], ["--enrollment", "a b"], [arg for i in range(6) for arg in ("--face-id", str(i))]],
+                         ids=["face-id", "enrollment", "six-faces"])
+def test_ctl_delete_refuses_what_the_device_would_refuse_before_sending(args: list[str]) -> None:
+    proc = subprocess.run([sys.executable, "-m", "agent", "ctl", "delete", "--broker", "mqtt://127.0.0.1:1", "--device", "d",
+                           "--person-id", "1001", *args], capture_output=True, text=True, timeout=60, check=False, env={"PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 2 and ("argument --" in proc.stderr or "at most 5 faces" in proc.stderr), proc.stderr
+    assert "sent " not in proc.stderr and "Traceback" not in proc.stderr

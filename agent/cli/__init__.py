@@ -132,8 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--person-id", required=True, type=_pattern_arg("IAI_ID_PATTERN", PERSON_ID_HELP),
                    help="whose faces (the device checks the enrollment was for this person)")
     target = c.add_mutually_exclusive_group(required=True)
-    target.add_argument("--enrollment", metavar="COMMAND_ID", help="the id of the enroll command whose faces to delete")
-    target.add_argument("--face-id", dest="face_ids", action="append", metavar="FACE_ID", help="a face to delete (repeat for more)")
+    target.add_argument("--enrollment", metavar="COMMAND_ID", help="the id of the enroll command whose faces to delete",
+                        type=_pattern_arg("COMMAND_ID_PATTERN", "a command id is 1-64 characters of letters, digits, - _ . :"))
+    target.add_argument("--face-id", dest="face_ids", action="append", metavar="FACE_ID", help="a face to delete (repeat for more, at most 5)",
+                        type=_pattern_arg("FACE_ID_PATTERN", "a face id is 1-64 characters of letters, digits, _ and -"))
     c = _add_ctl_verb(ctl, "snapshot", "save an annotated frame from the device and print its verdict", 30.0)
     c.add_argument("--out", required=True, type=Path, metavar="FILE.jpg")
 

@@ -33,6 +33,10 @@ def cmd_ctl_enroll(args: argparse.Namespace) -> int:
 
 
 def cmd_ctl_delete(args: argparse.Namespace) -> int:
+    from agent.service.protocol import MAX_DELETE_FACES
+
+    if args.face_ids is not None and len(args.face_ids) > MAX_DELETE_FACES:
+        return fail(f"--face-id: at most {MAX_DELETE_FACES} faces per delete (a person has at most 5)", ExitCode.USAGE)
     config = optional_config(args)
     return run_verb(lambda: _delete(args, config))
 

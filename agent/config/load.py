@@ -107,7 +107,12 @@ def load_config(path: Path | str, environ: Mapping[str, str] | None = None) -> C
         raw = yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader that refuses repeated keys
     except yaml.YAMLError as exc:
         raise ConfigError([("<file>", f"{path} is not valid YAML: {exc}")]) from None
-    return config_from_mapping({} if raw is None else raw, env)
+    except RecursionError:
+        raise ConfigError([("<file>", f"{path} is nested too deeply to be a faceagent configuration")]) from None
+    try:
+        return config_from_mapping({} if raw is None else raw, env)
+    except RecursionError:  # a deeply nested value under a known key
+        raise ConfigError([("<file>", f"{path} holds a value nested too deeply to be a faceagent setting")]) from None
 
 
 def config_from_mapping(raw: Any, environ: Mapping[str, str]) -> Config:

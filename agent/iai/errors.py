@@ -132,6 +132,8 @@ def error_from_code(
     else:
         code = {"no_face": ErrorCode.NO_FACE, "too_small": ErrorCode.FACE_TOO_SMALL, "quality": ErrorCode.CLOUD_QUALITY}.get(kind)
         error = CloudRejected(message, code=code, **args)
+    if cloud_code not in DECISIONS and isinstance(error, CloudRejected):
+        error.ambiguous = True  # a code no list names says nothing of whether a write was applied: it is read back
     error.account_status = ACCOUNT_STATUS.get(kind)
     return error
 

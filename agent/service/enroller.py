@@ -87,7 +87,7 @@ def judge_upload(command: EnrollCommand, progress: UploadProgress, wanted: int, 
         return status, ResultError.of(ErrorCode.CLOUD_UNAVAILABLE, (
             f"the cloud's answer was lost and {sent - added} of {sent} image(s) did not appear on person {command.person_id} "
             "within read_timeout_s + settle_s of sending (IAI applies a face within 5 s), so they are taken as not enrolled: "
-            "send the command again"))
+            + ("send a new command (a new id) for the rest" if added else "send the command again with a new id")))
     return status, shortfall(command, wanted, remaining, sent) or ResultError.of(
         ErrorCode.CLOUD_REJECTED, f"the cloud added {added} of {sent} images")
 

@@ -31,6 +31,7 @@ IAI_ID_PATTERN = r"^[A-Za-z0-9\-%@#&_]{1,64}$"
 DEVICE_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
 SIG_PATTERN = r"^[0-9a-f]{64}$"
 FACE_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"  # IAI FaceIds are decimal strings; this is looser and still safe to echo
+MAX_DELETE_FACES = 5  # a person holds at most 5 faces
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,7 @@ class DeleteCommand(Signed):
     id: Annotated[str, StringConstraints(pattern=COMMAND_ID_PATTERN)]
     person_id: Annotated[str, StringConstraints(pattern=IAI_ID_PATTERN)]
     enrollment_id: Annotated[str, StringConstraints(pattern=COMMAND_ID_PATTERN)] | None = None
-    face_ids: list[Annotated[str, StringConstraints(pattern=FACE_ID_PATTERN)]] | None = Field(None, min_length=1, max_length=5)
+    face_ids: list[Annotated[str, StringConstraints(pattern=FACE_ID_PATTERN)]] | None = Field(None, min_length=1, max_length=MAX_DELETE_FACES)
     expires_at: float | None = Field(None, ge=0, le=MAX_TS)
 
     @model_validator(mode="after")

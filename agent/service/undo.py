@@ -4,16 +4,20 @@ Run by the worker, which owns every cloud write, one command at a time with the 
 read first: faces it no longer has are reported as `not_found_face_ids`; IAI keeps at least one face per
 person, so a command that would take the last one is refused whole (`last_face`) — nothing is deleted.
 DeleteFace is idempotent at the cloud, so a lost answer is simply asked again; its SucFaceIds say what went.
+But the answer that arrives may be a retry's ("0 deleted": the first attempt, whose answer was lost, deleted them),
+or none may arrive: whatever the answer did not confirm is read back from the person, waiting up to
+`read_timeout_s + settle_s` for a delete the cloud is still applying, so a result never calls a deleted face kept.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 
 from agent.config import Config
 from agent.errors import ErrorCode, FaceAgentError
 from agent.iai.client import IaiClient
-from agent.iai.errors import CloudError
+from agent.iai.errors import CloudError, CloudUnavailable
 from agent.service.protocol import DeleteCommand
 from agent.service.result import Result, ResultError, Status
 from agent.service.store import JobStore
@@ -75,14 +79,41 @@ class Undo:
                               not_found_face_ids=gone, error=ResultError.of(ErrorCode.LAST_FACE, (
                                   f"person {command.person_id} would keep no face and IAI keeps at least one: enroll a face of the "
                                   "right person first, then delete these; or delete the person in the IAI console")))
-            answer = self.client.delete_face(command.person_id, present)
-        deleted = tuple(f for f in present if f in answer.suc_face_ids)  # the cloud's own list: no read-back lag
-        left = [f for f in present if f not in deleted]
-        log.info("delete %s: %d face(s) of person %s deleted (RequestId %s)", command.id, len(deleted), command.person_id,
-                 answer.request_id)
+            try:
+                answer = self.client.delete_face(command.person_id, present)
+                deleted, request_id = tuple(f for f in present if f in answer.suc_face_ids), answer.request_id
+            except CloudError as exc:
+                if not (exc.ambiguous or isinstance(exc, CloudUnavailable)):  # lost, conflicting, out of attempts: maybe applied
+                    raise  # a refusal: nothing was deleted
+                deleted, request_id = (), exc.request_id
+            left = [f for f in present if f not in deleted]
+            if left:
+                try:
+                    still = self._still_held(command.person_id, left)
+                except FaceAgentError as exc:
+                    return Result(command.id, self.config.device_id, command.person_id, Status.UNKNOWN, deleted_face_ids=deleted,
+                                  not_found_face_ids=gone, cloud_request_id=request_id, error=ResultError.of(ErrorCode.OUTCOME_UNKNOWN, (
+                                      f"the cloud did not confirm deleting {', '.join(sorted(left))} and person {command.person_id} "
+                                      f"could not be read back ({exc.message}): look at the person before sending the delete again")))
+                deleted += tuple(f for f in left if f not in still)
+                left = still
+        log.info("delete %s: %d face(s) of person %s deleted (RequestId %s)", command.id, len(deleted), command.person_id, request_id)
         if not left:
             return Result(command.id, self.config.device_id, command.person_id, Status.SUCCEEDED, deleted_face_ids=deleted,
-                          not_found_face_ids=gone, cloud_request_id=answer.request_id)
+                          not_found_face_ids=gone, cloud_request_id=request_id)
         return Result(command.id, self.config.device_id, command.person_id, Status.PARTIAL if deleted else Status.FAILED,
-                      deleted_face_ids=deleted, not_found_face_ids=gone, cloud_request_id=answer.request_id,
+                      deleted_face_ids=deleted, not_found_face_ids=gone, cloud_request_id=request_id,
                       error=ResultError.of(ErrorCode.CLOUD_REJECTED, f"the cloud kept face(s) {', '.join(sorted(left))}: send the delete again"))
+
+    def _still_held(self, person_id: str, faces: list[str]) -> list[str]:
+        """Which of `faces` the person still has, read until they are gone or the settle window has passed."""
+        assert self.client is not None
+        deadline = time.monotonic() + self.config.cloud.read_timeout_s + self.config.cloud.settle_s
+        pause = 0.25
+        while True:
+            held = self.client.get_person_base_info(person_id).face_ids
+            still = [f for f in faces if f in held]
+            if not still or time.monotonic() + pause > deadline:
+                return still
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)
