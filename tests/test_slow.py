@@ -48,6 +48,7 @@ AGENTS = 50
 COMMANDS_PER_AGENT = 10
 DUPLICATES = 50
 QPS_LIMIT = 20
+FLEET_DEVICE_RATE = 2  # per device, as the README advises for a fleet: 50 devices still ask 5x what the cloud allows
 
 
 def fleet_service(index: int, broker: Broker, emulator: Any, tmp_path: Path, read_timeout_s: float) -> tuple[EnrollService, JobStore, Any]:
@@ -55,7 +56,7 @@ def fleet_service(index: int, broker: Broker, emulator: Any, tmp_path: Path, rea
         "device_id": f"fleet-{index:02d}", "state_dir": str(tmp_path / f"fleet-{index:02d}"),
         "mqtt": {"url": broker.url, "telemetry_interval_s": 300},
         "cloud": {"endpoint": emulator.base_url, "max_attempts": 10, "deadline_s": 300, "backoff_base_s": 0.5, "backoff_max_s": 8,
-                  "rate_limit_per_s": 5, "rate_burst": 2, "read_timeout_s": read_timeout_s},
+                  "rate_limit_per_s": FLEET_DEVICE_RATE, "rate_burst": 2, "read_timeout_s": read_timeout_s},
         "camera": {"type": "files", "path": str(DATA / "grace_hopper.jpg")},
         "enroll": {"queue_size": 50, "min_capture_gap_s": 0.05},
         "detector": {"threads": 1},
@@ -147,8 +148,8 @@ def test_fleet_of_50_agents_against_a_rate_limited_cloud(broker: Broker, emulato
             "rate_limited_answers": sum(v for k, v in counts.items() if "RequestLimitExceeded" in k),
             "cloud_requests": sum(v for k, v in counts.items() if k.startswith("requests.")),
             "reconciled_results": reconciled,
-            "faces_beyond_requested": sum(max(0, len(persons[p]["faces"]) - faces_each) for _, _, p in ids),
-            "misattributed": sum(sorted(reported.get(c, [])) != sorted(persons[p]["faces"]) for _, c, p in ids),
+            "faces_beyond_requested": sum(max(0, len(persons.get(p, {"faces": []})["faces"]) - faces_each) for _, _, p in ids),
+            "misattributed": sum(sorted(reported.get(c, [])) != sorted(persons.get(p, {"faces": []})["faces"]) for _, c, p in ids),
         }
         report(f"fleet-{cloud}", figures)
         assert set(finals) == {command_id for _, command_id, _ in ids}
