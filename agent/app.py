@@ -59,27 +59,6 @@ def reload_credentials() -> Credentials:
     return Credentials(found["secret_id"], found["secret_key"], found.get("session_token"))
 
 
-MALLOC_ARENAS = 2
-M_ARENA_MAX = -8  # glibc's mallopt parameter number (malloc.h)
-
-
-def limit_malloc_arenas(environ: dict[str, str] | None = None) -> bool:
-    """Cap glibc's malloc arenas before the threads start (as MALLOC_ARENA_MAX=2 would), unless the environment sets it.
-
-    glibc gives each thread that allocates its own arena and keeps freed frames there: with the daemon's threads
-    passing 1280x720 frames around, RSS settles ~35 MB higher than with two arenas, at the same speed
-    (docs/reliability.md, "Soak"). Elsewhere (musl, macOS) there is nothing to do.
-    """
-    if "MALLOC_ARENA_MAX" in (os.environ if environ is None else environ):
-        return False
-    try:
-        import ctypes
-
-        return bool(ctypes.CDLL(None).mallopt(M_ARENA_MAX, MALLOC_ARENAS))
-    except (OSError, AttributeError):
-        return False
-
-
 def build_cloud(config: Config) -> tuple[IaiClient, Uploader]:
     """The IAI client and the exactly-once uploader on top of it."""
     client = IaiClient.from_config(config.cloud, config.secrets, reload_credentials)

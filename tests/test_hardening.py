@@ -168,13 +168,3 @@ def test_unwritable_state_dir_is_a_clear_error_without_a_restart_loop(broker: Br
     assert agent.proc.wait(timeout=60) == 78  # RestartPreventExitStatus=78: systemd does not loop
     assert f"state_dir: {blocker / 'state'}: {blocker} is not a directory" in agent.log()  # said before anything is opened
 
-
-def test_the_daemon_caps_malloc_arenas_unless_the_environment_sets_them() -> None:
-    import platform
-
-    from agent.app import limit_malloc_arenas
-
-    assert limit_malloc_arenas({"MALLOC_ARENA_MAX": "4"}) is False  # the operator's setting wins
-    if platform.libc_ver()[0] != "glibc":
-        pytest.skip("malloc arenas are glibc's")
-    assert limit_malloc_arenas({}) is True

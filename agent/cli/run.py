@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from agent.app import App, limit_malloc_arenas, preflight
+from agent.app import App, preflight
 from agent.cli.common import fail, load_config_or_exit
 from agent.config import require_cloud_secrets
 from agent.errors import ConfigError, ExitCode, FaceAgentError, ModelError
@@ -16,7 +16,6 @@ log = logging.getLogger("faceagent")
 
 def cmd_run(args: argparse.Namespace) -> int:
     config = load_config_or_exit(args)
-    limit_malloc_arenas()
     app = App(config)
     app.handle_signals()
     try:
