@@ -111,6 +111,7 @@ def test_fleet_of_50_agents_against_a_rate_limited_cloud(broker: Broker, emulato
             listener.publish(topic, command(command_id, person, faces=faces_each, create_person={"group_id": "fleet", "person_name": person}))
         finals: Counter[str] = Counter()
         reported: dict[str, list[str]] = {}
+        outcome: dict[str, tuple[str, str | None, bool | None]] = {}
         reconciled = 0
         statuses: Counter[str] = Counter()
         errors: Counter[str] = Counter()
@@ -123,6 +124,7 @@ def test_fleet_of_50_agents_against_a_rate_limited_cloud(broker: Broker, emulato
                 continue
             finals[result["id"]] += 1
             reported[result["id"]] = result["face_ids"]
+            outcome[result["id"]] = (result["status"], (result.get("error") or {}).get("code"), (result.get("error") or {}).get("retryable"))
             reconciled += bool(result.get("reconciled"))
             statuses[result["status"]] += 1
             if result["status"] != "succeeded":
@@ -154,9 +156,13 @@ def test_fleet_of_50_agents_against_a_rate_limited_cloud(broker: Broker, emulato
         report(f"fleet-{cloud}", figures)
         assert set(finals) == {command_id for _, command_id, _ in ids}
         assert all(count == 1 for count in finals.values()), [k for k, v in finals.items() if v != 1]
-        assert statuses == Counter({"succeeded": len(ids)})
+        # A limit at a fifth of the demand may exhaust a command's bounded retries: it must then say so (retryable
+        # cloud_rate_limited, the faces it did add listed) — rarely; every other command succeeds.
+        gave_up = {c: o for c, o in outcome.items() if o[0] != "succeeded"}
+        assert all(o[0] in ("failed", "partial") and o[1:] == ("cloud_rate_limited", True) for o in gave_up.values()), errors
+        assert len(gave_up) <= len(ids) // 100, errors
         assert figures["faces_beyond_requested"] == 0 and figures["misattributed"] == 0  # nothing twice, nothing claimed wrongly
-        assert all(len(persons[person]["faces"]) == faces_each for _, _, person in ids)
+        assert all(len(persons[person]["faces"]) == faces_each for _, c, person in ids if c not in gave_up)
         assert figures["rate_limited_answers"] > 0  # the limit really was below the demand
         if cloud == "hostile":  # the faults really hit, and each command they hit was settled by reading back
             applied = {k: v for k, v in counts.items() if k.split(".")[0] in ("applied_late", "applied_then_error", "applied_then_dropped")}
