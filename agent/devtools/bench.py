@@ -129,9 +129,12 @@ def bench_haar(photos: list[tuple[str, np.ndarray, bool]], repeat: int) -> dict[
     """OpenCV's frontal-face Haar cascade (what picamera2's face example uses) on the same frames."""
     import cv2
 
-    path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"  # type: ignore[attr-defined]
-    cascade = cv2.CascadeClassifier(str(path))
-    if cascade.empty():
+    # The wheels ship the cascades under cv2.data; Debian's python3-opencv has no cv2.data and keeps them in opencv-data.
+    folders = [Path(cv2.data.haarcascades)] if hasattr(cv2, "data") else []
+    folders += [Path("/usr/share/opencv4/haarcascades"), Path("/usr/share/opencv/haarcascades")]
+    path = next((f / "haarcascade_frontalface_default.xml" for f in folders if (f / "haarcascade_frontalface_default.xml").is_file()), None)
+    cascade = cv2.CascadeClassifier(str(path)) if path is not None else None
+    if cascade is None or cascade.empty():
         return {"available": False}
     greys = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for _, f, _ in photos]
 
