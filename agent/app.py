@@ -29,11 +29,11 @@ from agent.vision.detector import detector_from_config
 log = logging.getLogger("faceagent")
 
 
-def preflight(config: Config) -> list[tuple[str, str]]:
+def preflight(config: Config, model: bool = True) -> list[tuple[str, str]]:
     """Problems `run` would stop on (exit 78) that the config schema cannot see: the state directory, a custom model.
 
     Shared by `check-config`, so a device that passes it starts. A state directory that does not exist yet is
-    fine (systemd's StateDirectory= creates it).
+    fine (systemd's StateDirectory= creates it). `model=False` leaves the model out: `run` loads it once, in `start()`.
     """
     problems: list[tuple[str, str]] = []
     folder = config.state_dir
@@ -43,7 +43,7 @@ def preflight(config: Config) -> list[tuple[str, str]]:
         problems.append(("state_dir", f"{config.state_dir}: {folder} is not a directory"))
     elif folder == config.state_dir and not os.access(folder, os.W_OK | os.X_OK):
         problems.append(("state_dir", f"{folder} is not writable by this user"))
-    if config.detector.model_path is not None:
+    if model and config.detector.model_path is not None:
         try:
             detector_from_config(config.detector)
         except ModelError as exc:

@@ -60,6 +60,7 @@ def _number_arg(low: float, high: float, kind: Callable[[str], float] = float) -
 
 
 PERSON_ID_HELP = "a person id is 1-64 characters of letters, digits and -%@#&_"
+COMMAND_ID_HELP = "a command id is 1-64 characters of letters, digits, - _ . :"
 
 
 def _add_ctl_verb(ctl: Any, name: str, help_text: str, timeout: float) -> argparse.ArgumentParser:
@@ -72,7 +73,7 @@ def _add_ctl_verb(ctl: Any, name: str, help_text: str, timeout: float) -> argpar
                    help=f"seconds to wait for the answer, 1-86400 (default {timeout:g}; exit 3 after); the command expires then too")
     c.add_argument("--broker", help="mqtt[s]://host:port (default: mqtt.url of the config, else mqtt://127.0.0.1:1883)")
     c.add_argument("--id", dest="command_id", help="command id (default: a new uuid)", type=_pattern_arg(
-        "COMMAND_ID_PATTERN", "a command id is 1-64 characters of letters, digits, - _ . :"))
+        "COMMAND_ID_PATTERN", COMMAND_ID_HELP))
     c.add_argument("--json", action="store_true", help="print the answer as JSON")
     return c
 
@@ -133,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="whose faces (the device checks the enrollment was for this person)")
     target = c.add_mutually_exclusive_group(required=True)
     target.add_argument("--enrollment", metavar="COMMAND_ID", help="the id of the enroll command whose faces to delete",
-                        type=_pattern_arg("COMMAND_ID_PATTERN", "a command id is 1-64 characters of letters, digits, - _ . :"))
+                        type=_pattern_arg("COMMAND_ID_PATTERN", COMMAND_ID_HELP))
     target.add_argument("--face-id", dest="face_ids", action="append", metavar="FACE_ID", help="a face to delete (repeat for more, at most 5)",
                         type=_pattern_arg("FACE_ID_PATTERN", "a face id is 1-64 characters of letters, digits, _ and -"))
     c = _add_ctl_verb(ctl, "snapshot", "save an annotated frame from the device and print its verdict", 30.0)

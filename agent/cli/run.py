@@ -20,7 +20,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     app.handle_signals()
     try:
         require_cloud_secrets(config, args.credentials.directory)
-        problems = preflight(config)
+        problems = preflight(config, model=False)  # the model is loaded (and checked) once, by start()
         if problems:
             raise ConfigError(problems)
         app.start()
@@ -28,7 +28,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return fail(exc.message, ExitCode.CONFIG)
     except (ModelError, StoreError) as exc:
         # A bad model path or an unusable state_dir will not fix itself: 78 stops systemd's restart loop.
-        log.error("%s", exc.message)
+        key = "detector.model_path: " if isinstance(exc, ModelError) and config.detector.model_path is not None else ""
+        log.error("%s%s", key, exc.message)
         app.notifier.status(f"failed: {exc.message}")
         return ExitCode.CONFIG
     except FaceAgentError as exc:

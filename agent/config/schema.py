@@ -27,6 +27,7 @@ from agent.config.sections import (
 )
 
 DEFAULT_STATE_DIR = Path("/var/lib/faceagent")
+DEVICE_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"  # a topic level and a signed field: ASCII only
 MIN_COMMAND_KEY_CHARS = 16  # an HMAC key an operator cannot guess; 32 random characters recommended
 
 
@@ -53,7 +54,7 @@ class Config(Section):
     @field_validator("device_id")
     @classmethod
     def _device_id_chars(cls, value: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", value):  # ASCII: it is a topic level and a signed field
+        if not re.fullmatch(DEVICE_ID_PATTERN, value):
             raise ValueError("must be 1-64 characters of ASCII letters, digits, - _ .")
         return value
 

@@ -348,17 +348,19 @@ class Intake:
 
     def _internal_error(self, message: Incoming) -> None:
         """The safety net: a message that tripped a bug still gets its one answer (best effort, not stored)."""
-        try:
-            data = decode_payload(message.payload)
-            command_id, person_id = command_ids(data) if isinstance(data, dict) else (None, None)
-            if self.config.commands.require_signature:
-                command_id = person_id = None  # not authenticated: no id is echoed, as for any stranger's message
-            result = Result.rejected(command_id, self.config.device_id, person_id, ResultError.of(
-                ErrorCode.INTERNAL, "the device could not handle this message (an internal error, logged): it was not run"),
-                payload_sha256=payload_digest(message.payload) if command_id is None else None)
-            self.link.publish(self.answer_topic(self.kind_of(message.topic)), json.dumps(result.to_json()), qos=1)
+        try:  # not authenticated when signatures are required: no id is echoed, as for any stranger's message
+            self._answer_unstored(message, ErrorCode.INTERNAL, "the device could not handle this message (an internal error, "
+                                  "logged): it was not run", echo_ids=not self.config.commands.require_signature)
         except Exception:  # the answer is a courtesy; the message is acknowledged regardless
             log.debug("could not answer a message that caused an internal error", exc_info=True)
+
+    def _answer_unstored(self, message: Incoming, code: ErrorCode, text: str, echo_ids: bool = True) -> None:
+        """Answer a message at once, without the store: its well-formed ids echoed, else the digest of its payload."""
+        data = decode_payload(message.payload)
+        command_id, person_id = command_ids(data) if echo_ids and isinstance(data, dict) else (None, None)
+        result = Result.rejected(command_id, self.config.device_id, person_id, ResultError.of(code, text),
+                                 payload_sha256=payload_digest(message.payload) if command_id is None else None)
+        self.link.publish(self.answer_topic(self.kind_of(message.topic)), json.dumps(result.to_json()), qos=1)
 
     def _storage_failed(self, message: Incoming, exc: StoreError) -> None:
         """The command cannot be stored: answer it now (not durably) so the sender knows, and say why once."""
@@ -366,8 +368,5 @@ class Intake:
         if exc.message != self._last_store_error:
             log.error("command not stored: %s", exc.message)
             self._last_store_error = exc.message
-        data = decode_payload(message.payload)
-        command_id, person_id = command_ids(data) if isinstance(data, dict) else (None, None)
-        result = Result.rejected(command_id, self.config.device_id, person_id, ResultError.of(
-            ErrorCode.STORAGE_UNAVAILABLE, f"the device cannot store commands ({exc.message.rsplit(': ', 1)[-1]}): send it again later"))
-        self.link.publish(self.answer_topic(self.kind_of(message.topic)), json.dumps(result.to_json()), qos=1)
+        self._answer_unstored(message, ErrorCode.STORAGE_UNAVAILABLE,
+                              f"the device cannot store commands ({exc.message.rsplit(': ', 1)[-1]}): send it again later")

@@ -19,6 +19,7 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
+from agent.config.schema import DEVICE_ID_PATTERN  # one rule for the config and for commands
 from agent.errors import ErrorCode
 
 MAX_PAYLOAD_BYTES = 64 * 1024  # a command is at most this; larger ones are answered `rejected`
@@ -28,7 +29,6 @@ MAX_PACKET_BYTES = 4 * MAX_PAYLOAD_BYTES
 MAX_TS = 2**33  # unix seconds, year 2242: keeps integers small and comparisons cheap
 COMMAND_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
 IAI_ID_PATTERN = r"^[A-Za-z0-9\-%@#&_]{1,64}$"
-DEVICE_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
 SIG_PATTERN = r"^[0-9a-f]{64}$"
 FACE_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"  # IAI FaceIds are decimal strings; this is looser and still safe to echo
 MAX_DELETE_FACES = 5  # a person holds at most 5 faces
