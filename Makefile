@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+# Parallel test processes (pytest-xdist). Most tests wait on brokers, daemons and the cloud emulator rather than
+# on the CPU, so more workers than cores pays; 1 runs them in this process (-p no:xdist for pdb).
+PYTEST_WORKERS ?= 4
+XDIST := -n $(PYTEST_WORKERS) --dist loadgroup
 
 .PHONY: venv system-deps pi-system-deps pi-venv lint typecheck test test-slow test-pi-stack test-arm64 demo bench clean
 
@@ -44,10 +48,11 @@ typecheck: venv
 	$(BIN)/mypy
 
 test: system-deps lint typecheck
-	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not slow" $(XDIST) $(PYTEST_ARGS)
 
 test-slow: system-deps venv
 	$(BIN)/pytest -m slow $(PYTEST_ARGS)
+	FACEAGENT_FUZZ_DEEP=1 $(BIN)/pytest tests/test_fuzz.py $(XDIST) $(PYTEST_ARGS)
 
 # The suite on Raspberry Pi OS Bookworm's own Python stack, which is Debian bookworm's: /usr/bin/python3,
 # apt's python3-numpy (1.24) and python3-opencv (4.6) seen through a --system-site-packages venv, the project
@@ -82,7 +87,7 @@ pi-venv: $(PI_VENV)/.requirements
 	$(PI_VENV)/bin/python tools/pi/check_apt_stack.py
 
 test-pi-stack: system-deps pi-venv
-	$(PI_VENV)/bin/pytest -m "not slow" -p no:cacheprovider $(PYTEST_ARGS)
+	$(PI_VENV)/bin/pytest -m "not slow" -p no:cacheprovider $(XDIST) $(PYTEST_ARGS)
 
 # The same stack on a Pi's CPU: a cached Debian bookworm arm64 root under qemu-user, as a Cortex-A72 (Pi 4)
 # and a Cortex-A53 (Pi 3, Zero 2 W); see tools/pi/arm64-check.sh. Needs root. ORT_VERSION=1.21.0 installs

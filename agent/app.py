@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import signal
 import threading
 import time
+from typing import Any
 
 from agent.camera.camera import Camera, build_source
 from agent.config import Config, read_secrets
@@ -19,12 +21,20 @@ from agent.iai.reconcile import Reconciler
 from agent.iai.transport import Credentials
 from agent.iai.upload import Uploader
 from agent.service.cloud_health import CloudHealth
-from agent.service.daemon import EnrollService
+from agent.service.daemon import EnrollService, command_topics
 from agent.service.enroller import Enroller
+from agent.service.home_assistant import discovery_messages
+from agent.service.intake import Intake
+from agent.service.mqtt import Incoming, MqttLink
+from agent.service.outbox import Outbox
+from agent.service.protocol import Topics
+from agent.service.signals import Signals
 from agent.service.store import JobStore
 from agent.service.systemd import Notifier
-from agent.service.telemetry import DeviceState
-from agent.vision.detector import detector_from_config
+from agent.service.telemetry import Counters, DeviceState, Telemetry
+from agent.service.undo import Undo
+from agent.service.worker import Worker
+from agent.vision.detector import FaceDetector, detector_from_config
 
 log = logging.getLogger("faceagent")
 
@@ -66,6 +76,46 @@ def build_cloud(config: Config) -> tuple[IaiClient, Uploader]:
     return client, Uploader(client, Reconciler(client, window_s=window, clock=client.transport.now))
 
 
+def build_service(
+    config: Config, *, store: JobStore, detector: FaceDetector, camera: Camera | None, client: IaiClient | None,
+    uploader: Uploader | None, password: str | None, device: DeviceState | None = None, cloud_health: bool = True,
+) -> EnrollService:
+    """Every part of the running service, wired by name: the link, the four threads, the cloud's health.
+
+    `cloud_health=False` leaves out the account check (a simulated fleet sharing one rate limit).
+    """
+    signals = Signals()
+    device = device or DeviceState()
+    counters = Counters()
+    topics = Topics(config.base_topic)
+    incoming: queue.Queue[Incoming] = queue.Queue()
+    acks: queue.Queue[int] = queue.Queue()
+    health = CloudHealth(client=client, device=device, changed=signals.state_changed) if client and cloud_health else None
+    enroller = Enroller(config, detector, camera, client, uploader, health.noticed if health else lambda exc: None)
+    link = MqttLink(cfg=config.mqtt, client_id=config.mqtt.client_id or f"faceagent-{config.device_id}", password=password,
+                    availability_topic=topics.availability, command_topics=command_topics(config), incoming=incoming,
+                    acks=acks, signals=signals)
+    outbox = Outbox(store=store, link=link, acks=acks, counters=counters, signals=signals)
+
+    def describe() -> dict[str, Any]:
+        return {"camera": camera.health() if camera else None, "detector": detector.describe()}
+
+    telemetry = Telemetry(
+        device_id=config.device_id, publish=link.publish, state_topic=topics.state, telemetry_topic=topics.telemetry,
+        interval_s=config.mqtt.telemetry_interval_s, retention_days=config.enroll.result_retention_days, store=store,
+        counters=counters, device=device, signals=signals, describe=describe,
+        extra=lambda: {"outbox_inflight": outbox.in_flight(), "mqtt_connects": link.connects, "dropped_qos0": link.dropped_qos0},
+        check_cloud=health.check if health else None, check_interval_s=config.cloud.health_interval_s,
+        discovery=(lambda: discovery_messages(config)) if config.home_assistant.discovery else None,
+    )
+    worker = Worker(config=config, store=store, enroller=enroller, uploader=uploader, undo=Undo(config, client, store),
+                    camera=camera, detector=detector, link=link, counters=counters, device=device, signals=signals,
+                    health=health)
+    intake = Intake(config=config, store=store, link=link, incoming=incoming, counters=counters, snapshots=worker.snapshots,
+                    signals=signals)
+    return EnrollService(link=link, intake=intake, worker=worker, outbox=outbox, telemetry=telemetry, signals=signals)
+
+
 class App:
     """The daemon: `start()` is the list of steps before READY; `stop()` undoes them in reverse."""
 
@@ -94,11 +144,10 @@ class App:
         self.client, uploader = build_cloud(cfg)
         password = cfg.secrets.mqtt_password.get_secret_value() if cfg.secrets.mqtt_password else None
         device = DeviceState()
-        health = CloudHealth(self.client, device, lambda: self.service.telemetry.wake() if self.service else None)
-        enroller = Enroller(cfg, detector, self.camera, self.client, uploader, health.noticed)
-        self.service = EnrollService(cfg, self.store, enroller, uploader, self.camera, detector, password, health=health, device=device)
         if self.store.recovered_from is not None:
-            self.service.device.set(store_recovered_from=str(self.store.recovered_from))
+            device.set(store_recovered_from=str(self.store.recovered_from))
+        self.service = build_service(cfg, store=self.store, detector=detector, camera=self.camera, client=self.client,
+                                     uploader=uploader, password=password, device=device)
         self.notifier.status("connecting to the broker")
         self.service.start()
         self.service.link.first_attempt.wait(10.0)

@@ -88,14 +88,20 @@ def emulator() -> Iterator[object]:
 
 @pytest.fixture
 def make_agent(tmp_path: Path, emulator: Any) -> Iterator[Callable[..., Any]]:
-    """Start `faceagent run` processes against a broker and the emulator; every one is killed at the end."""
+    """Start agents against a broker and the emulator; every one is stopped (or killed) at the end.
+
+    In this process by default (tests/harness.py); `process=True` runs `faceagent run` as a subprocess, for what
+    only a process can show: signals, kill -9, systemd's notify socket, exit codes, start-up failures.
+    """
     from tests.agent_proc import AgentProcess
+    from tests.harness import InProcessAgent
 
     agents: list[AgentProcess] = []
 
     def factory(broker: Broker, device_id: str = "cam-test", start: bool = True, env: dict[str, str] | None = None,
-                wait: bool = True, **overrides: Any) -> AgentProcess:
-        agent = AgentProcess(tmp_path, broker, emulator, device_id, overrides)
+                wait: bool = True, process: bool = False, **overrides: Any) -> AgentProcess:
+        kind = AgentProcess if process else InProcessAgent
+        agent = kind(tmp_path, broker, emulator, device_id, overrides)
         agent.env.update(env or {})
         agents.append(agent)
         if start:

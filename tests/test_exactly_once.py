@@ -35,7 +35,7 @@ def one_result(listener: Any, base: str, command_id: str, timeout: float = 60) -
 def test_killed_while_the_cloud_applies_late_the_restarted_device_waits_and_finds_it(
     broker: Broker, make_agent: Any, emulator: Any, person: str, answer: str,
 ) -> None:
-    agent = make_agent(broker)
+    agent = make_agent(broker, process=True)
     listener = listen(broker, agent.base, client_id=f"late-{answer}", persistent=True)
     before = faces(emulator, "1001")
     try:
@@ -57,7 +57,7 @@ def test_killed_during_create_person_the_person_is_settled_and_the_rest_added_on
     broker: Broker, make_agent: Any, emulator: Any,
 ) -> None:
     client_for(emulator).create_group("staff", "Staff")
-    agent = make_agent(broker)
+    agent = make_agent(broker, process=True)
     listener = listen(broker, agent.base, client_id="kill-person", persistent=True)
     try:
         control(emulator, reset_stats=True, apply_after_next={"ms": 3000, "answer": "never", "count": 1, "action": "CreatePerson"})

@@ -163,7 +163,7 @@ def test_unwritable_state_dir_is_a_clear_error_without_a_restart_loop(broker: Br
                                                                       make_agent: Any) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the state directory should be")
-    agent = make_agent(broker, wait=False, state_dir=str(blocker / "state"))
+    agent = make_agent(broker, wait=False, state_dir=str(blocker / "state"), process=True)
     assert agent.proc is not None
     assert agent.proc.wait(timeout=60) == 78  # RestartPreventExitStatus=78: systemd does not loop
     assert f"state_dir: {blocker / 'state'}: {blocker} is not a directory" in agent.log()  # said before anything is opened

@@ -100,13 +100,14 @@ def test_snapshots_need_a_signature_when_commands_do(broker: Broker, make_agent:
         refused = listener.get_json(f"{agent.base}/snapshot/result")
         assert "jpeg_b64" not in refused and "signed commands are required" in refused["error"]["message"]
         request = signed("aim", None)
+        first_ts = json.loads(request)["ts"]
         listener.publish(f"{agent.base}/snapshot", request)
         granted = listener.get_json(f"{agent.base}/snapshot/result", where=lambda r: r.get("id") == "aim")
         assert granted["jpeg_b64"] and granted["verdict"] == "ok"
         listener.publish(f"{agent.base}/snapshot", request)  # the same signed request, captured and sent again
         replayed = listener.get_json(f"{agent.base}/snapshot/result", where=lambda r: r.get("id") == "aim")
         assert "jpeg_b64" not in replayed and "already answered" in replayed["error"]["message"]
-        listener.publish(f"{agent.base}/snapshot", signed("aim", None, ts=int(time.time()) - 1))  # a new request may reuse the id
+        listener.publish(f"{agent.base}/snapshot", signed("aim", None, ts=first_ts - 1))  # a new request may reuse the id
         again = listener.get_json(f"{agent.base}/snapshot/result", where=lambda r: r.get("id") == "aim")
         assert again["jpeg_b64"]
     finally:
@@ -208,7 +209,7 @@ def rss_mb(pid: int) -> float:
 
 
 def test_memory_stays_bounded_whatever_size_is_published(broker: Broker, make_agent: Any, person: str) -> None:
-    agent = make_agent(broker)
+    agent = make_agent(broker, process=True)
     listener = listen(broker, agent.base)
     try:
         listener.publish(f"{agent.base}/enroll", command("mem-0", person))
@@ -266,7 +267,7 @@ def cpu_seconds(pid: int) -> float:
 def test_a_full_disk_is_reported_without_a_busy_loop_and_every_job_gets_its_result(
     broker: Broker, make_agent: Any, emulator: Any, person: str, small_disk: Path,
 ) -> None:
-    agent = make_agent(broker, state_dir=str(small_disk / "state"))
+    agent = make_agent(broker, state_dir=str(small_disk / "state"), process=True)
     listener = listen(broker, agent.base)
     try:
         control(emulator, delay_next={"ms": 2000, "count": 1, "action": "CreateFace"})
@@ -320,7 +321,7 @@ def test_malicious_fields_get_answers_and_cannot_forge_log_lines(broker: Broker,
 
 
 def test_a_live_retained_command_is_not_executed(broker: Broker, make_agent: Any, emulator: Any, person: str) -> None:
-    agent = make_agent(broker)
+    agent = make_agent(broker, process=True)
     listener = listen(broker, agent.base)
     try:
         for i in range(20):  # a burst: ignored, and logged once

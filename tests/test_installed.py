@@ -14,6 +14,8 @@ import yaml
 
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.xdist_group("installed")  # one worker builds the installed venv, once
+
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
@@ -48,7 +50,7 @@ def test_bench_runs_on_the_installed_package_with_progress_a_table_and_json(inst
     cfg.write_text(yaml.safe_dump({"camera": {"type": "files", "path": "/x"}, "detector": {"input_width": 256, "input_height": 192,
                                                                                           "threads": 1},
                                   "quality": {"min_face_px": 80}}))  # what a 256x192 first pass sees in 1280x720 frames
-    table = run(installed, "faceagent", "bench", "--no-daemon", "--repeat", "2", "--config", str(cfg), cwd=tmp_path)
+    table = run(installed, "faceagent", "bench", "--no-daemon", "--repeat", "1", "--config", str(cfg), cwd=tmp_path)
     assert table.returncode == 0, table.stdout + table.stderr
     assert "Traceback" not in table.stderr and "256x192 two-pass, 1 thread(s)" in table.stderr  # progress, on stderr
     lines = table.stdout.splitlines()

@@ -280,7 +280,7 @@ def test_sigterm_publishes_offline_and_exits_0(broker: Broker, make_agent: Agent
 
 
 def test_queued_jobs_survive_a_restart(broker: Broker, make_agent: AgentFactory, emulator: Any, person: str) -> None:
-    agent = make_agent(broker, camera={"path": str(DATA / "coffee.png")}, enroll={"capture_timeout_s": 30})
+    agent = make_agent(broker, camera={"path": str(DATA / "coffee.png")}, enroll={"capture_timeout_s": 30}, process=True)
     listener = listen(broker, agent.base, client_id="survivor", persistent=True)
     try:
         listener.publish(f"{agent.base}/enroll", command("r-1", person))
@@ -317,7 +317,7 @@ def test_broker_stopped_mid_job_then_restarted_delivers_the_result(own_broker: B
 
 
 def test_sigkill_mid_upload_is_reconciled_after_restart(broker: Broker, make_agent: AgentFactory, emulator: Any, person: str) -> None:
-    agent = make_agent(broker)
+    agent = make_agent(broker, process=True)
     listener = listen(broker, agent.base, client_id="operator-2", persistent=True)
     try:
         # CreateFace is applied at once, its answer held back, then the connection dropped.
@@ -418,7 +418,7 @@ def notify_socket(tmp_path: Path) -> Iterator[tuple[str, Any]]:
 
 def test_systemd_notifications_ready_watchdog_stopping(broker: Broker, make_agent: AgentFactory, notify_socket: tuple[str, Any]) -> None:
     path, sock = notify_socket
-    agent = make_agent(broker, start=False)
+    agent = make_agent(broker, start=False, process=True)
     agent.env.update({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "2000000"})  # 2 s: pings every 0.5 s while the worker beats
     agent.start(broker, wait_online=False)
     messages: list[bytes] = []
@@ -443,7 +443,7 @@ def test_systemd_notifications_ready_watchdog_stopping(broker: Broker, make_agen
 def test_sigterm_during_start_up_is_a_clean_stop(broker: Broker, make_agent: AgentFactory, notify_socket: tuple[str, Any]) -> None:
     """systemd may stop a unit that is still starting: that is a stop like any other (exit 0), not death by signal."""
     path, sock = notify_socket
-    agent = make_agent(broker, start=False)
+    agent = make_agent(broker, start=False, process=True)
     agent.env["NOTIFY_SOCKET"] = path
     agent.start(broker, wait_online=False)
     assert b"STATUS=opening the job store" in sock.recv(4096)  # the first step of start-up

@@ -12,12 +12,11 @@ from typing import Any
 
 import pytest
 
-from agent.app import build_cloud
+from agent.app import build_cloud, build_service
 from agent.camera.camera import Camera
 from agent.camera.files import FilesSource
 from agent.config import config_from_mapping
 from agent.service.daemon import EnrollService
-from agent.service.enroller import Enroller
 from agent.service.store import JobStore
 from agent.vision.detector import FaceDetector
 from tests.agent_proc import AgentProcess, command
@@ -66,7 +65,9 @@ def fleet_service(index: int, broker: Broker, emulator: Any, tmp_path: Path, rea
     camera = Camera(FilesSource(str(DATA / "grace_hopper.jpg"), sensor_noise=2), fps=20, idle_close_s=None)
     client, uploader = build_cloud(config)
     store = JobStore(config.state_dir / "jobs.sqlite3")
-    return EnrollService(config, store, Enroller(config, detector, camera, client, uploader), uploader, camera, detector), store, client
+    service = build_service(config, store=store, detector=detector, camera=camera, client=client, uploader=uploader, password=None,
+                            cloud_health=False)
+    return service, store, client
 
 
 # A cloud that also applies late and answers wrong: late answers, lost answers, server errors after applying.

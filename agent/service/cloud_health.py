@@ -25,7 +25,7 @@ RECHECK_BEFORE_REFUSING_S = 30.0  # a stale verdict is checked again before a co
 
 
 class CloudHealth:
-    def __init__(self, client: IaiClient, device: DeviceState, changed: Callable[[], None]) -> None:
+    def __init__(self, *, client: IaiClient, device: DeviceState, changed: Callable[[], None]) -> None:
         self.client = client
         self.device = device
         self._changed = changed

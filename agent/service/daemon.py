@@ -16,26 +16,18 @@ events to wake each other. No lock is held across I/O.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
 
-from agent.camera.camera import Camera
 from agent.config import Config
-from agent.iai.upload import Uploader
-from agent.service.cloud_health import CloudHealth
-from agent.service.enroller import Enroller
-from agent.service.home_assistant import discovery_messages, status_topic
+from agent.service.home_assistant import status_topic
 from agent.service.intake import Intake
-from agent.service.mqtt import Incoming, MqttLink
+from agent.service.mqtt import MqttLink
 from agent.service.outbox import Outbox
 from agent.service.protocol import Topics
-from agent.service.store import JobStore
-from agent.service.telemetry import Counters, DeviceState, Telemetry
+from agent.service.signals import Signals
+from agent.service.telemetry import Telemetry
 from agent.service.worker import Worker
-from agent.vision.detector import FaceDetector
 
 log = logging.getLogger(__name__)
 
@@ -52,55 +44,25 @@ def command_topics(config: Config) -> list[str]:
 
 
 class EnrollService:
-    def __init__(
-        self, config: Config, store: JobStore, enroller: Enroller, uploader: Uploader | None, camera: Camera | None,
-        detector: FaceDetector, password: str | None = None, describe: Callable[[], dict[str, Any]] | None = None,
-        health: CloudHealth | None = None, device: DeviceState | None = None,
-    ) -> None:
-        self.config = config
-        self.topics = topics = Topics(config.base_topic)
-        self.counters = Counters()
-        self.device = device or DeviceState()
-        self.fatal_error: str | None = None
-        self.failed = threading.Event()
-        incoming: queue.Queue[Incoming] = queue.Queue()
-        self.link = MqttLink(config.mqtt, config.mqtt.client_id or f"faceagent-{config.device_id}", password, topics.availability,
-                             command_topics(config), incoming, self._acked, self._connected)
-        self.outbox = Outbox(store, self.link, self.counters)
+    """The threads' lifecycle: the parts are built and wired by the composition root (agent/app.py)."""
 
-        def default_describe() -> dict[str, Any]:
-            return {"camera": camera.health() if camera else None, "detector": detector.describe()}
+    def __init__(self, *, link: MqttLink, intake: Intake, worker: Worker, outbox: Outbox, telemetry: Telemetry,
+                 signals: Signals) -> None:
+        self.link = link
+        self.intake = intake
+        self.worker = worker
+        self.outbox = outbox
+        self.telemetry = telemetry
+        self.signals = signals
+        self._threads: dict[str, threading.Thread] = {}
 
-        self.telemetry = Telemetry(
-            config.device_id, self._publish, topics.state, topics.telemetry, config.mqtt.telemetry_interval_s,
-            config.enroll.result_retention_days, store, self.counters, self.device, describe or default_describe,
-            lambda: {"outbox_inflight": self.outbox.in_flight(), "mqtt_connects": self.link.connects,
-                     "dropped_qos0": self.link.dropped_qos0},
-            health.check if health else None, config.cloud.health_interval_s,
-            (lambda: discovery_messages(config)) if config.home_assistant.discovery else None,
-        )
-        self.worker = Worker(config, store, enroller, uploader, camera, detector, self.link, self.counters, self.device,
-                             self.outbox.wake, self.telemetry.wake, self._fail, health)
-        self.intake = Intake(config, store, self.link, incoming, self.counters, self.worker.wake, self.outbox.wake,
-                             self.worker.snapshots, self.telemetry.announce)
-        self._threads: list[threading.Thread] = []
+    @property
+    def failed(self) -> threading.Event:
+        return self.signals.failed
 
-    def _publish(self, topic: str, payload: str, qos: int, retain: bool) -> object:
-        return self.link.publish(topic, payload, qos=qos, retain=retain)
-
-    def _acked(self, mid: int) -> None:
-        self.outbox.ack_arrived(mid)  # the outbox is built after the link it needs
-
-    def _connected(self) -> None:
-        """From the network thread: the broker is (back) — republish the state (and discovery), send what waits."""
-        self.telemetry.announce()
-        self.outbox.wake()
-
-    def _fail(self, why: str) -> None:
-        """A fault the daemon cannot run on (a damaged store): stop, so systemd restarts it and start-up repairs it."""
-        log.error("stopping: %s", why)
-        self.fatal_error = why
-        self.failed.set()
+    @property
+    def fatal_error(self) -> str | None:
+        return self.signals.fatal_error
 
     # --- lifecycle ---------------------------------------------------------------------------------------
 
@@ -113,7 +75,7 @@ class EnrollService:
                              ("telemetry", self.telemetry.run)):
             thread = threading.Thread(target=target, name=f"faceagent-{name}", daemon=True)
             thread.start()
-            self._threads.append(thread)
+            self._threads[name] = thread
 
     def stop(self, grace_s: float) -> None:
         """Take no new commands; let the running job finish within `grace_s` (else it is re-queued); publish `offline`.
@@ -128,15 +90,19 @@ class EnrollService:
             time.sleep(0.05)
         for part in (self.worker, self.intake, self.telemetry, self.outbox):
             part.stop()  # a capture still running is cancelled and re-queued
-        for thread in self._threads:
-            thread.join(timeout=max(1.0, deadline - time.monotonic()) if thread.name.endswith("worker") else 2.0)
-        self.outbox.flush(timeout=2.0)  # its thread has ended: this thread owns it now
+        for name, thread in self._threads.items():
+            thread.join(timeout=max(1.0, deadline - time.monotonic()) if name == "worker" else 2.0)
+        outbox = self._threads.get("outbox")
+        if outbox is None or not outbox.is_alive():
+            self.outbox.flush(timeout=2.0)  # its thread has ended: this thread owns it now
+        else:
+            log.warning("the outbox thread did not stop: undelivered results stay stored and go out at the next start")
         self.link.stop()
 
     @property
     def alive(self) -> bool:
         """Every thread runs and nothing fatal happened (progress is judged by `heartbeat`)."""
-        return not self.failed.is_set() and all(t.is_alive() for t in self._threads)
+        return not self.failed.is_set() and all(t.is_alive() for t in self._threads.values())
 
     @property
     def heartbeat(self) -> float:

@@ -16,7 +16,6 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 from agent.config import Config
@@ -40,6 +39,7 @@ from agent.service.protocol import (
     validate_snapshot,
 )
 from agent.service.result import Result, ResultError, Status, progress_payload
+from agent.service.signals import Signals
 from agent.service.store import Job, JobStore, Message, StoreError
 from agent.service.telemetry import Counters
 
@@ -100,19 +100,18 @@ def result_messages(result: Result, topic: str, response_topic: str | None, corr
 
 
 class Intake:
-    def __init__(self, config: Config, store: JobStore, link: MqttLink, incoming: queue.Queue[Incoming], counters: Counters,
-                 job_added: Callable[[], None], result_stored: Callable[[], None], snapshots: queue.Queue[SnapshotRequest],
-                 home_assistant_online: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, *, config: Config, store: JobStore, link: MqttLink, incoming: queue.Queue[Incoming], counters: Counters,
+                 snapshots: queue.Queue[SnapshotRequest], signals: Signals) -> None:
         self.config = config
         self.topics = Topics(config.base_topic)
         self.store = store
         self.link = link
         self.incoming = incoming
         self.counters = counters
-        self._job_added = job_added
-        self._result_stored = result_stored
+        self._job_added = signals.job_added
+        self._result_stored = signals.result_stored
         self.snapshots = snapshots
-        self._home_assistant_online = home_assistant_online
+        self._home_assistant_online = signals.announce
         self.ha_status = status_topic(config) if config.home_assistant.discovery else None
         self.key = config.secrets.command_key.get_secret_value().encode() if config.secrets.command_key else None
         self.accepting = threading.Event()

@@ -19,7 +19,6 @@ import logging
 import queue
 import ssl
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +31,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from agent.config import MqttConfig, parse_broker_url
 from agent.errors import ConfigError
 from agent.service.protocol import MAX_PACKET_BYTES
+from agent.service.signals import Signals
 
 log = logging.getLogger(__name__)
 
@@ -97,15 +97,16 @@ class MqttLink:
     """The daemon's connection. Owns nothing but paho: state lives in the threads it hands over to."""
 
     def __init__(
-        self, cfg: MqttConfig, client_id: str, password: str | None, availability_topic: str, command_topics: list[str],
-        incoming: queue.Queue[Incoming], on_ack: Callable[[int], None], on_connected: Callable[[], None],
+        self, *, cfg: MqttConfig, client_id: str, password: str | None, availability_topic: str, command_topics: list[str],
+        incoming: queue.Queue[Incoming], acks: queue.Queue[int], signals: Signals,
     ) -> None:
+        """Commands go to `incoming` (for the intake), completed QoS 1 publications to `acks` (for the outbox)."""
         self.cfg = cfg
         self.availability_topic = availability_topic
         self.command_topics = command_topics
         self._incoming = incoming
-        self._on_ack = on_ack
-        self._on_connected = on_connected
+        self._acks = acks
+        self._signals = signals
         self.connected = threading.Event()
         self.first_attempt = threading.Event()
         self.connects = 0
@@ -135,7 +136,8 @@ class MqttLink:
         client.publish(self.availability_topic, "online", qos=1, retain=True)
         self.connected.set()
         self.first_attempt.set()
-        self._on_connected()
+        self._signals.announce()  # the broker may have lost the retained state and discovery configs
+        self._signals.result_stored()  # results waiting for the broker go out now
 
     def _handle_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         self.first_attempt.set()
@@ -157,7 +159,8 @@ class MqttLink:
         ))
 
     def _handle_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
-        self._on_ack(mid)
+        self._acks.put(mid)
+        self._signals.result_stored()
 
     # --- used by the daemon's threads (paho's publish and ack are thread-safe) -----------------------
 

@@ -14,6 +14,7 @@ import threading
 import time
 
 from agent.service.mqtt import MqttLink
+from agent.service.signals import Signals
 from agent.service.store import JobStore, StoreError
 from agent.service.telemetry import IDLE_WAKE_S, Counters
 
@@ -23,23 +24,18 @@ MAX_IN_FLIGHT = 100  # rows handed to paho and not yet acknowledged
 
 
 class Outbox:
-    def __init__(self, store: JobStore, link: MqttLink, counters: Counters) -> None:
+    def __init__(self, *, store: JobStore, link: MqttLink, acks: queue.Queue[int], counters: Counters, signals: Signals) -> None:
         self.store = store
         self.link = link
-        self.acks: queue.Queue[int] = queue.Queue()
+        self.acks = acks  # message ids of completed QoS 1 publications, from the network thread
         self.counters = counters
         self._in_flight: dict[int, int] = {}  # MQTT message id -> outbox seq (thread `outbox` only)
         self._last_seq = 0  # highest seq handed to paho (rows come back in seq order)
-        self._wake = threading.Event()
+        self._wake = signals.outbox
         self.stopping = threading.Event()
         self._backoff = 0.0
 
     def wake(self) -> None:
-        self._wake.set()
-
-    def ack_arrived(self, mid: int) -> None:
-        """From the network thread: a PUBACK (or any QoS 1 completion) for message id `mid`."""
-        self.acks.put(mid)
         self._wake.set()
 
     def stop(self) -> None:

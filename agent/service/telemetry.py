@@ -18,6 +18,7 @@ from typing import Any
 
 from agent import __version__
 from agent.service.result import iso_now
+from agent.service.signals import Signals
 from agent.service.store import JobStore, StoreError
 
 log = logging.getLogger(__name__)
@@ -73,8 +74,8 @@ class Telemetry:
     """Thread `telemetry`: state on change, telemetry every interval, old results pruned hourly."""
 
     def __init__(
-        self, device_id: str, publish: Callable[[str, str, int, bool], object], state_topic: str, telemetry_topic: str,
-        interval_s: float, retention_days: int, store: JobStore, counters: Counters, device: DeviceState,
+        self, *, device_id: str, publish: Callable[[str, str, int, bool], object], state_topic: str, telemetry_topic: str,
+        interval_s: float, retention_days: int, store: JobStore, counters: Counters, device: DeviceState, signals: Signals,
         describe: Callable[[], dict[str, Any]], extra: Callable[[], dict[str, Any]],
         check_cloud: Callable[[], object] | None = None, check_interval_s: float = 300.0,
         discovery: Callable[[], list[tuple[str, str]]] | None = None,
@@ -95,8 +96,8 @@ class Telemetry:
         self.started_at = iso_now()
         self._started = time.monotonic()
         self._discovery = discovery  # Home Assistant discovery configs (home_assistant.py), when configured
-        self._announce = threading.Event()
-        self._wake = threading.Event()
+        self._announce = signals.discovery_due
+        self._wake = signals.telemetry
         self.stopping = threading.Event()
 
     def wake(self) -> None:

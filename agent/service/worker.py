@@ -29,6 +29,7 @@ from agent.service.intake import result_messages
 from agent.service.mqtt import MqttLink
 from agent.service.protocol import DeleteCommand, EnrollCommand, SnapshotRequest, Topics
 from agent.service.result import Result, ResultError, Status, progress_payload
+from agent.service.signals import Signals
 from agent.service.store import Job, JobStore, StoreCorrupt, StoreError
 from agent.service.telemetry import IDLE_WAKE_S, Counters, DeviceState
 from agent.service.undo import Undo
@@ -54,10 +55,9 @@ class PendingUpload:
 
 class Worker:
     def __init__(
-        self, config: Config, store: JobStore, enroller: Enroller, uploader: Uploader | None, camera: Camera | None,
-        detector: FaceDetector, link: MqttLink, counters: Counters, device: DeviceState,
-        result_stored: Callable[[], None], state_changed: Callable[[], None], fatal: Callable[[str], None],
-        health: CloudHealth | None = None,
+        self, *, config: Config, store: JobStore, enroller: Enroller, uploader: Uploader | None, undo: Undo,
+        camera: Camera | None, detector: FaceDetector, link: MqttLink, counters: Counters, device: DeviceState,
+        signals: Signals, health: CloudHealth | None = None,
     ) -> None:
         self.config = config
         self.topics = Topics(config.base_topic)
@@ -69,16 +69,16 @@ class Worker:
         self.link = link
         self.counters = counters
         self.device = device
-        self._result_stored = result_stored
-        self._state_changed = state_changed
-        self._fatal = fatal
+        self._result_stored = signals.result_stored
+        self._state_changed = signals.state_changed
+        self._fatal = signals.fail
         self.health = health
-        self.undo = Undo(config, enroller.client, store)
+        self.undo = undo
         self.snapshots: queue.Queue[SnapshotRequest] = queue.Queue(maxsize=4)
         self.pending: list[PendingUpload] = []
         self.accepting = threading.Event()
         self.stopping = threading.Event()
-        self._wake = threading.Event()
+        self._wake = signals.worker
         self.heartbeat = time.monotonic()
         self.current_job: str | None = None
 
