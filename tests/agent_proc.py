@@ -129,6 +129,22 @@ def result_for(listener: Listener, base: str, command_id: str | None, timeout: f
     return listener.get_json(f"{base}/enroll/result", timeout, where=lambda r: r.get("id") == command_id)
 
 
+def fence(listener: Listener, base: str, fence_id: str) -> list[dict[str, Any]]:
+    """Every enroll result that reached `listener` before the answer to a command sent now.
+
+    The device answers commands in the order they arrive and publishes results in the order they were stored, and
+    the broker keeps one publisher's order to one subscriber: a result that was going to come has come by the time
+    the fence's answer does. A refused command (faces out of range) is the cheapest fence: the intake answers it.
+    """
+    listener.publish(f"{base}/enroll", command(fence_id, "fence", faces=99))
+    before: list[dict[str, Any]] = []
+    while True:
+        result = listener.get_json(f"{base}/enroll/result", timeout=30)
+        if result.get("id") == fence_id:
+            return before
+        before.append(result)
+
+
 def wait_until(predicate: Callable[[], bool], timeout: float = 30, what: str = "the condition") -> None:
     """Poll a fact (emulator state, a file) until it holds."""
     deadline = time.monotonic() + timeout

@@ -73,6 +73,15 @@ class Listener:
             except queue.Empty:
                 continue
 
+    def received(self, topic: str) -> list[tuple[str, bytes, Any, bool]]:
+        """What has arrived on `topic` and is still unread, without reading it."""
+        while True:
+            try:
+                self._unread.append(self.messages.get_nowait())
+            except queue.Empty:
+                break
+        return [msg for msg in self._unread if msg[0] == topic]
+
     def get_json(self, topic: str, timeout: float = 10.0, where: Any = None) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
