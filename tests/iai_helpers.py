@@ -63,7 +63,7 @@ def signed_post(
         headers["X-TC-Region"] = region
     if token is not None:
         headers["X-TC-Token"] = token
-    headers["Authorization"] = authorization(secret_id, key, service, stamp, headers, ["content-type", "host"], body)
+    headers["Authorization"] = authorization(secret_id, key, service, stamp, headers=headers, signed=["content-type", "host"], body=body)
     return requests.post(server.base_url + "/", data=body, headers=headers, timeout=timeout)
 
 

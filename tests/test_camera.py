@@ -107,7 +107,7 @@ def test_files_missing_and_corrupt_sources_name_the_path(tmp_path: Path, make: o
 def test_opencv_reads_a_video_file(tmp_path: Path) -> None:
     video = tmp_path / "clip.avi"
     write_video(video, frames=3)
-    source = OpenCvSource(str(video), 320, 240)
+    source = OpenCvSource(str(video), width=320, height=240)
     frames = [source.read() for _ in range(4)]
     assert all(f.image.shape == (240, 320, 3) for f in frames)
     assert int(frames[3].image.mean()) == pytest.approx(0, abs=3)  # wrapped to the start

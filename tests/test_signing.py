@@ -46,7 +46,7 @@ def test_vector_a(secret_key: str, signature: str) -> None:
     canonical = canonical_request(HEADERS, ["content-type", "host"], BODY)
     assert sha256_hex(canonical.encode()) == "5ffe6a04c0664d6b969fab9a13bdab201d63ee709638e2749d62a09ca18d7031"
     assert sign_tc3(secret_key, "2019-02-25", "cvm", string_to_sign(TIMESTAMP, "cvm", canonical)) == signature
-    header = authorization("AKIDz8krbsJ5yKBZQpn74WFkmLPx3EXAMPLE", secret_key, "cvm", TIMESTAMP, HEADERS, ["content-type", "host"], BODY)
+    header = authorization("AKIDz8krbsJ5yKBZQpn74WFkmLPx3EXAMPLE", secret_key, "cvm", TIMESTAMP, headers=HEADERS, signed=["content-type", "host"], body=BODY)
     assert header == (
         "TC3-HMAC-SHA256 Credential=AKIDz8krbsJ5yKBZQpn74WFkmLPx3EXAMPLE/2019-02-25/cvm/tc3_request, "
         f"SignedHeaders=content-type;host, Signature={signature}"
@@ -89,7 +89,7 @@ def test_agrees_with_official_sdk_on_random_inputs() -> None:
 def test_verify_roundtrip_and_tampering() -> None:
     headers = {"Content-Type": "application/json", "Host": "127.0.0.1:8080", "X-TC-Action": "CreateFace"}
     signed = ["content-type", "host", "x-tc-action"]
-    header = authorization("AKID1", "key", "iai", TIMESTAMP, headers, signed, b"{}")
+    header = authorization("AKID1", "key", "iai", TIMESTAMP, headers=headers, signed=signed, body=b"{}")
     parsed = parse_authorization(header)
     assert parsed is not None and parsed.secret_id == "AKID1" and parsed.signed_headers == signed
     assert verify(parsed, "key", TIMESTAMP, headers, b"{}")

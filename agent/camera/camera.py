@@ -26,7 +26,7 @@ def build_source(cfg: CameraConfig) -> CameraSource:
         from agent.camera.opencv import OpenCvSource
 
         device = cfg.device if cfg.device is not None else (cfg.path or 0)
-        return OpenCvSource(device, cfg.width, cfg.height, cfg.fps, cfg.reopen_max_s)
+        return OpenCvSource(device, width=cfg.width, height=cfg.height, fps=cfg.fps, reopen_max_s=cfg.reopen_max_s)
     from agent.camera.picamera2 import Picamera2Source
 
     return Picamera2Source(cfg.camera_number, (cfg.width, cfg.height), (cfg.lores_width, cfg.lores_height), cfg.fps,

@@ -27,6 +27,7 @@ class OpenCvSource(CameraSource):
     def __init__(
         self,
         device: str | int,
+        *,
         width: int = 1280,
         height: int = 720,
         fps: float = 10.0,

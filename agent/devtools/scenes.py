@@ -93,7 +93,7 @@ def place(scene: np.ndarray, name: str, face_height: float, centre: tuple[float,
 
 
 def place_photo(
-    scene: np.ndarray, name: str, face_px: float, centre: tuple[float, float],
+    scene: np.ndarray, name: str, face_px: float, centre: tuple[float, float], *,
     flip: bool = False, roll_deg: float = 0.0, gain: float = 1.0, blur_px: float = 0.0,
 ) -> Placed:
     """Paste the whole photo, scaled so its face's shorter side is `face_px`, with the face centred at `centre`.

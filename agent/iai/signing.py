@@ -63,7 +63,7 @@ def sign_tc3(secret_key: str, date: str, service: str, to_sign: str) -> str:
 
 
 def authorization(
-    secret_id: str, secret_key: str, service: str, timestamp: int, headers: Mapping[str, str], signed: list[str], body: bytes
+    secret_id: str, secret_key: str, service: str, timestamp: int, *, headers: Mapping[str, str], signed: list[str], body: bytes
 ) -> str:
     """The `Authorization` header value for a POST / with these headers and body."""
     canonical = canonical_request(headers, signed, body)

@@ -164,7 +164,8 @@ class Transport:
             headers["X-TC-Language"] = self.language
         if creds.session_token:
             headers["X-TC-Token"] = creds.session_token
-        headers["Authorization"] = authorization(creds.secret_id, creds.secret_key, SERVICE, timestamp, headers, SIGNED_HEADERS, body)
+        headers["Authorization"] = authorization(creds.secret_id, creds.secret_key, SERVICE, timestamp, headers=headers,
+                                                 signed=SIGNED_HEADERS, body=body)
         return headers
 
     def attempt(self, action: str, body: bytes, person: str = "", group: str = "") -> dict[str, Any]:

@@ -17,7 +17,7 @@ LANDMARK_COLOURS = ((255, 0, 0), (0, 0, 255), (0, 255, 255), (255, 0, 255), (0, 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
-def _label(out: np.ndarray, text: str, x: int, y: int, colour: tuple[int, int, int], scale: float, thickness: int) -> int:
+def _label(out: np.ndarray, text: str, x: int, y: int, *, colour: tuple[int, int, int], scale: float, thickness: int) -> int:
     """`text` on a black plate with its top-left at (x, y), kept inside the image; returns the plate's height."""
     (tw, th), base = cv2.getTextSize(text, FONT, scale, thickness)
     pad = max(2, thickness * 2)
@@ -58,14 +58,14 @@ def annotate(frame: np.ndarray, analysis: Analysis, crop: CropConfig | None = No
         if chosen and crop is not None:
             cx, cy, side = square_region(report.face, crop.scale, crop.min_side_px)
             cv2.rectangle(out, (cx, cy), (cx + side, cy + side), CROP, thickness)
-            _label(out, "upload crop", cx, cy + side + 1, CROP, font_scale * 0.9, thickness)
+            _label(out, "upload crop", cx, cy + side + 1, colour=CROP, scale=font_scale * 0.9, thickness=thickness)
         cv2.rectangle(out, (x1, y1), (x2, y2), colour, thickness * (2 if chosen else 1))
         label = f"{'chosen ' if chosen else ''}{report.face.score:.2f}"
         above = y1 - line_height - 2 * max(2, thickness * 2) - 1
-        _label(out, label, x1, above if above >= banner_bottom else y2 + 2, colour, font_scale, thickness)
+        _label(out, label, x1, above if above >= banner_bottom else y2 + 2, colour=colour, scale=font_scale, thickness=thickness)
         for (x, y), lm_colour in zip(report.face.landmarks, LANDMARK_COLOURS):
             cv2.circle(out, (round(x), round(y)), max(2, thickness + 1), lm_colour, -1, cv2.LINE_AA)
     y = 0
     for line in banner_lines:
-        y += _label(out, line, 0, y, CHOSEN if analysis.ok else UNUSABLE, font_scale, thickness)
+        y += _label(out, line, 0, y, colour=CHOSEN if analysis.ok else UNUSABLE, scale=font_scale, thickness=thickness)
     return out

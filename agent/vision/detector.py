@@ -206,6 +206,7 @@ class FaceDetector:
         self,
         model_path: Path | None = None,
         input_size: tuple[int, int] = (320, 180),
+        *,
         threads: int = 0,
         score_threshold: float = 0.7,
         nms_threshold: float = 0.4,
@@ -331,6 +332,7 @@ class FaceDetector:
 def detector_from_config(cfg: DetectorConfig) -> FaceDetector:
     """The detector the config asks for."""
     return FaceDetector(
-        cfg.model_path, (cfg.input_width, cfg.input_height), cfg.threads, cfg.score_threshold, cfg.nms_threshold,
-        cfg.cascade, cfg.candidate_threshold, cfg.max_crop_checks,
+        cfg.model_path, (cfg.input_width, cfg.input_height), threads=cfg.threads, score_threshold=cfg.score_threshold,
+        nms_threshold=cfg.nms_threshold, cascade=cfg.cascade, candidate_threshold=cfg.candidate_threshold,
+        max_crop_checks=cfg.max_crop_checks,
     )

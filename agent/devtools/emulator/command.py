@@ -25,8 +25,8 @@ def cmd_emulator(args: argparse.Namespace) -> int:
     faults = Faults(latency_ms=args.latency_ms, qps_limit=args.qps_limit, error_rate=args.error_rate,
                     http_500_rate=args.http_500_rate, drop_rate=args.drop_rate)
     try:
-        server = make_server(args.host, args.port, args.secret_id, args.secret_key, args.state, faults,
-                             not args.no_face_check, args.session_token or None)
+        server = make_server(args.host, args.port, secret_id=args.secret_id, secret_key=args.secret_key, state_file=args.state,
+                             faults=faults, face_check=not args.no_face_check, session_token=args.session_token or None)
     except OSError as exc:
         reason = "the port is in use: pick another --port (or 0 for a free one)" if exc.errno == errno.EADDRINUSE else exc.strerror
         print(f"faceagent emulator: cannot listen on {args.host} port {args.port}: {reason}", file=sys.stderr)

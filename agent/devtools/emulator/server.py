@@ -159,7 +159,7 @@ class EmulatorServer(ThreadingHTTPServer):
 
 
 def make_server(
-    host: str = "127.0.0.1", port: int = 0, secret_id: str = DEMO_SECRET_ID, secret_key: str = DEMO_SECRET_KEY,
+    host: str = "127.0.0.1", port: int = 0, *, secret_id: str = DEMO_SECRET_ID, secret_key: str = DEMO_SECRET_KEY,
     state_file: Path | None = None, faults: Faults | None = None, face_check: bool = True, session_token: str | None = None,
 ) -> EmulatorServer:
     """Build a server (not yet serving); `serve_forever()` it in a thread or run `faceagent emulator`.
