@@ -9,8 +9,8 @@
 | outbox      | stored results -> QoS 1 publish -> deleted on PUBACK         | outbox.py    |
 | telemetry   | retained state, periodic telemetry, pruning                  | telemetry.py |
 
-They share only the SQLite store (a connection each), thread-safe counters and state records, and
-events to wake each other. No lock is held across I/O.
+They share only the SQLite store (a connection each), thread-safe counters and state records, and the
+named wake-ups of `Signals` (signals.py). No lock is held across I/O. docs/architecture.md has the whole picture.
 """
 
 from __future__ import annotations
