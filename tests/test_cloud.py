@@ -18,7 +18,7 @@ from agent.iai.error_codes import DECISIONS
 from agent.iai.errors import CloudTlsError, CloudUnavailable, OutcomeUnknown, error_from_code
 from agent.iai.models import CreateFaceRequest
 from agent.iai.transport import REQUEST_CLIENT, Credentials
-from tests.agent_proc import command, listen, result_for
+from tests.agent_proc import command, listen, result_for, wait_until
 from tests.broker import Broker
 from tests.conftest import EMU_ID, EMU_KEY, FACE_JPEG, REPO
 from tests.iai_helpers import client_for, control, stats
@@ -108,6 +108,56 @@ def test_a_refused_session_token_is_read_again_once() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_two_threads_refused_the_same_token_read_the_credentials_again_once() -> None:
+    """The worker and the health check both refused: one read, and a slower read never replaces a newer one."""
+    from agent.devtools.emulator import make_server
+
+    server = make_server(secret_id=EMU_ID, secret_key=EMU_KEY, session_token="token-renewed", face_check=False)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    reads: list[str] = []
+
+    def reload() -> Credentials:  # returns only once both threads' first attempts were refused
+        reads.append(threading.current_thread().name)
+        wait_until(lambda: stats(server).get("error.GetGroupList.AuthFailure.TokenFailure", 0) >= 2)
+        return Credentials(EMU_ID, EMU_KEY, "token-renewed")
+
+    try:
+        c = client_for(server, session_token="token-expired", reload_credentials=reload)
+        answers: dict[str, object] = {}
+        threads = [threading.Thread(target=lambda: answers.update({threading.current_thread().name: c.get_group_list(limit=1)}), name=name)
+                   for name in ("worker", "telemetry")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert sorted(answers) == ["telemetry", "worker"]  # both calls succeeded with the renewed token
+        assert len(reads) == 1, reads
+        assert stats(server)["requests.GetGroupList"] == 4  # each: refused once, then accepted
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_each_thread_has_its_own_http_session_and_close_ends_them_all(emulator: Any) -> None:
+    """requests.Session is not thread-safe: the worker's upload and the telemetry thread's health check run at once."""
+    c = client_for(emulator)
+    used: dict[str, Any] = {}
+
+    def call() -> None:
+        c.get_group_list(limit=1)
+        used[threading.current_thread().name] = c.transport.session
+
+    threads = [threading.Thread(target=call, name=name) for name in ("worker", "telemetry")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(used) == ["telemetry", "worker"] and used["worker"] is not used["telemetry"]
+    assert all(len(s.get_adapter(emulator.base_url).poolmanager.pools) == 1 for s in used.values())  # a kept-alive connection each
+    c.close()
+    assert all(len(s.get_adapter(emulator.base_url).poolmanager.pools) == 0 for s in used.values())
 
 
 # --- TLS: only certificate errors are configuration errors -------------------------------------------------------------
