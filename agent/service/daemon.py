@@ -9,8 +9,9 @@
 | outbox      | stored results -> QoS 1 publish -> deleted on PUBACK         | outbox.py    |
 | telemetry   | retained state, periodic telemetry, pruning                  | telemetry.py |
 
-They share only the SQLite store (a connection each), thread-safe counters and state records, and
-events to wake each other. No lock is held across I/O.
+They share only the SQLite store (a connection each), the IAI client (an HTTP session each: the worker
+uploads while telemetry checks the account), thread-safe counters and state records, and events to wake
+each other. No lock is held across network I/O.
 """
 
 from __future__ import annotations
@@ -130,7 +131,7 @@ class EnrollService:
             part.stop()  # a capture still running is cancelled and re-queued
         for thread in self._threads:
             thread.join(timeout=max(1.0, deadline - time.monotonic()) if thread.name.endswith("worker") else 2.0)
-        self.outbox.flush(timeout=2.0)  # its thread has ended: this thread owns it now
+        self.outbox.flush(timeout=2.0)  # only if its thread has ended (then this thread owns it); else it says so
         self.link.stop()
 
     @property
