@@ -61,11 +61,12 @@ def fleet_service(index: int, broker: Broker, emulator: Any, tmp_path: Path, rea
         "enroll": {"queue_size": 50, "min_capture_gap_s": 0.05},
         "detector": {"threads": 1},
     }
-    config = config_from_mapping(raw, {"TENCENTCLOUD_SECRET_ID": EMU_ID, "TENCENTCLOUD_SECRET_KEY": EMU_KEY})
+    environ = {"TENCENTCLOUD_SECRET_ID": EMU_ID, "TENCENTCLOUD_SECRET_KEY": EMU_KEY}
+    config = config_from_mapping(raw, environ)
     detector = FaceDetector(threads=1)
     camera = Camera(FilesSource(str(DATA / "grace_hopper.jpg"), sensor_noise=2), fps=20, idle_close_s=None)
-    client, uploader = build_cloud(config)
     store = JobStore(config.state_dir / "jobs.sqlite3")
+    client, uploader = build_cloud(config, store, environ)
     return EnrollService(config, store, Enroller(config, detector, camera, client, uploader), uploader, camera, detector), store, client
 
 
