@@ -110,6 +110,41 @@ def test_a_refused_session_token_is_read_again_once() -> None:
         server.server_close()
 
 
+def test_a_refused_token_is_read_again_from_the_folder_the_command_line_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--credentials-dir` reaches the running client as an argument: the process environment is never written."""
+    import argparse
+    import os
+
+    from agent.app import build_cloud
+    from agent.cli.common import load_config_for
+    from agent.devtools.emulator import make_server
+    from agent.iai.upload import NoJournal
+    from agent.logs import setup_logging
+
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    server = make_server(secret_id=EMU_ID, secret_key=EMU_KEY, session_token="token-renewed", face_check=False)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    folder = tmp_path / "credentials"
+    folder.mkdir()
+    for name, value in (("tencentcloud_secret_id", EMU_ID), ("tencentcloud_secret_key", EMU_KEY), ("tencentcloud_session_token", "token-expired")):
+        (folder / name).write_text(value + "\n")
+    (tmp_path / "agent.yaml").write_text(json.dumps({"cloud": {"endpoint": server.base_url}, "camera": {"type": "files", "path": str(tmp_path)},
+                                                     "state_dir": str(tmp_path / "state")}))
+    args = argparse.Namespace(config=str(tmp_path / "agent.yaml"), credentials_dir=folder, log_level="WARNING")
+    try:
+        config = load_config_for(args)
+        assert "CREDENTIALS_DIRECTORY" not in os.environ
+        client, _ = build_cloud(config, NoJournal(), args.credentials.environ())
+        (folder / "tencentcloud_session_token").write_text("token-renewed\n")  # renewed where the keys were found
+        client.create_group("g1", "G1")
+        assert client.transport.credentials.session_token == "token-renewed"
+        assert stats(server)["requests.CreateGroup"] == 2  # refused once, then accepted with the token read again
+    finally:
+        setup_logging("INFO", "text")  # load_config_for set the command's logging up
+        server.shutdown()
+        server.server_close()
+
+
 def test_two_threads_refused_the_same_token_read_the_credentials_again_once() -> None:
     """The worker and the health check both refused: one read, and a slower read never replaces a newer one."""
     from agent.devtools.emulator import make_server
