@@ -8,6 +8,7 @@ import socket
 import ssl
 import subprocess
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,26 @@ def test_a_refused_session_token_is_read_again_once() -> None:
         c.create_group("g1", "G1")
         assert c.transport.credentials.session_token == "token-renewed"
         assert stats(server)["requests.CreateGroup"] == 2  # refused once (AuthFailure.TokenFailure), then accepted
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_learnt_clock_offset_and_renewed_keys_both_stay() -> None:
+    """Keys and offset are one object replaced whole: renewing one must carry the other over."""
+    from agent.devtools.emulator import make_server
+
+    server = make_server(secret_id=EMU_ID, secret_key=EMU_KEY, session_token="token-renewed", face_check=False)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        c = client_for(server, session_token="token-expired", clock=lambda: time.time() - 1000,
+                       reload_credentials=lambda: Credentials(EMU_ID, EMU_KEY, "token-renewed"))
+        c.create_group("g1", "G1")  # refused for the clock and for the token, in some order; accepted third
+        assert stats(server)["requests.CreateGroup"] == 3
+        assert abs(c.transport.clock_offset_s - 1000) < 5 and c.transport.credentials.session_token == "token-renewed"
+        control(server, reset_stats=True)
+        c.get_group_list(limit=1)
+        assert stats(server) == {"requests.GetGroupList": 1, "ok.GetGroupList": 1}  # signed right at once
     finally:
         server.shutdown()
         server.server_close()
