@@ -1,7 +1,8 @@
 """Composition root of the daemon: build the parts from the config, start them in order, stop them in reverse.
 
-Every other module takes its collaborators as arguments; only this one wires them. It reads no process-wide
-state of its own: the config (with its secrets) and where those secrets are read again come in as arguments.
+Every other module takes its collaborators as arguments; only this one wires them. Its own inputs are
+arguments too: the config (with its secrets) and where those secrets are read again (`secrets_from`); nothing
+is parked in the process environment for a later reader.
 """
 
 from __future__ import annotations
