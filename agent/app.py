@@ -1,6 +1,8 @@
 """Composition root of the daemon: build the parts from the config, start them in order, stop them in reverse.
 
-Every other module takes its collaborators as arguments; only this one wires them.
+Every other module takes its collaborators as arguments; only this one wires them. Its own inputs are
+arguments too: the config (with its secrets) and where those secrets are read again (`secrets_from`); nothing
+is parked in the process environment for a later reader.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import queue
 import signal
 import threading
 import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from agent.camera.camera import Camera, build_source
@@ -19,7 +22,8 @@ from agent.errors import CameraUnavailable, ConfigError, ExitCode, ModelError
 from agent.iai.client import IaiClient
 from agent.iai.reconcile import Reconciler
 from agent.iai.transport import Credentials
-from agent.iai.upload import Uploader
+from agent.iai.upload import Journal, Uploader
+from agent.logs import SECRETS
 from agent.service.cloud_health import CloudHealth
 from agent.service.daemon import EnrollService, command_topics
 from agent.service.enroller import Enroller
@@ -61,19 +65,27 @@ def preflight(config: Config, model: bool = True) -> list[tuple[str, str]]:
     return problems
 
 
-def reload_credentials() -> Credentials:
-    """The cloud keys as their source holds them now (temporary credentials are renewed there)."""
-    found, problems = read_secrets(os.environ)
-    if problems or "secret_id" not in found or "secret_key" not in found:
-        raise ConfigError(problems or [("secrets.secret_id", "not set")])
-    return Credentials(found["secret_id"], found["secret_key"], found.get("session_token"))
+def credentials_reader(secrets_from: Mapping[str, str]) -> Callable[[], Credentials]:
+    """Reads the cloud keys as their source holds them now (temporary credentials are renewed there).
+
+    `secrets_from` is the environment the config's secrets were resolved in (`$CREDENTIALS_DIRECTORY` in it
+    names the folder), so the keys are read again from where they were first found.
+    """
+
+    def read() -> Credentials:
+        found, problems = read_secrets(secrets_from)
+        if problems or "secret_id" not in found or "secret_key" not in found:
+            raise ConfigError(problems or [("secrets.secret_id", "not set")])
+        return Credentials(found["secret_id"], found["secret_key"], found.get("session_token"))
+
+    return read
 
 
-def build_cloud(config: Config) -> tuple[IaiClient, Uploader]:
-    """The IAI client and the exactly-once uploader on top of it."""
-    client = IaiClient.from_config(config.cloud, config.secrets, reload_credentials)
+def build_cloud(config: Config, journal: Journal, secrets_from: Mapping[str, str]) -> tuple[IaiClient, Uploader]:
+    """The IAI client and the exactly-once uploader on top of it, recording every attempt in `journal` before it is sent."""
+    client = IaiClient.from_config(config.cloud, config.secrets, credentials_reader(secrets_from))
     window = config.cloud.read_timeout_s + config.cloud.settle_s
-    return client, Uploader(client, Reconciler(client, window_s=window, clock=client.transport.now))
+    return client, Uploader(client, Reconciler(client, window_s=window, clock=client.transport.now), journal=journal)
 
 
 def build_service(
@@ -117,10 +129,16 @@ def build_service(
 
 
 class App:
-    """The daemon: `start()` is the list of steps before READY; `stop()` undoes them in reverse."""
+    """The daemon: `start()` is the list of steps before READY; `stop()` undoes them in reverse.
 
-    def __init__(self, config: Config, notifier: Notifier | None = None) -> None:
+    `secrets_from`: the environment `config`'s secrets were resolved in, where temporary keys are read again.
+    Every secret in `config` is registered with the log redaction here, however the App was built.
+    """
+
+    def __init__(self, config: Config, notifier: Notifier | None = None, *, secrets_from: Mapping[str, str]) -> None:
         self.config = config
+        self.secrets_from = secrets_from
+        SECRETS.add(*config.secrets.revealed())
         self.notifier = notifier or Notifier()
         self.stop_requested = threading.Event()
         self.service: EnrollService | None = None
@@ -141,7 +159,7 @@ class App:
             self.camera.check()
         except CameraUnavailable as exc:
             log.error("%s (enrollments will fail with camera_unavailable until it works)", exc.message)
-        self.client, uploader = build_cloud(cfg)
+        self.client, uploader = build_cloud(cfg, self.store, self.secrets_from)  # the store is the upload journal
         password = cfg.secrets.mqtt_password.get_secret_value() if cfg.secrets.mqtt_password else None
         device = DeviceState()
         if self.store.recovered_from is not None:

@@ -66,7 +66,7 @@ class InProcessAgent(AgentProcess):
             logger.setLevel(logging.DEBUG)
         umask = os.umask(0o022)
         try:
-            self.app = App(self.load())
+            self.app = App(self.load(), secrets_from=self.env)
             self.app.start()
         finally:
             os.umask(umask)  # App.start() sets the daemon's 0077; the test process keeps its own

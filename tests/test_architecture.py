@@ -82,6 +82,46 @@ def test_no_module_is_longer_than_an_afternoon_allows() -> None:
     assert not long, long
 
 
+ENVIRON_MUTATORS = {"update", "setdefault", "pop", "popitem", "clear", "__setitem__", "__delitem__"}
+
+
+def _is_environ(node: ast.AST) -> bool:
+    """`os.environ`, or `environ` imported from os."""
+    if isinstance(node, ast.Attribute):
+        return node.attr == "environ" and isinstance(node.value, ast.Name) and node.value.id == "os"
+    return isinstance(node, ast.Name) and node.id == "environ"
+
+
+def _writes_environ(node: ast.AST) -> bool:
+    targets = node.targets if isinstance(node, (ast.Assign, ast.Delete)) else [node.target] if isinstance(node, ast.AugAssign) else []
+    if any(_is_environ(t) or (isinstance(t, ast.Subscript) and _is_environ(t.value)) for t in targets):
+        return True
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+        return False
+    if node.func.attr in ("putenv", "unsetenv"):
+        return isinstance(node.func.value, ast.Name) and node.func.value.id == "os"
+    return node.func.attr in ENVIRON_MUTATORS and _is_environ(node.func.value)
+
+
+def environ_writes(tree: ast.AST) -> list[int]:
+    """Lines that change this process's environment: item assignment or deletion, its mutating methods, putenv."""
+    return [node.lineno for node in ast.walk(tree) if _writes_environ(node)]
+
+
+def test_nothing_outside_the_development_tools_writes_the_process_environment() -> None:
+    """Settings travel as arguments: a value parked in os.environ for a later reader is hidden state (and children inherit it)."""
+    written = [f"{path.relative_to(REPO)}:{line}" for path in SOURCES if not path.is_relative_to(AGENT / "devtools")
+               for line in environ_writes(ast.parse(path.read_text(), str(path)))]
+    assert not written, written
+
+
+def test_the_environment_check_catches_each_way_of_writing_it() -> None:
+    for source in ('os.environ["X"] = "1"', "del os.environ['X']", "os.environ.update(X='1')", "os.environ.setdefault('X', '1')",
+                   "environ['X'] = '1'", "os.putenv('X', '1')", "os.environ |= {'X': '1'}"):
+        assert environ_writes(ast.parse(source)) == [1], source
+    assert environ_writes(ast.parse("env = {**os.environ, 'X': '1'}; os.environ.get('X'); env['X'] = '2'")) == []
+
+
 @pytest.mark.parametrize("verb", [["enroll", "--person-id", "1001"], ["delete", "--person-id", "1001", "--face-id", "42"]])
 def test_ctl_runs_without_numpy_opencv_onnxruntime(broker: object, verb: list[str]) -> None:
     """An operator's laptop with only paho, pydantic and PyYAML: `faceagent ctl` must still work."""

@@ -8,6 +8,7 @@ import socket
 import ssl
 import subprocess
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from agent.iai.error_codes import DECISIONS
 from agent.iai.errors import CloudTlsError, CloudUnavailable, OutcomeUnknown, error_from_code
 from agent.iai.models import CreateFaceRequest
 from agent.iai.transport import REQUEST_CLIENT, Credentials
-from tests.agent_proc import command, listen, result_for
+from tests.agent_proc import command, listen, result_for, wait_until
 from tests.broker import Broker
 from tests.conftest import EMU_ID, EMU_KEY, FACE_JPEG, REPO
 from tests.iai_helpers import client_for, control, stats
@@ -108,6 +109,111 @@ def test_a_refused_session_token_is_read_again_once() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_learnt_clock_offset_and_renewed_keys_both_stay() -> None:
+    """Keys and offset are one object replaced whole: renewing one must carry the other over."""
+    from agent.devtools.emulator import make_server
+
+    server = make_server(secret_id=EMU_ID, secret_key=EMU_KEY, session_token="token-renewed", face_check=False)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        c = client_for(server, session_token="token-expired", clock=lambda: time.time() - 1000,
+                       reload_credentials=lambda: Credentials(EMU_ID, EMU_KEY, "token-renewed"))
+        c.create_group("g1", "G1")  # refused for the clock and for the token, in some order; accepted third
+        assert stats(server)["requests.CreateGroup"] == 3
+        assert abs(c.transport.clock_offset_s - 1000) < 5 and c.transport.credentials.session_token == "token-renewed"
+        control(server, reset_stats=True)
+        c.get_group_list(limit=1)
+        assert stats(server) == {"requests.GetGroupList": 1, "ok.GetGroupList": 1}  # signed right at once
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_refused_token_is_read_again_from_the_folder_the_command_line_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--credentials-dir` reaches the running client as an argument: the process environment is never written."""
+    import argparse
+    import os
+
+    from agent.app import build_cloud
+    from agent.cli.common import load_config_for
+    from agent.devtools.emulator import make_server
+    from agent.iai.upload import NoJournal
+    from agent.logs import setup_logging
+
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    server = make_server(secret_id=EMU_ID, secret_key=EMU_KEY, session_token="token-renewed", face_check=False)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    folder = tmp_path / "credentials"
+    folder.mkdir()
+    for name, value in (("tencentcloud_secret_id", EMU_ID), ("tencentcloud_secret_key", EMU_KEY), ("tencentcloud_session_token", "token-expired")):
+        (folder / name).write_text(value + "\n")
+    (tmp_path / "agent.yaml").write_text(json.dumps({"cloud": {"endpoint": server.base_url}, "camera": {"type": "files", "path": str(tmp_path)},
+                                                     "state_dir": str(tmp_path / "state")}))
+    args = argparse.Namespace(config=str(tmp_path / "agent.yaml"), credentials_dir=folder, log_level="WARNING")
+    try:
+        config = load_config_for(args)
+        assert "CREDENTIALS_DIRECTORY" not in os.environ
+        client, _ = build_cloud(config, NoJournal(), args.credentials.environ())
+        (folder / "tencentcloud_session_token").write_text("token-renewed\n")  # renewed where the keys were found
+        client.create_group("g1", "G1")
+        assert client.transport.credentials.session_token == "token-renewed"
+        assert stats(server)["requests.CreateGroup"] == 2  # refused once, then accepted with the token read again
+    finally:
+        setup_logging("INFO", "text")  # load_config_for set the command's logging up
+        server.shutdown()
+        server.server_close()
+
+
+def test_two_threads_refused_the_same_token_read_the_credentials_again_once() -> None:
+    """The worker and the health check both refused: one read, and a slower read never replaces a newer one."""
+    from agent.devtools.emulator import make_server
+
+    server = make_server(secret_id=EMU_ID, secret_key=EMU_KEY, session_token="token-renewed", face_check=False)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    reads: list[str] = []
+
+    def reload() -> Credentials:  # returns only once both threads' first attempts were refused
+        reads.append(threading.current_thread().name)
+        wait_until(lambda: stats(server).get("error.GetGroupList.AuthFailure.TokenFailure", 0) >= 2)
+        return Credentials(EMU_ID, EMU_KEY, "token-renewed")
+
+    try:
+        c = client_for(server, session_token="token-expired", reload_credentials=reload)
+        answers: dict[str, object] = {}
+        threads = [threading.Thread(target=lambda: answers.update({threading.current_thread().name: c.get_group_list(limit=1)}), name=name)
+                   for name in ("worker", "telemetry")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert sorted(answers) == ["telemetry", "worker"]  # both calls succeeded with the renewed token
+        assert len(reads) == 1, reads
+        assert stats(server)["requests.GetGroupList"] == 4  # each: refused once, then accepted
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_each_thread_has_its_own_http_session_and_close_ends_them_all(emulator: Any) -> None:
+    """requests.Session is not thread-safe: the worker's upload and the telemetry thread's health check run at once."""
+    c = client_for(emulator)
+    used: dict[str, Any] = {}
+
+    def call() -> None:
+        c.get_group_list(limit=1)
+        used[threading.current_thread().name] = c.transport.session
+
+    threads = [threading.Thread(target=call, name=name) for name in ("worker", "telemetry")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(used) == ["telemetry", "worker"] and used["worker"] is not used["telemetry"]
+    assert all(len(s.get_adapter(emulator.base_url).poolmanager.pools) == 1 for s in used.values())  # a kept-alive connection each
+    c.close()
+    assert all(len(s.get_adapter(emulator.base_url).poolmanager.pools) == 0 for s in used.values())
 
 
 # --- TLS: only certificate errors are configuration errors -------------------------------------------------------------

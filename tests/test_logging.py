@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import os
+import uuid
 from pathlib import Path
 from typing import TextIO
 
@@ -53,6 +54,25 @@ def test_secrets_logged_on_purpose_are_redacted(captured: io.StringIO) -> None:
     assert "1001" in out  # ordinary data survives
     assert "iai.tencentcloudapi.com" in out
     assert out.count("\n") >= 8
+
+
+def test_an_app_built_without_the_cli_redacts_its_own_secrets(tmp_path: Path) -> None:
+    """Redaction must not depend on who built the App: a test, a tool or a future command redact the same."""
+    from agent.app import App
+    from agent.config import config_from_mapping
+
+    key, password = f"key-{uuid.uuid4().hex}", f"mqtt-{uuid.uuid4().hex}"  # never seen by this process before
+    environ = {"TENCENTCLOUD_SECRET_ID": "AKIDapptest", "TENCENTCLOUD_SECRET_KEY": key, "FACEAGENT_MQTT_PASSWORD": password}
+    config = config_from_mapping({"state_dir": str(tmp_path), "camera": {"type": "files", "path": str(tmp_path)}}, environ)
+    stream = io.StringIO()
+    setup_logging("INFO", "text", stream)
+    try:
+        App(config, secrets_from=environ)
+        logging.getLogger("faceagent.test").error("refused: key %s, broker password %s", key, password)
+    finally:
+        setup_logging("INFO", "text")
+    out = stream.getvalue()
+    assert "refused: key <redacted>, broker password <redacted>" in out and key not in out and password not in out
 
 
 def test_redact_keeps_ordinary_text() -> None:

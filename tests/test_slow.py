@@ -60,11 +60,12 @@ def fleet_service(index: int, broker: Broker, emulator: Any, tmp_path: Path, rea
         "enroll": {"queue_size": 50, "min_capture_gap_s": 0.05},
         "detector": {"threads": 1},
     }
-    config = config_from_mapping(raw, {"TENCENTCLOUD_SECRET_ID": EMU_ID, "TENCENTCLOUD_SECRET_KEY": EMU_KEY})
+    environ = {"TENCENTCLOUD_SECRET_ID": EMU_ID, "TENCENTCLOUD_SECRET_KEY": EMU_KEY}
+    config = config_from_mapping(raw, environ)
     detector = FaceDetector(threads=1)
     camera = Camera(FilesSource(str(DATA / "grace_hopper.jpg"), sensor_noise=2), fps=20, idle_close_s=None)
-    client, uploader = build_cloud(config)
     store = JobStore(config.state_dir / "jobs.sqlite3")
+    client, uploader = build_cloud(config, store, environ)
     service = build_service(config, store=store, detector=detector, camera=camera, client=client, uploader=uploader, password=None,
                             cloud_health=False)
     return service, store, client

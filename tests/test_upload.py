@@ -9,6 +9,7 @@ checked from the emulator's state after every late application has landed.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -27,16 +28,32 @@ OTHER = (DATA / "camera.png").read_bytes()
 WINDOW_S = 4.0  # the read timeout (0.5 s here) plus a settle time, shortened for tests
 
 
-def uploader_for(emulator: Any, read_timeout: float = 0.5, window: float = WINDOW_S, **kw: Any) -> tuple[IaiClient, Uploader]:
+class Recorded:
+    """A journal that keeps every record as the store would hold it (JSON), and can act the moment one is made."""
+
+    def __init__(self, then: Callable[[UploadProgress], None] = lambda progress: None) -> None:
+        self.saved: list[dict[str, Any]] = []
+        self.keys: list[str] = []
+        self.then = then
+
+    def record(self, key: str, progress: UploadProgress) -> None:
+        self.saved.append(progress.to_json())
+        self.keys.append(key)
+        self.then(progress)
+
+
+def uploader_for(emulator: Any, read_timeout: float = 0.5, window: float = WINDOW_S, journal: Recorded | None = None,
+                 **kw: Any) -> tuple[IaiClient, Uploader]:
     client = client_for(emulator, read_timeout=read_timeout, **kw)
-    return client, Uploader(client, Reconciler(client, window_s=window, poll_s=0.2))
+    return client, Uploader(client, Reconciler(client, window_s=window, poll_s=0.2), journal=journal or Recorded())
 
 
 def run(uploader: Uploader, person: str, images: list[bytes], new_person: NewPerson | None = None) -> tuple[UploadProgress, list[dict[str, Any]]]:
-    saved: list[dict[str, Any]] = []
+    journal = uploader.journal
+    assert isinstance(journal, Recorded)
     progress = UploadProgress(person, list(images), new_person=new_person)
-    uploader.run(progress, lambda p: saved.append(p.to_json()))
-    return progress, saved
+    uploader.run(progress, f"cmd-{person}")
+    return progress, journal.saved
 
 
 def faces_after_settling(emulator: Any, person: str) -> list[str]:
@@ -50,11 +67,16 @@ def seeded(emulator: Any) -> list[str]:
 
 
 def test_a_normal_upload_saves_its_attempt_before_sending(emulator: Any, seeded: list[str]) -> None:
-    _, uploader = uploader_for(emulator)
+    sent_when_recorded: list[int] = []
+    journal = Recorded(then=lambda progress: sent_when_recorded.append(stats(emulator).get("requests.CreateFace", 0)))
+    _, uploader = uploader_for(emulator, journal=journal)
+    control(emulator, reset_stats=True)
     progress, saved = run(uploader, "1001", [CROP])
     assert len(progress.face_ids) == 1 and progress.ret_codes == [0] and not progress.reconciled
     attempt = saved[-1]["attempt"]
     assert attempt["action"] == "CreateFace" and attempt["known_face_ids"] == seeded and len(attempt["images"]) == 1
+    assert sent_when_recorded == [0] and stats(emulator)["requests.CreateFace"] == 1  # recorded, then sent
+    assert journal.keys == ["cmd-1001"]  # under the key the caller named (the daemon's: the command id)
 
 
 @pytest.mark.parametrize("answer", ["late", "never"])
@@ -100,17 +122,17 @@ def test_a_face_another_writer_added_meanwhile_is_never_claimed(emulator: Any, s
 
 
 def test_when_our_request_did_not_land_a_strangers_face_is_not_reported_as_ours(emulator: Any, seeded: list[str]) -> None:
-    _, uploader = uploader_for(emulator)
     other_device = client_for(emulator)
-    control(emulator, reset_stats=True)
-    progress = UploadProgress("1001", [CROP])
 
-    def save(saved: UploadProgress) -> None:  # between our snapshot and our request, another device adds a face
+    def meanwhile(saved: UploadProgress) -> None:  # between our snapshot and our request, another device adds a face
         if saved.attempt is not None and len(faces_after_settling(emulator, "1001")) == 1:
             other_device.create_face(CreateFaceRequest("1001", [OTHER]))
             control(emulator, fail_next={"code": "InternalError", "count": 1, "action": "CreateFace"})  # ours: not applied
 
-    uploader.run(progress, save)
+    _, uploader = uploader_for(emulator, journal=Recorded(then=meanwhile))
+    control(emulator, reset_stats=True)
+    progress = UploadProgress("1001", [CROP])
+    uploader.run(progress, "cmd-1001")
     after = faces_after_settling(emulator, "1001")
     assert len(after) == 2  # the other device's face only: ours never landed
     assert progress.reconciled and progress.face_ids == [] and not progress.unknown
@@ -127,21 +149,18 @@ def test_when_faces_cannot_be_attributed_the_outcome_is_unknown_with_candidates(
 
 
 def test_a_lost_answer_that_cannot_be_checked_waits_and_is_settled_later(emulator: Any, seeded: list[str]) -> None:
-    _, uploader = uploader_for(emulator)
+    # once the attempt is recorded (and about to go out), the cloud stops answering reads
+    journal = Recorded(then=lambda p: control(emulator, fail_next={"code": "InternalError", "count": 1000, "action": "GetPersonBaseInfo"}))
+    _, uploader = uploader_for(emulator, journal=journal)
     control(emulator, reset_stats=True, apply_then_drop_next=1)
     progress = UploadProgress("1001", [CROP])
-    saved: list[dict[str, Any]] = []
-
-    def save(p: UploadProgress) -> None:  # once the attempt is saved (and about to go out), the cloud stops answering reads
-        saved.append(p.to_json())
-        control(emulator, fail_next={"code": "InternalError", "count": 1000, "action": "GetPersonBaseInfo"})
-
     with pytest.raises(ReconcileDeferred) as info:
-        uploader.run(progress, save)
+        uploader.run(progress, "cmd-1001")
     assert isinstance(info.value.cause, CloudUnavailable) and info.value.progress.attempt is not None
     control(emulator, reset_faults=True)
-    resumed = UploadProgress.from_json(saved[-1])  # as after a restart
-    uploader.run(resumed, lambda p: None)
+    resumed = UploadProgress.from_json(journal.saved[-1])  # as after a restart
+    journal.then = lambda p: None
+    uploader.run(resumed, "cmd-1001")
     assert resumed.reconciled and resumed.face_ids == faces_after_settling(emulator, "1001")[1:]
     assert stats(emulator)["requests.CreateFace"] == 1
 

@@ -30,6 +30,16 @@ class Credentials:
     directory: Path | None
     note: str  # one line naming the source, for output and messages
 
+    def environ(self) -> dict[str, str]:
+        """The environment to resolve the secrets in: this process's, with $CREDENTIALS_DIRECTORY naming `directory`.
+
+        A copy: the process environment is never written (a child process would inherit the folder unasked).
+        """
+        env = dict(os.environ)
+        if self.directory is not None:
+            env["CREDENTIALS_DIRECTORY"] = str(self.directory)
+        return env
+
 
 def _readable_dir(path: Path) -> bool:
     return path.is_dir() and os.access(path, os.R_OK | os.X_OK)
@@ -68,18 +78,15 @@ def load_config_or_exit(args: argparse.Namespace) -> Config:
 def load_config_for(args: argparse.Namespace) -> Config:
     """Load the config named by `args.config`; a `ConfigError` lists every problem.
 
-    Secrets come from `credentials_source` (remembered in `args.credentials`, and as $CREDENTIALS_DIRECTORY for
-    the rest of the process, which reads temporary keys again from there). Registers the secrets with the log
-    redactor and applies the config's logging settings (`--log-level`, then `$FACEAGENT_LOG_LEVEL` /
-    `$FACEAGENT_LOG_FORMAT`, still win).
+    Secrets come from `credentials_source`, remembered in `args.credentials` (whose `environ()` the commands
+    that read temporary keys again pass on). Registers the secrets with the log redactor and applies the config's
+    logging settings (`--log-level`, then `$FACEAGENT_LOG_LEVEL` / `$FACEAGENT_LOG_FORMAT`, still win).
     """
     path = config_path_from(args.config)
     credentials = credentials_source(getattr(args, "credentials_dir", None), path)
     args.credentials = credentials
-    if credentials.directory is not None:
-        os.environ["CREDENTIALS_DIRECTORY"] = str(credentials.directory)
-    config = load_config(path)
-    SECRETS.add(*(s.get_secret_value() for s in config.secrets.model_dump().values() if s is not None))
+    config = load_config(path, credentials.environ())
+    SECRETS.add(*config.secrets.revealed())
     level = args.log_level or os.environ.get("FACEAGENT_LOG_LEVEL") or config.logging.level
     setup_logging(level, os.environ.get("FACEAGENT_LOG_FORMAT") or config.logging.format)
     return config

@@ -17,7 +17,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     from agent.app import build_cloud
     from agent.camera.base import Frame
     from agent.camera.camera import Camera, build_source
-    from agent.iai.upload import ReconcileDeferred
+    from agent.iai.upload import NoJournal, ReconcileDeferred
     from agent.images import read_image
     from agent.service.enroller import Enroller
     from agent.service.protocol import EnrollCommand, parse_command
@@ -45,7 +45,8 @@ def cmd_enroll(args: argparse.Namespace) -> int:
             return fail(exc.message, ExitCode.USAGE)
     else:
         camera = Camera(build_source(config.camera), config.camera.fps, None)
-    client, uploader = build_cloud(config)
+    # No journal: no later process would settle a lost answer; it is reported unknown below instead.
+    client, uploader = build_cloud(config, NoJournal(), args.credentials.environ())
     try:
         enroller = Enroller(config, detector_from_config(config.detector), camera, client, uploader)
         try:

@@ -16,7 +16,7 @@ log = logging.getLogger("faceagent")
 
 def cmd_run(args: argparse.Namespace) -> int:
     config = load_config_or_exit(args)
-    app = App(config)
+    app = App(config, secrets_from=args.credentials.environ())
     app.handle_signals()
     try:
         require_cloud_secrets(config, args.credentials.directory)

@@ -327,3 +327,7 @@ class Secrets(Section):
     session_token: SecretStr | None = None
     mqtt_password: SecretStr | None = None
     command_key: SecretStr | None = None
+
+    def revealed(self) -> list[str]:
+        """Every secret that is set, in clear: the values log redaction must strip."""
+        return [value.get_secret_value() for value in (getattr(self, name) for name in type(self).model_fields) if value is not None]

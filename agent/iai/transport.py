@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import ssl
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -50,6 +51,18 @@ class Credentials:
     secret_id: str
     secret_key: str
     session_token: str | None = None
+
+
+@dataclass(frozen=True)
+class Signing:
+    """What a signature is made of besides the request: the keys and the learnt clock offset.
+
+    Replaced as one object under the transport's lock and read once per attempt, so an attempt is signed
+    with one set of keys and one offset, whatever another thread renews meanwhile.
+    """
+
+    credentials: Credentials
+    clock_offset_s: float = 0.0  # service time minus device time, learnt from a SignatureExpire answer
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -98,7 +111,12 @@ def tls_problem(exc: BaseException, host: str) -> CloudTlsError | None:
 
 
 class Transport:
-    """One keep-alive `requests.Session`, TC3 signatures, the client-side rate limit and the retry policy. Thread-safe."""
+    """Keep-alive HTTP, TC3 signatures, the client-side rate limit and the retry policy. Thread-safe.
+
+    Each thread has its own `requests.Session` (a session is not safe to share: the worker's uploads and the
+    telemetry thread's health check run at once); the keys and the clock offset are one `Signing`, swapped
+    under a lock.
+    """
 
     def __init__(
         self,
@@ -122,7 +140,6 @@ class Transport:
             raise ValueError(f"cloud endpoint {endpoint!r} is not an http(s) URL")
         self.url = f"{parts.scheme}://{parts.netloc}/"
         self.host = parts.netloc
-        self.credentials = credentials
         self.version = version
         self.region = region
         self.language = language
@@ -133,23 +150,64 @@ class Transport:
         self._clock = clock
         self._monotonic = monotonic
         self._sleep = sleep
-        self.clock_offset_s = 0.0  # service time minus device time, learnt from a SignatureExpire answer
+        self._signing = Signing(credentials)
+        self._signing_lock = threading.Lock()  # held to replace `_signing`; readers take the reference without it
         self.last_date: tuple[float, float] | None = None  # (the service's time from its last Date header, the device's then)
-        self.session = requests.Session()  # keep-alive; proxies from the environment (trust_env); TLS verified
-        self.session.headers["User-Agent"] = REQUEST_CLIENT
+        self._local = threading.local()
+        self._sessions: list[requests.Session] = []  # every thread's (the daemon's are long-lived), for close()
+        self._sessions_lock = threading.Lock()
+
+    @property
+    def session(self) -> requests.Session:
+        """This thread's keep-alive session (proxies from the environment, trust_env; TLS verified), made on first use."""
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            session.headers["User-Agent"] = REQUEST_CLIENT
+            self._local.session = session
+            with self._sessions_lock:
+                self._sessions.append(session)
+        return session
 
     def close(self) -> None:
-        self.session.close()
+        with self._sessions_lock:
+            sessions, self._sessions = self._sessions, []
+        for session in sessions:
+            session.close()
+
+    @property
+    def credentials(self) -> Credentials:
+        return self._signing.credentials
+
+    @credentials.setter
+    def credentials(self, credentials: Credentials) -> None:
+        with self._signing_lock:
+            self._signing = replace(self._signing, credentials=credentials)
+
+    @property
+    def clock_offset_s(self) -> float:
+        return self._signing.clock_offset_s
 
     def now(self) -> float:
         """The service's time as far as the device knows it (device clock plus the learnt offset)."""
-        return self._clock() + self.clock_offset_s
+        return self._clock() + self._signing.clock_offset_s
+
+    def _renew_credentials(self, refused: Credentials) -> None:
+        """Read the keys again, unless another thread already replaced the `refused` ones (then those are used).
+
+        The read happens under the lock: two threads refused at once read once, and an older read can never
+        overwrite a newer one. It reads a few small local files.
+        """
+        assert self._reload is not None
+        with self._signing_lock:
+            if self._signing.credentials is refused:
+                self._signing = replace(self._signing, credentials=self._reload())
 
     # --- one attempt -------------------------------------------------------------------------------
 
-    def _headers(self, action: str, body: bytes) -> dict[str, str]:
-        creds = self.credentials
-        timestamp = int(self.now())
+    def _headers(self, action: str, body: bytes, signing: Signing) -> dict[str, str]:
+        creds = signing.credentials
+        timestamp = int(self._clock() + signing.clock_offset_s)
         headers = {
             "Content-Type": CONTENT_TYPE,
             "Host": self.host,
@@ -168,10 +226,14 @@ class Transport:
                                                  signed=SIGNED_HEADERS, body=body)
         return headers
 
-    def attempt(self, action: str, body: bytes, person: str = "", group: str = "") -> dict[str, Any]:
-        """POST once; the `Response` object, or a typed error saying whether the request reached the service."""
+    def attempt(self, action: str, body: bytes, person: str = "", group: str = "", signing: Signing | None = None) -> dict[str, Any]:
+        """POST once; the `Response` object, or a typed error saying whether the request reached the service.
+
+        `signing`: the keys and clock offset to sign with, read once by the caller (default: the current ones).
+        """
+        headers = self._headers(action, body, signing or self._signing)
         try:
-            response = self.session.post(self.url, data=body, headers=self._headers(action, body), timeout=self.timeout)
+            response = self.session.post(self.url, data=body, headers=headers, timeout=self.timeout)
         except requests.exceptions.SSLError as exc:
             refused = tls_problem(exc, self.host)
             if refused is not None:
@@ -221,7 +283,8 @@ class Transport:
         server = self._server_time(response)
         if server is None:
             return
-        self.clock_offset_s = server - self._clock()
+        with self._signing_lock:
+            self._signing = replace(self._signing, clock_offset_s=server - self._clock())
         log.warning("device clock is %+.0f s off the cloud's: re-signing with corrected time; fix the clock (NTP)", -self.clock_offset_s)
 
     # --- the retry loop ------------------------------------------------------------------------------
@@ -244,7 +307,7 @@ class Transport:
         body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         if len(body) > MAX_BODY_BYTES:
             raise ImageRejected(f"the {action} request is {len(body)} bytes: IAI allows at most 10 MB; send fewer or smaller images")
-        retry = _Retry(action, idempotent, self._monotonic())
+        retry = _Retry(action, idempotent, self._monotonic(), self._signing)
         while True:
             retry.attempt += 1
             remaining = self.policy.deadline_s - (self._monotonic() - retry.started)
@@ -253,8 +316,9 @@ class Transport:
             if before_attempt is not None:
                 before_attempt()
             t0 = self._monotonic()
+            retry.signing = self._signing  # read once: this attempt's keys and offset
             try:
-                data = self.attempt(action, body, person, group)
+                data = self.attempt(action, body, person, group, retry.signing)
             except CloudError as exc:
                 self._sleep(self._after_failure(retry, exc))
                 continue
@@ -274,7 +338,8 @@ class Transport:
             return 0.0
         if isinstance(exc, TokenExpired) and not retry.reloaded and self._reload is not None:
             log.warning("%s: the session token was refused; reading the credentials again and retrying once", action)
-            self.credentials, retry.reloaded, retry.attempt = self._reload(), True, retry.attempt - 1
+            self._renew_credentials(retry.signing.credentials)
+            retry.reloaded, retry.attempt = True, retry.attempt - 1
             return 0.0
         if not retry.idempotent and (isinstance(exc, OutcomeUnknown) or exc.ambiguous):
             log.warning("%s attempt %d: outcome unknown (%s); not sent again", action, retry.attempt, exc.message)
@@ -315,6 +380,7 @@ class _Retry:
     action: str
     idempotent: bool
     started: float
+    signing: Signing
     attempt: int = 0
     resigned: bool = False  # a SignatureExpire was answered by re-signing once
     reloaded: bool = False  # a TokenFailure was answered by reading the credentials again once

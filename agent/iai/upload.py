@@ -1,8 +1,8 @@
 """Exactly-once enrollment at the cloud: create the person if asked, add the faces, never twice.
 
-Before every attempt the person is read (the snapshot a later diff needs) and the attempt is handed to
-`save`, which persists it before anything is sent. An attempt whose answer is lost is settled by the
-`Reconciler`, never sent again. When the cloud cannot be read, `ReconcileDeferred` carries the saved
+Before every attempt the person is read (the snapshot a later diff needs) and the attempt is recorded in the
+`Journal` the uploader was built with, which persists it before anything is sent. An attempt whose answer is
+lost is settled by the `Reconciler`, never sent again. When the cloud cannot be read, `ReconcileDeferred` carries the saved
 state out so the caller can settle it later (the daemon's worker, also after a restart).
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from agent.iai.client import IaiClient
 from agent.iai.errors import CloudError, OutcomeUnknown, PersonAlreadyExists, PersonNotFound
@@ -78,18 +78,33 @@ class UploadProgress:
         return cls(**fields)
 
 
-Save = Callable[[UploadProgress], None]
+class Journal(Protocol):
+    """The write-ahead record of uploads: `record` returns only once `progress` is durable.
+
+    The uploader records before every attempt it sends (with the attempt) and after settling one; `key`
+    names the upload (the command id). The daemon's is the job store, so a restart finds what may be in flight.
+    """
+
+    def record(self, key: str, progress: UploadProgress) -> None: ...
+
+
+class NoJournal:
+    """For a one-shot upload no later process settles (`faceagent enroll`): a lost answer is reported unknown."""
+
+    def record(self, key: str, progress: UploadProgress) -> None:
+        pass
 
 
 class Uploader:
-    """Runs one `UploadProgress` to its end against the cloud."""
+    """Runs one `UploadProgress` to its end against the cloud, recording every attempt in `journal` first."""
 
-    def __init__(self, client: IaiClient, reconciler: Reconciler) -> None:
+    def __init__(self, client: IaiClient, reconciler: Reconciler, *, journal: Journal) -> None:
         self.client = client
         self.reconciler = reconciler
+        self.journal = journal
 
-    def run(self, progress: UploadProgress, save: Save) -> UploadProgress:
-        """Send what is pending (settling a saved attempt first); return the final progress.
+    def run(self, progress: UploadProgress, key: str) -> UploadProgress:
+        """Send what is pending (settling a saved attempt first); return the final progress. `key`: its journal entry.
 
         Raises `ReconcileDeferred` when a lost answer cannot be checked now, and the cloud's typed
         errors for answers that left nothing applied.
@@ -97,16 +112,16 @@ class Uploader:
         progress.images_total = progress.images_total or len(progress.pending)
         with self.client.person_lock(progress.person_id):
             if progress.attempt is not None:
-                self._settle(progress, save)
+                self._settle(progress, key)
             while progress.pending and not progress.unknown:
                 if progress.new_person is not None:
-                    self._create_person(progress, save)
+                    self._create_person(progress, key)
                 else:
-                    self._create_faces(progress, save)
+                    self._create_faces(progress, key)
         return progress
 
-    def _snapshot(self, progress: UploadProgress, action: str, images: list[bytes], save: Save) -> Callable[[], None]:
-        """The `before_attempt` hook: read the person now, then persist the attempt before it is sent."""
+    def _snapshot(self, progress: UploadProgress, action: str, images: list[bytes], key: str) -> Callable[[], None]:
+        """The transport's `before_attempt` hook: read the person now, then record the attempt before it is sent."""
 
         def before_attempt() -> None:
             try:
@@ -119,24 +134,24 @@ class Uploader:
                 raise PersonAlreadyExists(f"person {progress.person_id} exists already", cloud_code="InvalidParameterValue.PersonIdAlreadyExist")
             group = progress.new_person.group_id if progress.new_person and action == "CreatePerson" else None
             progress.attempt = Attempt(action, progress.person_id, tuple(images), known, self.client.transport.now(), group)
-            save(progress)
+            self.journal.record(key, progress)
 
         return before_attempt
 
-    def _create_person(self, progress: UploadProgress, save: Save) -> None:
+    def _create_person(self, progress: UploadProgress, key: str) -> None:
         spec = progress.new_person
         assert spec is not None
         image = progress.pending[0]
         request = CreatePersonRequest(spec.group_id, spec.person_name, progress.person_id, image=image, gender=spec.gender,
                                       quality_control=progress.quality_control, need_rotate_detection=progress.need_rotate_detection)
         try:
-            response = self.client.create_person(request, before_attempt=self._snapshot(progress, "CreatePerson", [image], save))
+            response = self.client.create_person(request, before_attempt=self._snapshot(progress, "CreatePerson", [image], key))
         except PersonAlreadyExists:
             log.info("person %s exists already (created by someone else): adding the faces to it", progress.person_id)
             progress.new_person, progress.attempt = None, None
             return
         except OutcomeUnknown:
-            self._settle(progress, save)
+            self._settle(progress, key)
             return
         progress.attempt, progress.new_person = None, None
         progress.pending = progress.pending[1:]
@@ -146,21 +161,21 @@ class Uploader:
         progress.person_created = True
         progress.request_id, progress.face_model_version = response.request_id, response.face_model_version
 
-    def _create_faces(self, progress: UploadProgress, save: Save) -> None:
+    def _create_faces(self, progress: UploadProgress, key: str) -> None:
         images = list(progress.pending)
         request = CreateFaceRequest(progress.person_id, images, face_match_threshold=progress.face_match_threshold,
                                     quality_control=progress.quality_control, need_rotate_detection=progress.need_rotate_detection)
         try:
-            response = self.client.create_face(request, before_attempt=self._snapshot(progress, "CreateFace", images, save))
+            response = self.client.create_face(request, before_attempt=self._snapshot(progress, "CreateFace", images, key))
         except OutcomeUnknown:
-            self._settle(progress, save)
+            self._settle(progress, key)
             return
         progress.attempt, progress.pending = None, []
         progress.face_ids.extend(response.suc_face_ids)
         progress.ret_codes.extend(response.ret_code)
         progress.request_id, progress.face_model_version = response.request_id, response.face_model_version
 
-    def _settle(self, progress: UploadProgress, save: Save) -> None:
+    def _settle(self, progress: UploadProgress, key: str) -> None:
         """Account for the attempt in flight (its images are the head of `pending`); it is never sent again."""
         attempt = progress.attempt
         assert attempt is not None
@@ -183,4 +198,4 @@ class Uploader:
         else:
             log.info("person %s was created meanwhile by someone else: adding the faces to it", progress.person_id)
             progress.new_person = None  # our image did not land: it is added with CreateFace
-        save(progress)
+        self.journal.record(key, progress)

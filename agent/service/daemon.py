@@ -9,8 +9,9 @@
 | outbox      | stored results -> QoS 1 publish -> deleted on PUBACK         | outbox.py    |
 | telemetry   | retained state, periodic telemetry, pruning                  | telemetry.py |
 
-They share only the SQLite store (a connection each), thread-safe counters and state records, and the
-named wake-ups of `Signals` (signals.py). No lock is held across I/O. docs/architecture.md has the whole picture.
+They share only the SQLite store (a connection each), the IAI client (an HTTP session each: the worker
+uploads while telemetry checks the account), thread-safe counters and state records, and the named wake-ups of
+`Signals` (signals.py). No lock is held across network I/O. docs/architecture.md has the whole picture.
 """
 
 from __future__ import annotations
@@ -92,11 +93,7 @@ class EnrollService:
             part.stop()  # a capture still running is cancelled and re-queued
         for name, thread in self._threads.items():
             thread.join(timeout=max(1.0, deadline - time.monotonic()) if name == "worker" else 2.0)
-        outbox = self._threads.get("outbox")
-        if outbox is None or not outbox.is_alive():
-            self.outbox.flush(timeout=2.0)  # its thread has ended: this thread owns it now
-        else:
-            log.warning("the outbox thread did not stop: undelivered results stay stored and go out at the next start")
+        self.outbox.flush(timeout=2.0)  # only if its thread has ended (then this thread owns it); else it says so
         self.link.stop()
 
     @property

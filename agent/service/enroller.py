@@ -189,7 +189,6 @@ class Enroller:
         *,
         progress: Progress = lambda state, detail: None,
         cancel: Callable[[], bool] = lambda: False,
-        save_upload: Callable[[UploadProgress], None] = lambda progress: None,
         frames: Iterable[Frame] | None = None,
         crops_dir: Path | None = None,
         heartbeat: Callable[[], None] = lambda: None,
@@ -224,7 +223,7 @@ class Enroller:
             t0 = time.monotonic()
             try:
                 assert self.uploader is not None
-                self.uploader.run(upload, save_upload)
+                self.uploader.run(upload, command.id)  # its journal entry: the command's
             except FaceAgentError as exc:  # a refusal that left nothing applied; what was added before it still counts
                 log.warning("upload for %s ended: %s", command.person_id, exc.message)
                 failure = exc

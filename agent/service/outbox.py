@@ -4,6 +4,7 @@ It alone owns the map of message id -> outbox row. A row is handed to paho once 
 it again after a reconnect by itself, so the outbox never re-publishes a row that is in flight (that is
 how a result would arrive twice). PUBACKs arrive as message ids on `acks` (from the network thread) and
 are processed here, after the id was recorded. After a restart, every row still stored is published again.
+At a clean stop, `flush` takes over from the thread, but only once the thread has left `run`.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class Outbox:
         self._last_seq = 0  # highest seq handed to paho (rows come back in seq order)
         self._wake = signals.outbox
         self.stopping = threading.Event()
+        self.running = threading.Event()  # a thread is inside `run`: it alone may touch the map
         self._backoff = 0.0
 
     def wake(self) -> None:
@@ -46,10 +48,14 @@ class Outbox:
         return len(self._in_flight)
 
     def run(self) -> None:
-        while not self.stopping.is_set():
-            self._wake.wait(self._backoff or IDLE_WAKE_S)
-            self._wake.clear()
-            self.step()
+        self.running.set()
+        try:
+            while not self.stopping.is_set():
+                self._wake.wait(self._backoff or IDLE_WAKE_S)
+                self._wake.clear()
+                self.step()
+        finally:
+            self.running.clear()
 
     def step(self) -> None:
         """Record PUBACKs, then hand new rows to paho."""
@@ -85,12 +91,22 @@ class Outbox:
                 continue
             self._in_flight[mid] = item.seq
 
-    def flush(self, timeout: float) -> None:
-        """On a clean stop: wait (bounded) for the PUBACKs of what is in flight, so it need not be sent again."""
+    def flush(self, timeout: float) -> bool:
+        """On a clean stop, after `stop()`: wait (bounded) for the PUBACKs of what is in flight, so it need not be sent again.
+
+        Only once the outbox thread has left `run` (two threads on the map could publish a row twice). While it has
+        not (stuck on a busy store), nothing is done here and False returned: rows not yet deleted stay stored and
+        are published again at the next start, as after a power cut.
+        """
+        if self.running.is_set():
+            log.warning("outbox: its thread has not stopped (the store is busy?): not flushing; results not yet confirmed "
+                        "by the broker stay stored and are published again at the next start")
+            return False
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and self.link.connected.is_set():
             self.step()
             if not self._in_flight and not self.store.outbox(limit=1, after=self._last_seq):
-                return
+                break
             self._wake.wait(max(0.0, min(0.2, deadline - time.monotonic())))
             self._wake.clear()
+        return True

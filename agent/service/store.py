@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import ErrorCode, FaceAgentError
+from agent.iai.upload import UploadProgress
 
 log = logging.getLogger(__name__)
 
@@ -260,6 +261,10 @@ class JobStore:
         """Persist the upload progress (with the attempt about to be sent): the base of any reconciliation."""
         with self._tx() as db:
             db.execute("UPDATE jobs SET state = 'uploading', upload = ? WHERE id = ?", (json.dumps(upload), job_id))
+
+    def record(self, key: str, progress: UploadProgress) -> None:
+        """The uploader's `Journal`: the upload of job `key`, durable (synchronous=FULL) before its attempt is sent."""
+        self.save_upload(key, progress.to_json())
 
     def requeue(self, job_id: str) -> None:
         with self._tx() as db:

@@ -15,7 +15,6 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from agent.camera.camera import Camera
@@ -164,7 +163,6 @@ class Worker:
                 command,
                 progress=lambda state, detail: self._progress(job, state, detail),
                 cancel=self.stopping.is_set,
-                save_upload=self._saver(job.id),
                 heartbeat=self.beat,
             )
         except Cancelled:
@@ -178,12 +176,6 @@ class Worker:
             self._progress(job, "uploading", "the cloud's answer was lost: checking what was enrolled")
             return
         self._finish(job, result, picked_at)
-
-    def _saver(self, job_id: str) -> Callable[[UploadProgress], None]:
-        def save(progress: UploadProgress) -> None:
-            self.store.save_upload(job_id, progress.to_json())
-
-        return save
 
     def _finish(self, job: Job, result: Result, picked_at: float | None = None) -> None:
         """Store the result with its messages; while the store fails, keep it and try again with backoff."""
@@ -241,7 +233,7 @@ class Worker:
             command = EnrollCommand.model_validate(pending.job.command)
             failure: FaceAgentError | None = None
             try:
-                self.uploader.run(pending.progress, self._saver(pending.job.id))
+                self.uploader.run(pending.progress, pending.job.id)
             except ReconcileDeferred as exc:
                 if self._given_up(pending, exc):
                     continue
