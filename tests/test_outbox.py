@@ -14,6 +14,7 @@ import pytest
 from agent.config import config_from_mapping
 from agent.service.mqtt import MqttLink
 from agent.service.outbox import Outbox
+from agent.service.signals import Signals
 from agent.service.store import JobStore
 from agent.service.telemetry import Counters
 from tests.agent_proc import wait_until
@@ -25,15 +26,20 @@ def test_a_stop_flushes_the_outbox_only_after_its_thread_has_stopped(broker: Bro
     store = JobStore(tmp_path / "jobs.sqlite3")
     config = config_from_mapping({"mqtt": {"url": broker.url}, "camera": {"type": "files", "path": "."}}, {})
     acked = threading.Event()
-    outbox: Outbox
 
-    def on_ack(mid: int) -> None:
-        outbox.ack_arrived(mid)
-        acked.set()
+    class Acks(queue.Queue[int]):
+        """The link's PUBACK queue, telling the test when one came."""
 
+        def put(self, item: int, block: bool = True, timeout: float | None = None) -> None:
+            super().put(item, block, timeout)
+            acked.set()
+
+    acks = Acks()
+    signals = Signals()
     base = f"outbox-{uuid.uuid4().hex[:8]}"  # the broker is shared by parallel tests
-    link = MqttLink(config.mqtt, base, None, f"{base}/availability", [f"{base}/commands"], queue.Queue(), on_ack, lambda: outbox.wake())
-    outbox = Outbox(store, link, Counters())
+    link = MqttLink(cfg=config.mqtt, client_id=base, password=None, availability_topic=f"{base}/availability",
+                    command_topics=[f"{base}/commands"], incoming=queue.Queue(), acks=acks, signals=signals)
+    outbox = Outbox(store=store, link=link, acks=acks, counters=Counters(), signals=signals)
     store.enqueue([(f"{base}/result", b'{"id": "first"}', None)])
     link.start()
     busy = sqlite3.connect(str(store.path), isolation_level=None)
