@@ -6,11 +6,14 @@ import os
 import socket
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from agent.service.result import Status
 from agent.service.store import JobStore, StoreError
 from agent.service.systemd import Notifier
+from agent.service.telemetry import Count, Counters, DeviceState, Telemetry
 
 
 def cmd(job_id: str) -> dict[str, object]:
@@ -180,3 +183,31 @@ def test_results_are_kept_for_the_retention_then_the_id_may_run_again(state_dir:
     assert store.prune(30 * 86400) == 1
     assert store.get("old") is None and store.get("new") is not None and store.get("open") is not None  # unfinished jobs stay
     assert store.submit(cmd("old"), queue_size=5).outcome == "queued"  # forgotten: the id is new again
+
+
+# --- counters ---------------------------------------------------------------------------------------------
+
+
+def telemetry_of(store: JobStore, counters: Counters) -> dict[str, Any]:
+    telemetry = Telemetry(device_id="cam-test", publish=lambda *message: None, state_topic="t/state", telemetry_topic="t/telemetry",
+                          interval_s=60, retention_days=7, store=store, counters=counters, device=DeviceState(),
+                          describe=dict, extra=dict)
+    return telemetry.telemetry()
+
+
+def test_every_counter_counted_is_published(state_dir: Path) -> None:
+    """Counts the intake, worker and outbox make (a bug's safety net, a duplicate in progress, an unpublishable topic,
+    a dry run) reach `base/telemetry`; a counter nothing counts is not published as a permanent zero."""
+    counters = Counters()
+    for count in Count:
+        counters.inc(count, 2)
+    published = telemetry_of(JobStore(state_dir / "jobs.sqlite3"), counters)["counters"]
+    assert published == {count.value: 2 for count in Count}
+    for name in ("internal_errors", "duplicates_in_progress", "unpublishable", "dry_run"):
+        assert published[name] == 2
+    assert "dropped_qos0" not in published  # QoS 0 drops are the link's own figure, top-level `dropped_qos0`
+
+
+def test_every_result_status_has_its_counter() -> None:
+    """The worker counts a finished enrollment by its status: none may fall outside the published counters."""
+    assert all(Count(status.value) for status in Status)

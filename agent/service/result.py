@@ -23,7 +23,6 @@ class Status(str, Enum):
     FAILED = "failed"  # none was added
     REJECTED = "rejected"  # the command was never run (invalid, unauthenticated, queue full)
     EXPIRED = "expired"  # its expiry passed before it ran
-    CANCELLED = "cancelled"
     UNKNOWN = "unknown"  # the device could not establish what the cloud did: check the person before sending again
     DRY_RUN = "dry_run"  # a dry run: checked, nothing written; `error` is what a real run would have met
 

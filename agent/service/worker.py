@@ -30,7 +30,7 @@ from agent.service.mqtt import MqttLink
 from agent.service.protocol import DeleteCommand, EnrollCommand, SnapshotRequest, Topics
 from agent.service.result import Result, ResultError, Status, progress_payload
 from agent.service.store import Job, JobStore, StoreCorrupt, StoreError
-from agent.service.telemetry import IDLE_WAKE_S, Counters, DeviceState
+from agent.service.telemetry import IDLE_WAKE_S, Count, Counters, DeviceState
 from agent.service.undo import Undo
 from agent.vision.annotate import annotate
 from agent.vision.detector import FaceDetector
@@ -209,10 +209,10 @@ class Worker:
         self._result_stored()
         failure = f" ({result.error.code.value}: {result.error.message})" if result.error else ""
         if job.kind == "delete":
-            self.counters.inc("deletes")
+            self.counters.inc(Count.DELETES)
             log.info("delete %s %s: %d face(s) deleted%s", job.id, result.status.value, len(result.deleted_face_ids or ()), failure)
             return
-        self.counters.inc(result.status.value)
+        self.counters.inc(Count(result.status.value))
         self.counters.latency(result.timings.total)
         self.device.set(last_result={"id": job.id, "person_id": result.person_id, "status": result.status.value,
                                      "error": result.error.code.value if result.error else None, "finished_at": result.finished_at})
@@ -220,7 +220,7 @@ class Worker:
         log.info("command %s %s: %d face(s) added%s", job.id, result.status.value, result.faces_added, failure)
 
     def _storage_error(self, exc: StoreError) -> None:
-        self.counters.inc("store_errors")
+        self.counters.inc(Count.STORE_ERRORS)
         if self.device.snapshot().get("storage_error") != exc.message:
             log.error("%s", exc.message)  # once per cause, not once per try
             self.device.set(storage_error=exc.message)
