@@ -40,7 +40,7 @@ from agent.service.protocol import (
     validate_snapshot,
 )
 from agent.service.result import Result, ResultError, Status, progress_payload
-from agent.service.store import Job, JobStore, Message, StoreError
+from agent.service.store import Job, JobKind, JobState, JobStore, Message, Outcome, StoreError
 from agent.service.telemetry import Count, Counters
 
 log = logging.getLogger(__name__)
@@ -275,7 +275,7 @@ class Intake:
         log.info("%s command %s %s: %s", kind, rejection.id, rejection.status, rejection.message)
         if store and rejection.id is not None:
             self.store.store_final({"id": rejection.id, "person_id": rejection.person_id}, result.to_json(), messages, reply_to, correlation,
-                                   kind=kind)
+                                   kind=JobKind(kind))
         else:
             self.store.enqueue(messages)
         self._result_stored()
@@ -291,17 +291,17 @@ class Intake:
         """A command id seen before: its stored result again (`replayed`), or "in progress" — never run twice."""
         if job.kind != kind:  # one id store: an id names one command, whatever its kind
             self.counters.inc(Count.REJECTED)
-            used_by = "an enroll" if job.kind == "enroll" else "a delete"
-            result = Result.rejected(job.id, self.config.device_id, job.command.get("person_id"), ResultError.of(
+            used_by = "an enroll" if job.kind is JobKind.ENROLL else "a delete"
+            result = Result.rejected(job.id, self.config.device_id, job.person_id, ResultError.of(
                 ErrorCode.INVALID_COMMAND, f"id: {job.id} was already used by {used_by} command on this device: use a new id"))
             self.store.enqueue(result_messages(result, self.answer_topic(kind), reply_to, correlation))
             self._result_stored()
             return
         if job.result is None:
-            log.info("command %s is already %s: acknowledged, not run twice", job.id, job.state)
+            log.info("command %s is already %s: acknowledged, not run twice", job.id, job.state.value)
             self.counters.inc(Count.DUPLICATES_IN_PROGRESS)
             if kind == "enroll":
-                self._progress(job.id, {"queued": "queued", "uploading": "uploading"}.get(job.state, "capturing"),
+                self._progress(job.id, {JobState.QUEUED: "queued", JobState.UPLOADING: "uploading"}.get(job.state, "capturing"),
                                "already in progress: not run twice", reply_to, correlation)
             return
         self.counters.inc(Count.REPLAYED)
@@ -313,10 +313,10 @@ class Intake:
         expiries = [t for t in (command.expires_at, mqtt_expiry) if t is not None]
         submitted = self.store.submit(command.model_dump(mode="json", exclude_none=True), queue_size=self.config.enroll.queue_size,
                                       expires_at=min(expiries) if expiries else None, response_topic=reply_to, correlation=correlation,
-                                      kind=kind)
-        if submitted.outcome == "duplicate":
+                                      kind=JobKind(kind))
+        if submitted.outcome is Outcome.DUPLICATE:
             self._duplicate(submitted.job, kind, reply_to, correlation)
-        elif submitted.outcome == "queue_full":
+        elif submitted.outcome is Outcome.QUEUE_FULL:
             self.counters.inc(Count.QUEUE_FULL)
             result = Result.rejected(command.id, self.config.device_id, command.person_id, ResultError.of(
                 ErrorCode.QUEUE_FULL, f"{self.config.enroll.queue_size} commands are already waiting: send it again later"))

@@ -20,7 +20,7 @@ from agent.iai.client import IaiClient
 from agent.iai.errors import CloudError, CloudUnavailable
 from agent.service.protocol import DeleteCommand
 from agent.service.result import Result, ResultError, Status
-from agent.service.store import JobStore
+from agent.service.store import JobKind, JobStore
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class Undo:
         """The faces the enrollment `command.enrollment_id` added, from its stored result; `FaceAgentError` says why not."""
         enrollment = command.enrollment_id
         job = self.store.get(enrollment) if enrollment is not None else None
-        if job is None or job.kind != "enroll":
+        if job is None or job.kind is not JobKind.ENROLL:
             raise FaceAgentError(f"enrollment_id: no enrollment {enrollment} is stored on this device (results are kept "
                                  f"{self.config.enroll.result_retention_days} days): give the face_ids instead", code=ErrorCode.INVALID_COMMAND)
         if job.result is None:

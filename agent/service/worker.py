@@ -29,7 +29,7 @@ from agent.service.intake import result_messages
 from agent.service.mqtt import MqttLink
 from agent.service.protocol import DeleteCommand, EnrollCommand, SnapshotRequest, Topics
 from agent.service.result import Result, ResultError, Status, progress_payload
-from agent.service.store import Job, JobStore, StoreCorrupt, StoreError
+from agent.service.store import Job, JobKind, JobStore, StoreCorrupt, StoreError
 from agent.service.telemetry import IDLE_WAKE_S, Count, Counters, DeviceState
 from agent.service.undo import Undo
 from agent.vision.annotate import annotate
@@ -50,6 +50,13 @@ class PendingUpload:
     progress: UploadProgress
     next_try: float
     wait: float
+
+    @property
+    def command(self) -> EnrollCommand:
+        """Only enrollments upload: the job's command, validated once with the job."""
+        command = self.job.task
+        assert isinstance(command, EnrollCommand), f"job {self.job.id} is a {self.job.kind.value}, not an upload"
+        return command
 
 
 class Worker:
@@ -104,7 +111,7 @@ class Worker:
         now = time.monotonic()
         for job in uploading:
             if job.upload is None:  # saved by a version that kept no upload progress
-                self._finish(job, Result(job.id, self.config.device_id, job.command.get("person_id"), Status.UNKNOWN,
+                self._finish(job, Result(job.id, self.config.device_id, job.person_id, Status.UNKNOWN,
                                          error=ResultError.of(ErrorCode.OUTCOME_UNKNOWN, "the device stopped during the upload and "
                                                               "kept no record of it: check the person before sending again")))
             else:
@@ -137,13 +144,13 @@ class Worker:
                 self.run_job(job)
             except Exception:
                 log.exception("job %s failed unexpectedly", job.id)
-                self._finish(job, Result(job.id, self.config.device_id, job.command.get("person_id"), Status.FAILED,
+                self._finish(job, Result(job.id, self.config.device_id, job.person_id, Status.FAILED,
                                          error=ResultError.of(ErrorCode.INTERNAL, "internal error on the device: see its log")))
             finally:
                 self.current_job = None
 
     def run_job(self, job: Job) -> None:
-        command_id, person_id = job.id, job.command.get("person_id")
+        command_id, person_id = job.id, job.person_id
         picked_at = time.time()
         if job.expires_at is not None and picked_at > job.expires_at:
             self._finish(job, Result.rejected(command_id, self.config.device_id, person_id, ResultError.of(
@@ -153,10 +160,10 @@ class Worker:
         if refusal is not None:  # nothing captured that could not be uploaded
             self._finish(job, Result(command_id, self.config.device_id, person_id, Status.FAILED, error=refusal), picked_at)
             return
-        if job.kind == "delete":
-            self._finish(job, self.undo.run(DeleteCommand.model_validate(job.command)), picked_at)
+        command = job.task
+        if isinstance(command, DeleteCommand):
+            self._finish(job, self.undo.run(command), picked_at)
             return
-        command = EnrollCommand.model_validate(job.command)
         log.info("enrolling person %s (command %s, %d face(s))", command.person_id, command.id, command.faces)
         self._progress(job, "capturing", "looking for a face")
         try:
@@ -208,7 +215,7 @@ class Worker:
             self.device.set(storage_error=None)
         self._result_stored()
         failure = f" ({result.error.code.value}: {result.error.message})" if result.error else ""
-        if job.kind == "delete":
+        if job.kind is JobKind.DELETE:
             self.counters.inc(Count.DELETES)
             log.info("delete %s %s: %d face(s) deleted%s", job.id, result.status.value, len(result.deleted_face_ids or ()), failure)
             return
@@ -238,7 +245,7 @@ class Worker:
         for pending in [p for p in self.pending if p.next_try <= now]:
             if self.uploader is None:
                 return
-            command = EnrollCommand.model_validate(pending.job.command)
+            command = pending.command
             failure: FaceAgentError | None = None
             try:
                 self.uploader.run(pending.progress, self._saver(pending.job.id))
@@ -264,7 +271,7 @@ class Worker:
         self.pending.remove(pending)
         progress = exc.progress
         progress.unknown, progress.attempt = True, None
-        command = EnrollCommand.model_validate(pending.job.command)
+        command = pending.command
         result = self.enroller.upload_result(command, progress, command.faces, command.faces, progress.images_total)
         log.error("command %s: the cloud could not be asked for %.0f s about a lost upload: outcome unknown",
                   pending.job.id, self.config.cloud.reconcile_give_up_s)
