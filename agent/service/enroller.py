@@ -29,7 +29,7 @@ from agent.iai.upload import NewPerson, ReconcileDeferred, Uploader, UploadProgr
 from agent.images import encode_jpeg
 from agent.service.dry_run import dry_run_result, person_at_cloud, write_crops
 from agent.service.protocol import EnrollCommand
-from agent.service.result import Result, ResultError, Status, Timings
+from agent.service.result import DryRunResult, EnrollResult, Result, ResultError, Status, Timings
 from agent.vision.crop import Crop, CropRefused, crop_for_upload
 from agent.vision.detector import FaceDetector
 from agent.vision.selection import Analysis, Candidate, Refusal, analyze, pick_captures
@@ -199,8 +199,8 @@ class Enroller:
         With `command.dry_run` nothing is written at the cloud (dry_run.py); `crops_dir` then receives the crops.
         """
         timer = Timer()
-        base = Result(command.id, self.config.device_id, command.person_id, Status.DRY_RUN if command.dry_run else Status.FAILED,
-                      dry_run=command.dry_run)
+        base: EnrollResult | DryRunResult = (DryRunResult(command.id, self.config.device_id, command.person_id) if command.dry_run
+                                             else EnrollResult(command.id, self.config.device_id, command.person_id, Status.FAILED))
         captures: tuple[dict[str, Any], ...] | None = None
         previews: tuple[str, ...] | None = None
         try:
@@ -214,7 +214,7 @@ class Enroller:
             captures = tuple(capture_json(c) for c, _ in picks)
             if command.preview:
                 previews = tuple(preview_b64(crop.image, self.config.enroll.preview_px) for _, crop in picks)
-            if command.dry_run:
+            if isinstance(base, DryRunResult):
                 crops = write_crops(crops_dir, command.person_id, [crop.jpeg for _, crop in picks]) if crops_dir else None
                 return dry_run_result(base, len(picks), person or {}, shortfall(command, wanted, remaining, len(picks)),
                                       timer.timings(), captures, previews, crops)
@@ -249,7 +249,7 @@ class Enroller:
         """The result of an upload that has ended (also after a restart, where captures are gone)."""
         status, error = judge_upload(command, upload, wanted, remaining, sent, failure)
         request_id = upload.request_id or (failure.request_id if isinstance(failure, CloudError) else None)
-        return Result(
+        return EnrollResult(
             command.id, self.config.device_id, command.person_id, status, face_ids=tuple(upload.face_ids),
             ret_codes=tuple(upload.ret_codes), timings=timings or Timings(), error=error, captures=captures,
             cloud_request_id=request_id, face_model_version=upload.face_model_version, reconciled=upload.reconciled,

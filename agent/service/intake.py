@@ -39,7 +39,7 @@ from agent.service.protocol import (
     validate_delete,
     validate_snapshot,
 )
-from agent.service.result import Result, ResultError, Status, progress_payload
+from agent.service.result import RejectedResult, Result, ResultError, Status, progress_payload
 from agent.service.store import Job, JobKind, JobState, JobStore, Message, Outcome, StoreError
 from agent.service.telemetry import Count, Counters
 
@@ -264,7 +264,7 @@ class Intake:
             return
         self.counters.inc(Count.EXPIRED if rejection.status == "expired" else Count.REJECTED)
         status = Status.EXPIRED if rejection.status == "expired" else Status.REJECTED
-        result = Result.rejected(rejection.id, self.config.device_id, rejection.person_id,
+        result = RejectedResult.of(rejection.id, self.config.device_id, rejection.person_id,
                                  ResultError.of(rejection.code, rejection.message), status,
                                  payload_sha256=payload_digest(payload) if rejection.id is None and payload is not None else None)
         messages = result_messages(result, self.answer_topic(kind), reply_to, correlation)
@@ -292,7 +292,7 @@ class Intake:
         if job.kind != kind:  # one id store: an id names one command, whatever its kind
             self.counters.inc(Count.REJECTED)
             used_by = "an enroll" if job.kind is JobKind.ENROLL else "a delete"
-            result = Result.rejected(job.id, self.config.device_id, job.person_id, ResultError.of(
+            result = RejectedResult.of(job.id, self.config.device_id, job.person_id, ResultError.of(
                 ErrorCode.INVALID_COMMAND, f"id: {job.id} was already used by {used_by} command on this device: use a new id"))
             self.store.enqueue(result_messages(result, self.answer_topic(kind), reply_to, correlation))
             self._result_stored()
@@ -318,7 +318,7 @@ class Intake:
             self._duplicate(submitted.job, kind, reply_to, correlation)
         elif submitted.outcome is Outcome.QUEUE_FULL:
             self.counters.inc(Count.QUEUE_FULL)
-            result = Result.rejected(command.id, self.config.device_id, command.person_id, ResultError.of(
+            result = RejectedResult.of(command.id, self.config.device_id, command.person_id, ResultError.of(
                 ErrorCode.QUEUE_FULL, f"{self.config.enroll.queue_size} commands are already waiting: send it again later"))
             self.store.enqueue(result_messages(result, self.answer_topic(kind), reply_to, correlation))
             self._result_stored()
@@ -358,7 +358,7 @@ class Intake:
         """Answer a message at once, without the store: its well-formed ids echoed, else the digest of its payload."""
         data = decode_payload(message.payload)
         command_id, person_id = command_ids(data) if echo_ids and isinstance(data, dict) else (None, None)
-        result = Result.rejected(command_id, self.config.device_id, person_id, ResultError.of(code, text),
+        result = RejectedResult.of(command_id, self.config.device_id, person_id, ResultError.of(code, text),
                                  payload_sha256=payload_digest(message.payload) if command_id is None else None)
         self.link.publish(self.answer_topic(self.kind_of(message.topic)), json.dumps(result.to_json()), qos=1)
 

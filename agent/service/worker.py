@@ -28,7 +28,7 @@ from agent.service.enroller import Cancelled, Enroller
 from agent.service.intake import result_messages
 from agent.service.mqtt import MqttLink
 from agent.service.protocol import DeleteCommand, EnrollCommand, SnapshotRequest, Topics
-from agent.service.result import Result, ResultError, Status, progress_payload
+from agent.service.result import DeleteResult, EnrollResult, RejectedResult, Result, ResultError, Status, progress_payload
 from agent.service.store import Job, JobKind, JobStore, StoreCorrupt, StoreError
 from agent.service.telemetry import IDLE_WAKE_S, Count, Counters, DeviceState
 from agent.service.undo import Undo
@@ -40,6 +40,11 @@ log = logging.getLogger(__name__)
 
 RECONCILE_RETRY_S = (5.0, 300.0)  # first and longest wait between tries to settle a lost upload
 STORE_RETRY_S = (1.0, 60.0)  # first and longest wait before writing a result again when the store fails
+
+
+def result_kind(job: Job) -> type[EnrollResult | DeleteResult]:
+    """The result type of a job's kind, for the answers the worker gives itself (internal error, unusable account)."""
+    return DeleteResult if job.kind is JobKind.DELETE else EnrollResult
 
 
 @dataclass
@@ -111,7 +116,7 @@ class Worker:
         now = time.monotonic()
         for job in uploading:
             if job.upload is None:  # saved by a version that kept no upload progress
-                self._finish(job, Result(job.id, self.config.device_id, job.person_id, Status.UNKNOWN,
+                self._finish(job, EnrollResult(job.id, self.config.device_id, job.person_id, Status.UNKNOWN,
                                          error=ResultError.of(ErrorCode.OUTCOME_UNKNOWN, "the device stopped during the upload and "
                                                               "kept no record of it: check the person before sending again")))
             else:
@@ -144,8 +149,8 @@ class Worker:
                 self.run_job(job)
             except Exception:
                 log.exception("job %s failed unexpectedly", job.id)
-                self._finish(job, Result(job.id, self.config.device_id, job.person_id, Status.FAILED,
-                                         error=ResultError.of(ErrorCode.INTERNAL, "internal error on the device: see its log")))
+                self._finish(job, result_kind(job)(job.id, self.config.device_id, job.person_id, Status.FAILED,
+                                                   error=ResultError.of(ErrorCode.INTERNAL, "internal error on the device: see its log")))
             finally:
                 self.current_job = None
 
@@ -153,12 +158,12 @@ class Worker:
         command_id, person_id = job.id, job.person_id
         picked_at = time.time()
         if job.expires_at is not None and picked_at > job.expires_at:
-            self._finish(job, Result.rejected(command_id, self.config.device_id, person_id, ResultError.of(
+            self._finish(job, RejectedResult.of(command_id, self.config.device_id, person_id, ResultError.of(
                 ErrorCode.EXPIRED, "the command expired while it waited in the queue"), Status.EXPIRED), picked_at)
             return
         refusal = self.health.refusal() if self.health is not None else None
         if refusal is not None:  # nothing captured that could not be uploaded
-            self._finish(job, Result(command_id, self.config.device_id, person_id, Status.FAILED, error=refusal), picked_at)
+            self._finish(job, result_kind(job)(command_id, self.config.device_id, person_id, Status.FAILED, error=refusal), picked_at)
             return
         command = job.task
         if isinstance(command, DeleteCommand):
@@ -217,7 +222,8 @@ class Worker:
         failure = f" ({result.error.code.value}: {result.error.message})" if result.error else ""
         if job.kind is JobKind.DELETE:
             self.counters.inc(Count.DELETES)
-            log.info("delete %s %s: %d face(s) deleted%s", job.id, result.status.value, len(result.deleted_face_ids or ()), failure)
+            deleted = result.deleted_face_ids if isinstance(result, DeleteResult) else None
+            log.info("delete %s %s: %d face(s) deleted%s", job.id, result.status.value, len(deleted or ()), failure)
             return
         self.counters.inc(Count(result.status.value))
         self.counters.latency(result.timings.total)
