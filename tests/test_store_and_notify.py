@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
+from agent.service.protocol import DeleteCommand, EnrollCommand
 from agent.service.result import Status
-from agent.service.store import JobStore, StoreError
+from agent.service.store import JobKind, JobState, JobStore, Outcome, StoreError
 from agent.service.systemd import Notifier
 from agent.service.telemetry import Count, Counters, DeviceState, Telemetry
 
@@ -211,3 +212,16 @@ def test_every_counter_counted_is_published(state_dir: Path) -> None:
 def test_every_result_status_has_its_counter() -> None:
     """The worker counts a finished enrollment by its status: none may fall outside the published counters."""
     assert all(Count(status.value) for status in Status)
+
+
+def test_a_claimed_job_carries_its_command_typed_by_kind(state_dir: Path) -> None:
+    """The stored command is read into its type once per job, by the job's kind; state and kind are enums."""
+    store = JobStore(state_dir / "jobs.sqlite3")
+    assert store.submit({"id": "e", "person_id": "1001", "faces": 2}, queue_size=5).outcome is Outcome.QUEUED
+    assert store.submit({"id": "d", "person_id": "1001", "face_ids": ["f1"]}, queue_size=5, kind=JobKind.DELETE).outcome is Outcome.QUEUED
+    assert store.submit({"id": "e", "person_id": "1001"}, queue_size=5).outcome is Outcome.DUPLICATE
+    enroll, delete = store.claim_next(), store.claim_next()
+    assert enroll is not None and delete is not None
+    assert isinstance(enroll.task, EnrollCommand) and enroll.task.faces == 2 and enroll.task is enroll.task
+    assert isinstance(delete.task, DeleteCommand) and delete.task.face_ids == ["f1"] and delete.kind is JobKind.DELETE
+    assert store.get("e").state is JobState.RUNNING  # type: ignore[union-attr]
