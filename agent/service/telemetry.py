@@ -28,7 +28,7 @@ PRUNE_EVERY_S = 3600.0
 
 
 class Count(str, Enum):
-    """The counters of `base/telemetry` (docs/mqtt-api.md, "Telemetry"): each one counted is published, all of them."""
+    """The counters of `base/telemetry` (docs/mqtt-api.md lists them): each one counted is published, and only those."""
 
     RECEIVED = "received"  # enroll and delete commands arrived (not retained ones, not snapshot requests)
     SUCCEEDED = "succeeded"  # enroll results, by status
