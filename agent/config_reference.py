@@ -5,8 +5,10 @@ A test checks the committed file equals this output, so the reference never drif
 
 from __future__ import annotations
 
+import functools
 import types
 import typing
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel
@@ -36,14 +38,18 @@ def type_name(annotation: Any) -> str:
 def render() -> str:
     lines = [HEADER]
 
-    def section(model: type[BaseModel], prefix: str, title: str) -> None:
-        rows, nested = [], []
+    def section(model: type[BaseModel], prefix: str, title: str, skip: str = "secrets") -> None:
+        rows: list[str] = []
+        nested: list[Callable[[], None]] = []  # the sections below this one, in field order
         for name, field in model.model_fields.items():
-            if name == "secrets":
+            if name == skip:
                 continue
             annotation = field.annotation
             if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-                nested.append((annotation, f"{prefix}{name}."))
+                nested.append(functools.partial(section, annotation, f"{prefix}{name}.", f"`{prefix}{name}`"))
+                continue
+            if field.discriminator:  # one model per kind, picked by the discriminator key
+                nested.append(functools.partial(union, typing.get_args(annotation), f"{prefix}{name}.", str(field.discriminator)))
                 continue
             bounds = [f"{BOUNDS[k]} {getattr(m, k)}" for m in field.metadata for k in BOUNDS if getattr(m, k, None) is not None]
             kind = type_name(annotation) + (f" ({', '.join(bounds)})" if bounds else "")
@@ -54,8 +60,16 @@ def render() -> str:
             rows.append(f"| `{prefix}{name}` | {kind} | {default} | {field.description or ''} |")
         if rows:
             lines.extend([f"## {title}", "", "| key | type | default | meaning |", "|---|---|---|---|", *rows, ""])
-        for model_cls, sub in nested:
-            section(model_cls, sub, f"`{sub[:-1]}`")
+        for render_nested in nested:
+            render_nested()
+
+    def union(kinds: tuple[type[BaseModel], ...], prefix: str, key: str) -> None:
+        tags = [typing.get_args(kind.model_fields[key].annotation)[0] for kind in kinds]
+        lines.extend([f"## `{prefix[:-1]}`", "", f"`{prefix}{key}` ({' / '.join(f'`{t}`' for t in tags)}, default `{tags[0]}`) "
+                      "picks one of the tables below. A file may also carry the keys of the other kinds, as "
+                      "config/agent.example.yaml does: they are checked as their kind checks them, and have no effect.", ""])
+        for tag, kind in sorted(zip(tags, kinds), key=lambda pair: pair[0] != tags[0]):
+            section(kind, prefix, f"`{prefix}{key}: {tag}`", skip=key)
 
     section(Config, "", "Top level")
     return "\n".join(lines)

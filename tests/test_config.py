@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agent.config import Config, config_from_mapping, load_config
+from agent.config import Config, FilesCamera, OpenCvCamera, Picamera2Camera, config_from_mapping, load_config
 from agent.errors import ConfigError
 from tests.conftest import REPO
 
@@ -38,11 +38,13 @@ def test_example_config_is_valid_and_lists_every_key() -> None:
             value = getattr(model, name)
             if hasattr(type(value), "model_fields"):
                 keys(value, data[name], f"{prefix}{name}.")  # type: ignore[arg-type]
-            elif name not in {"device_id", "path", "state_dir"}:
+            elif name not in {"device_id", "path", "state_dir", "type"}:
                 # The example shows every default.
                 assert data[name] == (field.default if not isinstance(field.default, Path) else str(field.default)), f"{prefix}{name}"
 
     keys(Config(camera={"type": "files", "path": "/srv/frames"}), example, "")
+    for camera in (OpenCvCamera(type="opencv"), Picamera2Camera(type="picamera2")):  # one file lists the keys of every kind
+        keys(camera, example["camera"], "camera.")
 
 
 def test_unknown_keys_and_wrong_types_are_all_reported_with_paths() -> None:
@@ -119,6 +121,30 @@ def test_state_dir_defaults_to_state_directory(monkeypatch: pytest.MonkeyPatch, 
 def test_files_camera_needs_a_path() -> None:
     problems = dict(problems_of({"camera": {"type": "files"}}))
     assert problems.get("camera.path", "").startswith("required when camera.type is files")
+
+
+@pytest.mark.parametrize(("kind", "model"), [("files", FilesCamera), ("opencv", OpenCvCamera), ("picamera2", Picamera2Camera)])
+def test_the_example_camera_section_serves_every_kind(kind: str, model: type[object]) -> None:
+    """`camera.type` picks a model with only that kind's settings; the example's keys of the other kinds still load."""
+    example = yaml.safe_load(EXAMPLE.read_text())
+    example["camera"]["type"] = kind
+    camera = config_from_mapping(example, KEYS).camera
+    assert type(camera) is model and camera.width == 1280
+    assert hasattr(camera, "lores_width") == (kind == "picamera2") and hasattr(camera, "loop") == (kind == "files")
+
+
+def test_camera_problems_name_their_keys_whichever_kind_they_belong_to() -> None:
+    problems = dict(problems_of({"camera": {"type": "files", "path": "/x", "loop": "yes", "lores_width": "320", "rotation": 180,
+                                            "device": -1, "bogus": 1}}))
+    assert problems == {
+        "camera.loop": 'expected true or false; read the string "yes"',
+        "camera.lores_width": 'expected an integer; read the string "320" (write it without quotes)',
+        "camera.rotation": "applied by picamera2 only (camera.type: picamera2)",
+        "camera.device": "-1 is not a camera index (0-63)",
+        "camera.bogus": "unknown key",
+    }
+    assert problems_of({"camera": {"type": "webcam"}}) == [("camera.type", 'expected "picamera2", "opencv" or "files"; read the string "webcam"')]
+    assert problems_of({"camera": {"type": "picamera2", "width": 1281}}) == [("camera.width", "picamera2 needs even sizes (camera.width 1281)")]
 
 
 def test_bad_mqtt_url_and_tls_pairing_are_named() -> None:

@@ -23,7 +23,7 @@ from agent.camera.camera import Camera, build_source
 from agent.camera.picamera2 import Picamera2Source
 from agent.camera.sensor_mode import SensorMode, choose_sensor_mode, field_of_view, pixel_array_of
 from agent.camera.yuv import BT601, BT709, bgr_from_yuv420
-from agent.config import CameraConfig, config_from_mapping
+from agent.config import Picamera2Camera, config_from_mapping
 from agent.errors import CameraUnavailable, ConfigError
 from tests import fake_libcamera, fake_picamera2
 
@@ -326,7 +326,7 @@ def test_sizes_libcamera_adjusted_are_used(monkeypatch: pytest.MonkeyPatch, capl
 
 def test_rotation_180_turns_the_image(monkeypatch: pytest.MonkeyPatch) -> None:
     state = fake_picamera2.install(monkeypatch)
-    source = build_source(CameraConfig(type="picamera2", rotation=180, frame_timeout_s=0.5))
+    source = build_source(Picamera2Camera(type="picamera2", rotation=180, frame_timeout_s=0.5))
     frame = source.read()
     source.close()
     transform = state.instances[0].camera_config["transform"]
@@ -338,7 +338,7 @@ def test_rotation_180_turns_the_image(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_selected_from_config(monkeypatch: pytest.MonkeyPatch) -> None:
     state = fake_picamera2.install(monkeypatch)
     state.cameras = [dict(state.camera_list()[0], Num=0), dict(state.camera_list()[0], Num=1)]
-    source = build_source(CameraConfig(type="picamera2", device="1", width=800, height=600, lores_width=400, lores_height=300,
+    source = build_source(Picamera2Camera(type="picamera2", device="1", width=800, height=600, lores_width=400, lores_height=300,
                                        frame_timeout_s=2.5))
     assert isinstance(source, Picamera2Source)
     assert (source.camera_num, source.size, source.lores, source.frame_timeout_s) == (1, (800, 600), (400, 300), 2.5)

@@ -6,11 +6,15 @@ import os
 import socket
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from agent.service.store import JobStore, StoreError
+from agent.service.protocol import DeleteCommand, EnrollCommand
+from agent.service.result import Status
+from agent.service.store import JobKind, JobState, JobStore, Outcome, StoreError
 from agent.service.systemd import Notifier
+from agent.service.telemetry import Count, Counters, DeviceState, Telemetry
 
 
 def cmd(job_id: str) -> dict[str, object]:
@@ -180,3 +184,44 @@ def test_results_are_kept_for_the_retention_then_the_id_may_run_again(state_dir:
     assert store.prune(30 * 86400) == 1
     assert store.get("old") is None and store.get("new") is not None and store.get("open") is not None  # unfinished jobs stay
     assert store.submit(cmd("old"), queue_size=5).outcome == "queued"  # forgotten: the id is new again
+
+
+# --- counters ---------------------------------------------------------------------------------------------
+
+
+def telemetry_of(store: JobStore, counters: Counters) -> dict[str, Any]:
+    telemetry = Telemetry(device_id="cam-test", publish=lambda *message: None, state_topic="t/state", telemetry_topic="t/telemetry",
+                          interval_s=60, retention_days=7, store=store, counters=counters, device=DeviceState(),
+                          describe=dict, extra=dict)
+    return telemetry.telemetry()
+
+
+def test_every_counter_counted_is_published(state_dir: Path) -> None:
+    """Counts the intake, worker and outbox make (a bug's safety net, a duplicate in progress, an unpublishable topic,
+    a dry run) reach `base/telemetry`; a counter nothing counts is not published as a permanent zero."""
+    counters = Counters()
+    for count in Count:
+        counters.inc(count, 2)
+    published = telemetry_of(JobStore(state_dir / "jobs.sqlite3"), counters)["counters"]
+    assert published == {count.value: 2 for count in Count}
+    for name in ("internal_errors", "duplicates_in_progress", "unpublishable", "dry_run"):
+        assert published[name] == 2
+    assert "dropped_qos0" not in published  # QoS 0 drops are the link's own figure, top-level `dropped_qos0`
+
+
+def test_every_result_status_has_its_counter() -> None:
+    """The worker counts a finished enrollment by its status: none may fall outside the published counters."""
+    assert all(Count(status.value) for status in Status)
+
+
+def test_a_claimed_job_carries_its_command_typed_by_kind(state_dir: Path) -> None:
+    """The stored command is read into its type once per job, by the job's kind; state and kind are enums."""
+    store = JobStore(state_dir / "jobs.sqlite3")
+    assert store.submit({"id": "e", "person_id": "1001", "faces": 2}, queue_size=5).outcome is Outcome.QUEUED
+    assert store.submit({"id": "d", "person_id": "1001", "face_ids": ["f1"]}, queue_size=5, kind=JobKind.DELETE).outcome is Outcome.QUEUED
+    assert store.submit({"id": "e", "person_id": "1001"}, queue_size=5).outcome is Outcome.DUPLICATE
+    enroll, delete = store.claim_next(), store.claim_next()
+    assert enroll is not None and delete is not None
+    assert isinstance(enroll.task, EnrollCommand) and enroll.task.faces == 2 and enroll.task is enroll.task
+    assert isinstance(delete.task, DeleteCommand) and delete.task.face_ids == ["f1"] and delete.kind is JobKind.DELETE
+    assert store.get("e").state is JobState.RUNNING  # type: ignore[union-attr]

@@ -8,15 +8,22 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+from unittest.mock import ANY
 
 import cv2
 import numpy as np
 import pytest
 
+from agent.camera.base import Frame
 from agent.config import Config, CropConfig, QualityConfig, SelectionConfig, config_from_mapping, smallest_face_px
-from agent.errors import ConfigError, ModelError
+from agent.errors import ConfigError, ErrorCode, ModelError
 from agent.iai.limits import check_image
 from agent.images import read_image
+from agent.service import enroller as enroller_module
+from agent.service.enroller import Enroller
+from agent.service.protocol import EnrollCommand
+from agent.service.result import Status
 from agent.vision import detector as detector_module
 from agent.vision.cascade import second_pass
 from agent.vision.crop import CropRefused, crop_for_upload, cut_square
@@ -30,7 +37,7 @@ from agent.vision.detector import (
     without_duplicates,
 )
 from agent.vision.quality import head_pose
-from agent.vision.selection import Analysis, Candidate, FaceReport, analyze, choose_face, pick_captures
+from agent.vision.selection import Analysis, Candidate, FaceReport, Refusal, analyze, choose_face, pick_captures
 from tests.conftest import DATA, FACE_PHOTOS, NO_FACE_PHOTOS
 from tests.scenes import TRUTH, Placed, background, box_iou, place, place_photo
 
@@ -257,6 +264,41 @@ def test_crop_with_comparable_bystander_is_refused(detector: FaceDetector) -> No
         crop_for_upload(detector, scene, a.target.face, wide, S)  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize(("crop_frame", "code"), [("empty", ErrorCode.LOW_QUALITY), ("bystander", ErrorCode.MULTIPLE_FACES)])
+def test_each_crop_refusal_reaches_the_result_with_its_own_code(
+    detector: FaceDetector, monkeypatch: pytest.MonkeyPatch, crop_frame: str, code: ErrorCode
+) -> None:
+    """Usable frames whose crops are refused end with the crop's own reason: the face lost between the frame and its
+    crop ("not found again; hold still") is `low_quality`, another face taking over the crop is `multiple_faces`."""
+    frame = read_image(DATA / "grace_hopper.jpg")
+    if crop_frame == "empty":
+        crop_source = np.zeros_like(frame)  # the person stepped away: the crop's square holds no face
+    else:
+        crop_source = frame.copy()
+        target = analyze(detector, frame, Q, S).target
+        assert target is not None
+        x1, y1, x2, y2 = (int(v) for v in target.face.box)
+        crop_source[y1:y2, x1:x2] = 0  # the target hidden and a bigger face beside it in the same square
+        place(crop_source, "astronaut.png", int(1.4 * (x2 - x1)), ((x1 + x2) // 2 + (x2 - x1), (y1 + y2) // 2))
+    seen: list[str] = []
+
+    def crop_later(det: FaceDetector, image: np.ndarray, *args: Any) -> Any:
+        try:
+            return crop_for_upload(det, crop_source, *args)
+        except CropRefused as exc:
+            seen.append(exc.code.value)
+            raise
+
+    monkeypatch.setattr(enroller_module, "crop_for_upload", crop_later)
+    config = config_from_mapping({"detector": {"threads": 1}}, {})
+    enroller = Enroller(config, detector, None, None, None)
+    frames = [Frame(frame, 1000.0 + i) for i in range(3)]
+    result = enroller.run(EnrollCommand(id="refused-1", person_id="1001"), frames=frames)
+    assert seen == [code.value] * 3  # the crop check itself refused each frame for this reason
+    assert result.status == Status.FAILED and result.error is not None
+    assert result.error.code == code, result.error
+
+
 def test_cut_square_pads_outside_the_frame() -> None:
     frame = np.full((10, 10, 3), 200, np.uint8)
     out = cut_square(frame, -5, -5, 10)
@@ -386,23 +428,24 @@ def report(side: float, x: float = 0, reasons: tuple[str, ...] = ()) -> FaceRepo
 
 def test_group_with_a_blurred_largest_face_is_multiple_faces_not_low_quality() -> None:
     faces = [report(200, reasons=("blurry: sharpness 20 < 60",)), report(180, 300)]
-    assert choose_face(faces, S)[1] == "multiple_faces"
+    assert choose_face(faces, S)[1] == Refusal(ErrorCode.MULTIPLE_FACES, ANY)
 
 
 def test_crowd_of_faces_all_too_small_is_face_too_small() -> None:
     small = "face too small: 30 px < 48 px"
     faces = [report(30, i * 50, (small,)) for i in range(6)]
-    best, verdict, detail = choose_face(faces, S)
-    assert (best, verdict) == (None, "face_too_small") and detail.startswith("all 6 faces too small")
+    best, refusal = choose_face(faces, S)
+    assert best is None and refusal is not None and refusal.code == ErrorCode.FACE_TOO_SMALL
+    assert refusal.detail.startswith("all 6 faces too small")
 
 
 def test_small_target_beside_a_tiny_bystander_is_face_too_small() -> None:
     faces = [report(40, 0, ("face too small: 40 px < 48 px",)), report(10, 100, ("face too small: 10 px < 48 px",))]
-    assert choose_face(faces, S)[1] == "face_too_small"
+    assert choose_face(faces, S)[1] == Refusal(ErrorCode.FACE_TOO_SMALL, ANY)
 
 
 def test_usable_target_with_a_far_smaller_bystander_is_ok() -> None:
-    assert choose_face([report(200), report(60, 300)], S)[:2] == (0, "ok")
+    assert choose_face([report(200), report(60, 300)], S) == (0, None)
 
 
 # --- small faces in 1280x720 captures, and the Pi path --------------------------------------------

@@ -1,4 +1,4 @@
-"""`faceagent` command line: the parser and the dispatch to one handler module per command.
+"""`faceagent` command line: the parser, and the dispatch to the function registered for each command (commands.py).
 
 Parsing only: every handler imports its heavy modules (onnxruntime, cv2, paho, picamera2) inside
 its body, so `faceagent --help` is fast and works where those libraries are missing.
@@ -7,7 +7,6 @@ its body, so `faceagent --help` is fast and works where those libraries are miss
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import __version__
+from agent.cli.commands import COMMANDS
 from agent.errors import ExitCode
 
 log = logging.getLogger("faceagent")
@@ -177,32 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Handlers by command, as "module:function"; imported only when that command runs.
-HANDLERS: dict[str, str] = {
-    "check-config": "agent.cli.check_config:cmd_check_config",
-    "detect": "agent.cli.detect:cmd_detect",
-    "doctor": "agent.cli.doctor:cmd_doctor",
-    "snapshot": "agent.cli.snapshot:cmd_snapshot",
-    "run": "agent.cli.run:cmd_run",
-    "enroll": "agent.cli.enroll:cmd_enroll",
-    "ctl enroll": "agent.cli.ctl:cmd_ctl_enroll",
-    "ctl delete": "agent.cli.ctl:cmd_ctl_delete",
-    "ctl snapshot": "agent.cli.ctl:cmd_ctl_snapshot",
-    "ha show": "agent.cli.ha:cmd_ha",
-    "ha remove": "agent.cli.ha:cmd_ha",
-    "bench": "agent.devtools.bench:cmd_bench",
-    "emulator": "agent.devtools.emulator:cmd_emulator",
-}
-
-
 def _dispatch(args: argparse.Namespace) -> int:
     name = {"ctl": f"ctl {getattr(args, 'ctl_command', '')}", "ha": f"ha {getattr(args, 'ha_command', '')}"}.get(args.command, args.command)
-    target = HANDLERS.get(name)
-    if target is None:
+    handler = COMMANDS.get(name)
+    if handler is None:
         print(f"faceagent: {name} is not available in this build", file=sys.stderr)
         return ExitCode.FAILED
-    module_name, func_name = target.split(":")
-    handler: Callable[[argparse.Namespace], int] = getattr(importlib.import_module(module_name), func_name)
     return handler(args)
 
 

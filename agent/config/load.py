@@ -11,7 +11,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from agent.config.messages import type_reason
+from agent.config.camera import CAMERA_TYPES
+from agent.config.messages import describe_yaml, type_reason
 from agent.config.reach import detector_reach_problem
 from agent.config.schema import Config
 from agent.errors import ConfigError
@@ -80,7 +81,13 @@ def read_secrets(environ: Mapping[str, str]) -> tuple[dict[str, str], list[tuple
 
 def _problem(error: Any) -> tuple[str, str]:
     """(dotted key path, reason) of one pydantic error; a validator's "key: reason" message names its own key."""
-    path = ".".join(str(part) for part in error["loc"])
+    loc = [str(part) for part in error["loc"]]
+    if loc[:1] == ["camera"] and loc[1:2] and loc[1] in CAMERA_TYPES:
+        del loc[1]  # the camera kind pydantic names: the YAML has no such level
+    path = ".".join(loc)
+    if error["type"] == "union_tag_invalid":  # camera.type
+        kinds = [f'"{kind}"' for kind in CAMERA_TYPES]
+        return f"{path}.type", f"expected {', '.join(kinds[:-1])} or {kinds[-1]}; read {describe_yaml(error['input'].get('type'))}"
     if error["type"] == "extra_forbidden":
         return path, "unknown key"
     typed = type_reason(error)

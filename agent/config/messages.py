@@ -14,7 +14,8 @@ from typing import Any
 # What a field of each type expects, by pydantic error type.
 EXPECTED = {
     "int_type": "an integer", "int_from_float": "an integer", "float_type": "a number", "bool_type": "true or false",
-    "string_type": "text", "dict_type": "a mapping of keys", "model_type": "a mapping of keys", "list_type": "a list",
+    "string_type": "text", "dict_type": "a mapping of keys", "model_type": "a mapping of keys",
+    "model_attributes_type": "a mapping of keys", "list_type": "a list",
     "path_type": "a file path",
 }
 

@@ -10,8 +10,8 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
+from agent.config.camera import CameraConfig, FilesCamera
 from agent.config.sections import (
-    CameraConfig,
     CloudConfig,
     CommandsConfig,
     CropConfig,
@@ -40,7 +40,7 @@ class Config(Section):
     )
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     cloud: CloudConfig = Field(default_factory=CloudConfig)
-    camera: CameraConfig = Field(default_factory=lambda: CameraConfig(type="files", path="/srv/frames"))
+    camera: CameraConfig = Field(default_factory=lambda: FilesCamera(type="files", path="/srv/frames"))
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)
     selection: SelectionConfig = Field(default_factory=SelectionConfig)
@@ -50,6 +50,12 @@ class Config(Section):
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     home_assistant: HomeAssistantConfig = Field(default_factory=HomeAssistantConfig)
     secrets: Secrets = Field(default_factory=Secrets)
+
+    @field_validator("camera", mode="before")
+    @classmethod
+    def _camera_type_default(cls, value: Any) -> Any:
+        """`camera.type` picks the kind; a section without it is a files camera, as it always was."""
+        return {"type": "files", **value} if isinstance(value, dict) and "type" not in value else value
 
     @field_validator("device_id")
     @classmethod

@@ -170,62 +170,6 @@ class CloudConfig(Section):
         return self
 
 
-class CameraConfig(Section):
-    type: Literal["picamera2", "opencv", "files"] = Field("files", description="camera backend")
-    path: str | None = Field(None, description="files: an image, a directory or a glob; opencv: a video file")
-    loop: bool = Field(True, description="files: start again after the last image")
-    sensor_noise: int = Field(2, ge=0, le=16, description="files: noise (grey levels) added to each read, so two captures of "
-                              "a still image differ as live frames do; 0 replays the files exactly")
-    device: str | int | None = Field(
-        None, description="opencv: V4L2 index (0), /dev/video0 or an rtsp:// or http:// URL; picamera2: camera number (0 or 1)")
-    width: int = Field(1280, ge=64, le=8192, description="capture (upload) resolution")
-    height: int = Field(720, ge=64, le=8192, description="capture (upload) height")
-    fps: float = Field(10.0, gt=0, le=120, description="frames per second requested and read during a capture burst")
-    lores_width: int = Field(320, ge=64, le=1920, description="picamera2: detection stream size, the capture's shape and at most its size")
-    lores_height: int = Field(180, ge=64, le=1080, description="picamera2: detection stream height")
-    rotation: Literal[0, 180] = Field(0, description="picamera2: 180 turns the image for a camera mounted upside down")
-    frame_timeout_s: float = Field(3.0, ge=0.5, le=60, description="picamera2: longest wait for a frame before the camera counts as failed")
-    idle_close_s: float | None = Field(30.0, ge=0, description="close the camera after this many idle seconds; null keeps it open")
-    reopen_max_s: float = Field(30.0, gt=0, le=600, description="cap of the reopen backoff after read failures")
-
-    @model_validator(mode="after")
-    def _source_given(self) -> CameraConfig:
-        if self.type == "files" and not self.path:
-            raise ValueError("path: required when camera.type is files")
-        text = str(self.device) if self.device is not None else ""
-        index = self.device if isinstance(self.device, int) else (int(text) if text.lstrip("-").isdigit() else None)
-        if index is not None and not 0 <= index < 64:  # OpenCV crashes on a negative index
-            raise ValueError(f"device: {self.device!r} is not a camera index (0-63)")
-        return self
-
-    @model_validator(mode="after")
-    def _picamera2_settings(self) -> CameraConfig:
-        if self.type != "picamera2":
-            if self.rotation:
-                raise ValueError("rotation: applied by picamera2 only (camera.type: picamera2)")
-            return self
-        if self.device is not None and not str(self.device).isdigit():
-            raise ValueError(f"device: {self.device!r}: picamera2 selects a camera by number (0 or 1); "
-                             "for a V4L2 device such as /dev/video0 use camera.type: opencv")
-        sizes = {"width": self.width, "height": self.height, "lores_width": self.lores_width, "lores_height": self.lores_height}
-        odd = [name for name, value in sizes.items() if value % 2]
-        if odd:
-            raise ValueError(f"{odd[0]}: picamera2 needs even sizes ({', '.join(f'camera.{n} {sizes[n]}' for n in odd)})")
-        if self.lores_width > self.width or self.lores_height > self.height:
-            raise ValueError(f"lores_width: {self.lores_width}x{self.lores_height} must not exceed "
-                             f"camera.width/height {self.width}x{self.height}")
-        if abs(self.lores_width * self.height - self.lores_height * self.width) > 0.01 * self.width * self.lores_height:
-            fitting = round(self.lores_width * self.height / self.width / 2) * 2
-            raise ValueError(f"lores_width: camera.lores_width/lores_height {self.lores_width}x{self.lores_height} must have the shape of "
-                             f"camera.width/height {self.width}x{self.height} (e.g. {self.lores_width}x{fitting})")
-        return self
-
-    @property
-    def camera_number(self) -> int:
-        """picamera2: the camera index `device` names (0 when unset)."""
-        return int(self.device or 0)
-
-
 class DetectorConfig(Section):
     model_path: Path | None = Field(None, strict=False, description="another RetinaFace-compatible ONNX file; default the bundled model")
     input_width: int = Field(

@@ -14,7 +14,7 @@ from typing import Any
 from agent.iai.client import IaiClient
 from agent.iai.models import PersonInfo
 from agent.service.protocol import EnrollCommand
-from agent.service.result import Result, ResultError, Status, Timings
+from agent.service.result import DryRunResult, ResultError, Timings
 
 
 def person_at_cloud(client: IaiClient, command: EnrollCommand, info: PersonInfo | None, free_slots: int) -> dict[str, Any]:
@@ -40,8 +40,8 @@ def write_crops(out_dir: Path, person_id: str, jpegs: list[bytes]) -> tuple[str,
     return tuple(paths)
 
 
-def dry_run_result(base: Result, would_send: int, person: dict[str, Any], shortfall: ResultError | None, timings: Timings,
-                   captures: tuple[dict[str, Any], ...], previews: tuple[str, ...] | None, crops: tuple[str, ...] | None) -> Result:
+def dry_run_result(base: DryRunResult, would_send: int, person: dict[str, Any], shortfall: ResultError | None, timings: Timings,
+                   captures: tuple[dict[str, Any], ...], previews: tuple[str, ...] | None, crops: tuple[str, ...] | None) -> DryRunResult:
     """The result of a dry run that got as far as the upload."""
-    return replace(base, status=Status.DRY_RUN, dry_run=True, would_send=would_send, person_at_cloud=person, error=shortfall,
+    return replace(base, would_send=would_send, person_at_cloud=person, error=shortfall,
                    captures=captures, preview_jpeg_b64=previews, crops=crops, timings=timings)

@@ -29,10 +29,10 @@ from agent.iai.upload import NewPerson, ReconcileDeferred, Uploader, UploadProgr
 from agent.images import encode_jpeg
 from agent.service.dry_run import dry_run_result, person_at_cloud, write_crops
 from agent.service.protocol import EnrollCommand
-from agent.service.result import Result, ResultError, Status, Timings
+from agent.service.result import DryRunResult, EnrollResult, Result, ResultError, Status, Timings
 from agent.vision.crop import Crop, CropRefused, crop_for_upload
 from agent.vision.detector import FaceDetector
-from agent.vision.selection import GUIDANCE, Analysis, Candidate, analyze, pick_captures
+from agent.vision.selection import Analysis, Candidate, Refusal, analyze, pick_captures
 
 log = logging.getLogger(__name__)
 
@@ -131,13 +131,13 @@ class Enroller:
     def capture(
         self, command: EnrollCommand, wanted: int, progress: Progress, cancel: Callable[[], bool], timer: Timer,
         frames: Iterable[Frame] | None = None, heartbeat: Callable[[], None] = lambda: None,
-    ) -> tuple[list[tuple[Candidate, Crop]], Analysis | None, str]:
-        """Frames until `wanted` distinct usable captures (or the timeout): (picks, last analysis, last refusal)."""
+    ) -> tuple[list[tuple[Candidate, Crop]], Analysis | None, Refusal | None]:
+        """Frames until `wanted` distinct usable captures (or the timeout): (picks, last analysis, last crop refusal)."""
         timeout = command.capture_timeout_s or self.config.enroll.capture_timeout_s
         gap = self.config.enroll.min_capture_gap_s
         found: list[tuple[Candidate, Crop]] = []
         last: Analysis | None = None
-        refusal = ""
+        refusal: Refusal | None = None
         said, said_at = "", 0.0
         started = time.monotonic()
         for frame in self._frames(timeout, frames):
@@ -153,13 +153,13 @@ class Enroller:
                 try:
                     crop = crop_for_upload(self.detector, frame.image, analysis.target.face, self.config.crop, self.config.selection)
                 except CropRefused as exc:
-                    refusal = exc.message
-                    detail = GUIDANCE.get(exc.code, exc.message)
+                    refusal = Refusal(exc.code, exc.message)
+                    detail = refusal.guidance
                 else:
                     # A byte-identical crop is the same capture: neither the cloud nor a later read-back could tell two apart.
                     if all(crop.jpeg != other.jpeg for _, other in found):
                         found.append((Candidate(frame.timestamp, crop.image, analysis.target), crop))
-                    refusal = ""
+                    refusal = None
             timer.detect_ms += (time.perf_counter() - t0) * 1000
             now = time.monotonic()
             if detail != said or now - said_at >= GUIDANCE_REPEAT_S:
@@ -198,8 +198,8 @@ class Enroller:
         With `command.dry_run` nothing is written at the cloud (dry_run.py); `crops_dir` then receives the crops.
         """
         timer = Timer()
-        base = Result(command.id, self.config.device_id, command.person_id, Status.DRY_RUN if command.dry_run else Status.FAILED,
-                      dry_run=command.dry_run)
+        base: EnrollResult | DryRunResult = (DryRunResult(command.id, self.config.device_id, command.person_id) if command.dry_run
+                                             else EnrollResult(command.id, self.config.device_id, command.person_id, Status.FAILED))
         captures: tuple[dict[str, Any], ...] | None = None
         previews: tuple[str, ...] | None = None
         try:
@@ -213,7 +213,7 @@ class Enroller:
             captures = tuple(capture_json(c) for c, _ in picks)
             if command.preview:
                 previews = tuple(preview_b64(crop.image, self.config.enroll.preview_px) for _, crop in picks)
-            if command.dry_run:
+            if isinstance(base, DryRunResult):
                 crops = write_crops(crops_dir, command.person_id, [crop.jpeg for _, crop in picks]) if crops_dir else None
                 return dry_run_result(base, len(picks), person or {}, shortfall(command, wanted, remaining, len(picks)),
                                       timer.timings(), captures, previews, crops)
@@ -248,7 +248,7 @@ class Enroller:
         """The result of an upload that has ended (also after a restart, where captures are gone)."""
         status, error = judge_upload(command, upload, wanted, remaining, sent, failure)
         request_id = upload.request_id or (failure.request_id if isinstance(failure, CloudError) else None)
-        return Result(
+        return EnrollResult(
             command.id, self.config.device_id, command.person_id, status, face_ids=tuple(upload.face_ids),
             ret_codes=tuple(upload.ret_codes), timings=timings or Timings(), error=error, captures=captures,
             cloud_request_id=request_id, face_model_version=upload.face_model_version, reconciled=upload.reconciled,
@@ -286,14 +286,14 @@ class Enroller:
         return True, remaining, info
 
     @staticmethod
-    def _capture_failure(last: Analysis | None, refusal: str) -> tuple[ErrorCode, str]:
+    def _capture_failure(last: Analysis | None, refusal: Refusal | None) -> tuple[ErrorCode, str]:
         if last is None:
             return ErrorCode.CAMERA_UNAVAILABLE, "the camera delivered no frame"
-        if refusal:
-            return ErrorCode.MULTIPLE_FACES, refusal
-        if last.ok:
+        if refusal is not None:  # the crop of a usable frame was refused, each for its own reason
+            return refusal.code, refusal.detail
+        if last.refusal is None:
             return ErrorCode.LOW_QUALITY, "no usable capture before the timeout: hold still"
-        code = ErrorCode(last.verdict)
+        code = last.refusal.code
         hint = {ErrorCode.NO_FACE: "no face seen", ErrorCode.FACE_TOO_SMALL: "face too small: move closer",
                 ErrorCode.MULTIPLE_FACES: "several people in view: only one person please"}.get(code, "face not usable")
         return code, f"{hint} ({last.detail})" if last.detail and code != ErrorCode.NO_FACE else hint

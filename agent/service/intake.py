@@ -38,10 +38,10 @@ from agent.service.protocol import (
     validate_delete,
     validate_snapshot,
 )
-from agent.service.result import Result, ResultError, Status, progress_payload
+from agent.service.result import RejectedResult, Result, ResultError, Status, progress_payload
 from agent.service.signals import Signals
-from agent.service.store import Job, JobStore, Message, StoreError
-from agent.service.telemetry import Counters
+from agent.service.store import Job, JobKind, JobState, JobStore, Message, Outcome, StoreError
+from agent.service.telemetry import Count, Counters
 
 log = logging.getLogger(__name__)
 
@@ -139,10 +139,10 @@ class Intake:
             except StoreError as exc:
                 self._storage_failed(message, exc)
             except Exception:
-                self.counters.inc("internal_errors")
+                self.counters.inc(Count.INTERNAL_ERRORS)
                 if self._internal_log.allow():  # a message that trips a bug may come in a flood
                     log.exception("unexpected error handling a message on %s (%d so far); answered and acknowledged",
-                                  printable(message.topic), self.counters.get("internal_errors"))
+                                  printable(message.topic), self.counters.get(Count.INTERNAL_ERRORS))
                 self._internal_error(message)
             self.link.ack(message)
 
@@ -158,14 +158,14 @@ class Intake:
                 self._home_assistant_online()
             return
         if message.retain:
-            self.counters.inc("ignored_retained")
+            self.counters.inc(Count.IGNORED_RETAINED)
             if self._retained_log.allow():
                 log.warning("ignoring a retained message on %s: commands must not be retained (%d ignored so far)",
-                            printable(message.topic), self.counters.get("ignored_retained"))
+                            printable(message.topic), self.counters.get(Count.IGNORED_RETAINED))
             return
         kind = self.kind_of(message.topic)
         if kind != "snapshot":
-            self.counters.inc("received")
+            self.counters.inc(Count.RECEIVED)
         data = self._from_home_assistant(message.payload) if message.topic == self.topics.ha_enroll else decode_payload(message.payload)
         verified = self._must_verify(data)
         if verified:
@@ -219,11 +219,11 @@ class Intake:
         by id sees one result per real command, whatever strangers publish. Its `payload_sha256` lets the sender,
         and only the sender, recognise it as the answer to what it published.
         """
-        self.counters.inc("unauthenticated")
+        self.counters.inc(Count.UNAUTHENTICATED)
         command_id = command_ids(data)[0] if isinstance(data, dict) else None
         if self._unauthenticated_log.allow():
             log.warning("refused an unauthenticated %s message%s: %s (%d refused so far)", kind,
-                        f" claiming id {command_id}" if command_id else "", why, self.counters.get("unauthenticated"))
+                        f" claiming id {command_id}" if command_id else "", why, self.counters.get(Count.UNAUTHENTICATED))
         claimed = f" (command id {command_id!r} not taken)" if command_id else ""
         self._reject(Rejection(None, None, "rejected", ErrorCode.INVALID_COMMAND, why + claimed), kind, None, None, store=False,
                      quiet=True, payload=payload)
@@ -261,9 +261,9 @@ class Intake:
         carries the SHA-256 of the `payload` it answers."""
         if store and rejection.id is not None and self._replay_if_known(rejection.id, kind, reply_to, correlation):
             return
-        self.counters.inc("expired" if rejection.status == "expired" else "rejected")
+        self.counters.inc(Count.EXPIRED if rejection.status == "expired" else Count.REJECTED)
         status = Status.EXPIRED if rejection.status == "expired" else Status.REJECTED
-        result = Result.rejected(rejection.id, self.config.device_id, rejection.person_id,
+        result = RejectedResult.of(rejection.id, self.config.device_id, rejection.person_id,
                                  ResultError.of(rejection.code, rejection.message), status,
                                  payload_sha256=payload_digest(payload) if rejection.id is None and payload is not None else None)
         messages = result_messages(result, self.answer_topic(kind), reply_to, correlation)
@@ -274,7 +274,7 @@ class Intake:
         log.info("%s command %s %s: %s", kind, rejection.id, rejection.status, rejection.message)
         if store and rejection.id is not None:
             self.store.store_final({"id": rejection.id, "person_id": rejection.person_id}, result.to_json(), messages, reply_to, correlation,
-                                   kind=kind)
+                                   kind=JobKind(kind))
         else:
             self.store.enqueue(messages)
         self._result_stored()
@@ -289,21 +289,21 @@ class Intake:
     def _duplicate(self, job: Job, kind: str, reply_to: str | None, correlation: bytes | None) -> None:
         """A command id seen before: its stored result again (`replayed`), or "in progress" — never run twice."""
         if job.kind != kind:  # one id store: an id names one command, whatever its kind
-            self.counters.inc("rejected")
-            used_by = "an enroll" if job.kind == "enroll" else "a delete"
-            result = Result.rejected(job.id, self.config.device_id, job.command.get("person_id"), ResultError.of(
+            self.counters.inc(Count.REJECTED)
+            used_by = "an enroll" if job.kind is JobKind.ENROLL else "a delete"
+            result = RejectedResult.of(job.id, self.config.device_id, job.person_id, ResultError.of(
                 ErrorCode.INVALID_COMMAND, f"id: {job.id} was already used by {used_by} command on this device: use a new id"))
             self.store.enqueue(result_messages(result, self.answer_topic(kind), reply_to, correlation))
             self._result_stored()
             return
         if job.result is None:
-            log.info("command %s is already %s: acknowledged, not run twice", job.id, job.state)
-            self.counters.inc("duplicates_in_progress")
+            log.info("command %s is already %s: acknowledged, not run twice", job.id, job.state.value)
+            self.counters.inc(Count.DUPLICATES_IN_PROGRESS)
             if kind == "enroll":
-                self._progress(job.id, {"queued": "queued", "uploading": "uploading"}.get(job.state, "capturing"),
+                self._progress(job.id, {JobState.QUEUED: "queued", JobState.UPLOADING: "uploading"}.get(job.state, "capturing"),
                                "already in progress: not run twice", reply_to, correlation)
             return
-        self.counters.inc("replayed")
+        self.counters.inc(Count.REPLAYED)
         self.store.enqueue(result_messages(Result.from_json(job.result).replay(), self.answer_topic(kind), reply_to, correlation))
         self._result_stored()
 
@@ -312,12 +312,12 @@ class Intake:
         expiries = [t for t in (command.expires_at, mqtt_expiry) if t is not None]
         submitted = self.store.submit(command.model_dump(mode="json", exclude_none=True), queue_size=self.config.enroll.queue_size,
                                       expires_at=min(expiries) if expiries else None, response_topic=reply_to, correlation=correlation,
-                                      kind=kind)
-        if submitted.outcome == "duplicate":
+                                      kind=JobKind(kind))
+        if submitted.outcome is Outcome.DUPLICATE:
             self._duplicate(submitted.job, kind, reply_to, correlation)
-        elif submitted.outcome == "queue_full":
-            self.counters.inc("queue_full")
-            result = Result.rejected(command.id, self.config.device_id, command.person_id, ResultError.of(
+        elif submitted.outcome is Outcome.QUEUE_FULL:
+            self.counters.inc(Count.QUEUE_FULL)
+            result = RejectedResult.of(command.id, self.config.device_id, command.person_id, ResultError.of(
                 ErrorCode.QUEUE_FULL, f"{self.config.enroll.queue_size} commands are already waiting: send it again later"))
             self.store.enqueue(result_messages(result, self.answer_topic(kind), reply_to, correlation))
             self._result_stored()
@@ -357,13 +357,13 @@ class Intake:
         """Answer a message at once, without the store: its well-formed ids echoed, else the digest of its payload."""
         data = decode_payload(message.payload)
         command_id, person_id = command_ids(data) if echo_ids and isinstance(data, dict) else (None, None)
-        result = Result.rejected(command_id, self.config.device_id, person_id, ResultError.of(code, text),
+        result = RejectedResult.of(command_id, self.config.device_id, person_id, ResultError.of(code, text),
                                  payload_sha256=payload_digest(message.payload) if command_id is None else None)
         self.link.publish(self.answer_topic(self.kind_of(message.topic)), json.dumps(result.to_json()), qos=1)
 
     def _storage_failed(self, message: Incoming, exc: StoreError) -> None:
         """The command cannot be stored: answer it now (not durably) so the sender knows, and say why once."""
-        self.counters.inc("store_errors")
+        self.counters.inc(Count.STORE_ERRORS)
         if exc.message != self._last_store_error:
             log.error("command not stored: %s", exc.message)
             self._last_store_error = exc.message

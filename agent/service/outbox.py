@@ -17,7 +17,7 @@ import time
 from agent.service.mqtt import MqttLink
 from agent.service.signals import Signals
 from agent.service.store import JobStore, StoreError
-from agent.service.telemetry import IDLE_WAKE_S, Counters
+from agent.service.telemetry import IDLE_WAKE_S, Count, Counters
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class Outbox:
             mid = self.link.publish(item.topic, item.payload, qos=1, correlation=item.correlation)
             self._last_seq = item.seq
             if mid is None:  # a topic paho refuses: it would fail forever, so it is dropped (and logged by the link)
-                self.counters.inc("unpublishable")
+                self.counters.inc(Count.UNPUBLISHABLE)
                 self.store.delivered(item.seq)
                 continue
             self._in_flight[mid] = item.seq

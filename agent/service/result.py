@@ -1,16 +1,18 @@
-"""The one typed result of a command, from the pipeline to the wire (docs/mqtt-api.md, "Results").
+"""The typed result of a command, one type per kind, from the pipeline to the wire (docs/mqtt-api.md, "Results").
 
 Every result is built here: `ResultError` decides `retryable` once, `Timings` has one meaning of
-`total` (command received -> result finished), and `Result.to_json()` is the only serialisation.
+`total` (command received -> result finished), and `Result.to_json()`, generated from the fields of the
+kind, is the only serialisation.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
 from agent.errors import RETRYABLE_CODES, ErrorCode, FaceAgentError
 
@@ -23,7 +25,6 @@ class Status(str, Enum):
     FAILED = "failed"  # none was added
     REJECTED = "rejected"  # the command was never run (invalid, unauthenticated, queue full)
     EXPIRED = "expired"  # its expiry passed before it ran
-    CANCELLED = "cancelled"
     UNKNOWN = "unknown"  # the device could not establish what the cloud did: check the person before sending again
     DRY_RUN = "dry_run"  # a dry run: checked, nothing written; `error` is what a real run would have met
 
@@ -79,103 +80,150 @@ class Timings:
         return {"queue": self.queue, "capture": self.capture, "detect": self.detect, "upload": self.upload, "total": self.total}
 
 
+def _json(name: str | None = None, emit: str = "always", parse: Callable[[Any], Any] | None = None) -> dict[str, Any]:
+    """How a field is written: under `name`, `always` or only when `set` (not None) or `true`; `parse` reads it back."""
+    return {"json": name, "emit": emit, "parse": parse}
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    return tuple(str(v) for v in value)
+
+
+def _optional_strings(value: Any) -> tuple[str, ...] | None:
+    return None if value is None else _strings(value)
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, (Timings, ResultError)):
+        return value.to_json()
+    return value.value if isinstance(value, Enum) else value
+
+
 @dataclass(frozen=True)
 class Result:
-    """One command's result. Build with the constructor or `Result.rejected`; finish with `completed()`."""
+    """What every answer carries. A command's result is one of the kinds below; finish it with `completed()`.
+
+    The JSON (docs/mqtt-api.md, "Result") is generated from the fields: each says its name on the wire and when it
+    is written (`_json`), so a kind's fields are all there is to it.
+    """
 
     id: str | None
     device_id: str
     person_id: str | None
-    status: Status
-    face_ids: tuple[str, ...] = ()
-    ret_codes: tuple[int, ...] = ()
-    timings: Timings = field(default_factory=Timings)
-    finished_at: str = ""
-    replayed: bool = False
-    error: ResultError | None = None
-    captures: tuple[dict[str, Any], ...] | None = None  # per image sent: score, box, quality
-    cloud_request_id: str | None = None
-    face_model_version: str | None = None
-    reconciled: bool = False  # the cloud's answer was lost; what it did was read back
-    person_created: bool = False
-    candidate_face_ids: tuple[str, ...] | None = None  # with status unknown: faces that may be this command's
-    preview_jpeg_b64: tuple[str, ...] | None = None
-    dry_run: bool = False
-    crops: tuple[str, ...] | None = None  # dry run: files written
-    would_send: int | None = None  # dry run: images a real run would send
-    person_at_cloud: dict[str, Any] | None = None  # dry run: what the cloud said about the person (and its group)
-    deleted_face_ids: tuple[str, ...] | None = None  # delete: faces this command deleted
-    not_found_face_ids: tuple[str, ...] | None = None  # delete: faces asked for that the person no longer had
-    payload_sha256: str | None = None  # an answer without an id: which payload it answers
+    status: Status = field(metadata=_json(parse=Status))
+    face_ids: tuple[str, ...] = field(default=(), metadata=_json(parse=_strings))
+    ret_codes: tuple[int, ...] = field(default=(), metadata=_json(parse=lambda v: tuple(int(c) for c in v)))
+    timings: Timings = field(default_factory=Timings, metadata=_json("timings_ms", parse=lambda v: Timings(
+        **{k: int(v.get(k, 0)) for k in ("queue", "capture", "detect", "upload", "total")})))
+    replayed: bool = field(default=False, metadata=_json(parse=bool))
+    finished_at: str = field(default="", metadata=_json(parse=str))
+    error: ResultError | None = field(default=None, metadata=_json(emit="set", parse=ResultError.from_json))
 
     @property
     def faces_added(self) -> int:
         return len(self.face_ids)
 
-    @classmethod
-    def rejected(cls, command_id: str | None, device_id: str, person_id: str | None, error: ResultError,
-                 status: Status = Status.REJECTED, payload_sha256: str | None = None) -> Result:
-        return cls(command_id, device_id, person_id, status, error=error, finished_at=iso_now(), payload_sha256=payload_sha256)
-
-    def completed(self, received_at: float, picked_at: float | None = None, now: float | None = None) -> Result:
+    def completed(self: R, received_at: float, picked_at: float | None = None, now: float | None = None) -> R:
         """This result finished now: queue time, total time and `finished_at` filled in."""
         now = time.time() if now is None else now
         queue = elapsed_ms(received_at, picked_at) if picked_at is not None else 0
         timings = replace(self.timings, queue=queue, total=elapsed_ms(received_at, now))
         return replace(self, timings=timings, finished_at=iso_now(now))
 
-    def stored(self) -> Result:
-        """The copy kept for replays: face crops never stay on the device after delivery."""
-        return replace(self, preview_jpeg_b64=None)
+    def stored(self: R) -> R:
+        """The copy kept for replays: face crops never stay on the device after delivery (the kinds with previews drop them)."""
+        return self
 
-    def replay(self) -> Result:
+    def replay(self: R) -> R:
         return replace(self, replayed=True)
 
     def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "id": self.id, "device_id": self.device_id, "person_id": self.person_id, "status": self.status.value,
-            "faces_added": self.faces_added, "face_ids": list(self.face_ids), "ret_codes": list(self.ret_codes),
-            "timings_ms": self.timings.to_json(), "replayed": self.replayed, "finished_at": self.finished_at or iso_now(),
-        }
-        if self.error is not None:
-            data["error"] = self.error.to_json()
-        optional: dict[str, Any] = {
-            "captures": None if self.captures is None else list(self.captures), "cloud_request_id": self.cloud_request_id,
-            "face_model_version": self.face_model_version, "reconciled": self.reconciled or None,
-            "person_created": self.person_created or None,
-            "candidate_face_ids": None if self.candidate_face_ids is None else list(self.candidate_face_ids),
-            "preview_jpeg_b64": None if self.preview_jpeg_b64 is None else list(self.preview_jpeg_b64),
-            "dry_run": self.dry_run or None, "crops": None if self.crops is None else list(self.crops),
-            "would_send": self.would_send, "person_at_cloud": self.person_at_cloud,
-            "deleted_face_ids": None if self.deleted_face_ids is None else list(self.deleted_face_ids),
-            "not_found_face_ids": None if self.not_found_face_ids is None else list(self.not_found_face_ids),
-            "payload_sha256": self.payload_sha256,
-        }
-        data.update({key: value for key, value in optional.items() if value is not None})
+        data: dict[str, Any] = {}
+        for f in fields(self):
+            value, emit = getattr(self, f.name), f.metadata.get("emit", "always")
+            if f.name == "finished_at":
+                value = value or iso_now()
+            if emit == "always" or (emit == "set" and value is not None) or (emit == "true" and value):
+                data[f.metadata.get("json") or f.name] = _encode(value)
+            if f.name == "status":
+                data["faces_added"] = self.faces_added
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Result:
-        timings = data.get("timings_ms") or {}
+    def from_json(cls, data: dict[str, Any]) -> AnyResult:
+        """A stored result as its kind: a dry run says so, a delete lists `deleted_face_ids`, a command never run is
+        `rejected` or `expired`; the rest are enrollments (a failure without any kind's fields reads the same either way)."""
+        kind: type[Result] = (DryRunResult if data.get("dry_run") else DeleteResult if "deleted_face_ids" in data
+                              else RejectedResult if data.get("status") in (Status.REJECTED, Status.EXPIRED) else EnrollResult)
+        values: dict[str, Any] = {"device_id": str(data.get("device_id", ""))}
+        for f in fields(kind):
+            key = f.metadata.get("json") or f.name
+            if f.name in values or data.get(key) is None:
+                continue
+            parse = f.metadata.get("parse")
+            values[f.name] = parse(data[key]) if parse else data[key]
+        return kind(**{"id": None, "person_id": None, **values})  # type: ignore[return-value]
 
-        def strings(key: str) -> tuple[str, ...] | None:
-            return None if data.get(key) is None else tuple(str(v) for v in data[key])
 
-        return cls(
-            id=data.get("id"), device_id=str(data.get("device_id", "")), person_id=data.get("person_id"), status=Status(data["status"]),
-            face_ids=tuple(str(f) for f in data.get("face_ids") or []), ret_codes=tuple(int(c) for c in data.get("ret_codes") or []),
-            timings=Timings(**{k: int(timings.get(k, 0)) for k in ("queue", "capture", "detect", "upload", "total")}),
-            finished_at=str(data.get("finished_at", "")), replayed=bool(data.get("replayed", False)),
-            error=ResultError.from_json(data["error"]) if data.get("error") else None,
-            captures=None if data.get("captures") is None else tuple(data["captures"]),
-            cloud_request_id=data.get("cloud_request_id"), face_model_version=data.get("face_model_version"),
-            reconciled=bool(data.get("reconciled", False)), person_created=bool(data.get("person_created", False)),
-            candidate_face_ids=strings("candidate_face_ids"), preview_jpeg_b64=strings("preview_jpeg_b64"),
-            dry_run=bool(data.get("dry_run", False)), crops=strings("crops"),
-            would_send=None if data.get("would_send") is None else int(data["would_send"]), person_at_cloud=data.get("person_at_cloud"),
-            deleted_face_ids=strings("deleted_face_ids"), not_found_face_ids=strings("not_found_face_ids"),
-            payload_sha256=data.get("payload_sha256"),
-        )
+@dataclass(frozen=True)
+class EnrollResult(Result):
+    """An enrollment that ran: what was captured, what the cloud did."""
+
+    captures: tuple[dict[str, Any], ...] | None = field(default=None, metadata=_json(emit="set", parse=tuple))  # per image sent
+    cloud_request_id: str | None = field(default=None, metadata=_json(emit="set"))
+    face_model_version: str | None = field(default=None, metadata=_json(emit="set"))
+    reconciled: bool = field(default=False, metadata=_json(emit="true", parse=bool))  # the answer was lost; what the cloud did was read back
+    person_created: bool = field(default=False, metadata=_json(emit="true", parse=bool))
+    candidate_face_ids: tuple[str, ...] | None = field(  # with status unknown: faces that may be this command's
+        default=None, metadata=_json(emit="set", parse=_optional_strings))
+    preview_jpeg_b64: tuple[str, ...] | None = field(default=None, metadata=_json(emit="set", parse=_optional_strings))
+
+    def stored(self) -> EnrollResult:
+        return replace(self, preview_jpeg_b64=None)
+
+
+@dataclass(frozen=True)
+class DryRunResult(Result):
+    """A dry run: checked, nothing written; `error` is what a real run would have met."""
+
+    status: Status = field(default=Status.DRY_RUN, metadata=_json(parse=Status))
+    captures: tuple[dict[str, Any], ...] | None = field(default=None, metadata=_json(emit="set", parse=tuple))
+    cloud_request_id: str | None = field(default=None, metadata=_json(emit="set"))
+    preview_jpeg_b64: tuple[str, ...] | None = field(default=None, metadata=_json(emit="set", parse=_optional_strings))
+    dry_run: bool = field(default=True, metadata=_json(emit="true", parse=bool))
+    crops: tuple[str, ...] | None = field(default=None, metadata=_json(emit="set", parse=_optional_strings))  # files written
+    would_send: int | None = field(default=None, metadata=_json(emit="set", parse=int))  # images a real run would send
+    person_at_cloud: dict[str, Any] | None = field(default=None, metadata=_json(emit="set"))  # the person (and its group) at the cloud
+
+    def stored(self) -> DryRunResult:
+        return replace(self, preview_jpeg_b64=None)
+
+
+@dataclass(frozen=True)
+class DeleteResult(Result):
+    """A delete (undo): the faces it deleted, and those the person no longer had."""
+
+    cloud_request_id: str | None = field(default=None, metadata=_json(emit="set"))
+    deleted_face_ids: tuple[str, ...] | None = field(default=None, metadata=_json(emit="set", parse=_optional_strings))
+    not_found_face_ids: tuple[str, ...] | None = field(default=None, metadata=_json(emit="set", parse=_optional_strings))
+
+
+@dataclass(frozen=True)
+class RejectedResult(Result):
+    """A command never run (invalid, unauthenticated, queue full, expired); without an id, which payload it answers."""
+
+    payload_sha256: str | None = field(default=None, metadata=_json(emit="set"))
+
+    @classmethod
+    def of(cls, command_id: str | None, device_id: str, person_id: str | None, error: ResultError,
+           status: Status = Status.REJECTED, payload_sha256: str | None = None) -> RejectedResult:
+        return cls(command_id, device_id, person_id, status, error=error, finished_at=iso_now(), payload_sha256=payload_sha256)
+
+
+AnyResult = EnrollResult | DryRunResult | DeleteResult | RejectedResult
+R = TypeVar("R", bound=Result)
 
 
 def progress_payload(command_id: str, state: str, detail: str) -> dict[str, Any]:

@@ -22,11 +22,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from enum import Enum
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from agent.errors import ErrorCode, FaceAgentError
 from agent.iai.upload import UploadProgress
+from agent.service.protocol import DeleteCommand, EnrollCommand
 
 log = logging.getLogger(__name__)
 
@@ -76,18 +79,52 @@ def _is_corrupt(exc: sqlite3.Error) -> bool:
     return getattr(exc, "sqlite_errorcode", None) in CORRUPT_CODES or "malformed" in str(exc) or "not a database" in str(exc)
 
 
+class JobState(str, Enum):
+    """Where a job is (module docstring); stored by value in `jobs.state`."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    UPLOADING = "uploading"
+    DONE = "done"
+
+
+class JobKind(str, Enum):
+    """What a job does; one id store for both. Stored by value in `jobs.kind` (NULL, from older files: enroll)."""
+
+    ENROLL = "enroll"
+    DELETE = "delete"
+
+
+class Outcome(str, Enum):
+    """What `submit` did with a command."""
+
+    QUEUED = "queued"
+    DUPLICATE = "duplicate"  # an existing job with this id, maybe with its result
+    QUEUE_FULL = "queue_full"
+
+
 @dataclass(frozen=True)
 class Job:
     id: str
-    command: dict[str, Any]
-    state: str
+    command: dict[str, Any]  # as stored: a runnable job's validated command, a rejected one's id and person_id only
+    state: JobState
     received_at: float
     expires_at: float | None
     response_topic: str | None
     correlation: bytes | None
     upload: dict[str, Any] | None  # the saved upload progress while `uploading`
     result: dict[str, Any] | None
-    kind: str = "enroll"  # or "delete"; one id store for both
+    kind: JobKind = JobKind.ENROLL
+
+    @property
+    def person_id(self) -> str | None:
+        person_id = self.command.get("person_id")
+        return person_id if isinstance(person_id, str) else None
+
+    @cached_property
+    def task(self) -> EnrollCommand | DeleteCommand:
+        """The command of a job that runs, as its type: validated once per job read (intake validated it before storing)."""
+        return (DeleteCommand if self.kind is JobKind.DELETE else EnrollCommand).model_validate(self.command)
 
 
 @dataclass(frozen=True)
@@ -102,9 +139,9 @@ class Outgoing:
 
 @dataclass(frozen=True)
 class Submitted:
-    """What `submit` did: `queued`, `duplicate` (an existing job, maybe with its result) or `queue_full`."""
+    """What `submit` did, and the job: the new one, or the existing one for a duplicate."""
 
-    outcome: str
+    outcome: Outcome
     job: Job
 
 
@@ -113,8 +150,8 @@ _COLUMNS = "id, command, state, received_at, expires_at, response_topic, correla
 
 def _job(row: tuple[Any, ...]) -> Job:
     (job_id, command, state, received_at, expires_at, response_topic, correlation, upload, result, kind) = row
-    return Job(job_id, json.loads(command), state, received_at, expires_at, response_topic, correlation,
-               json.loads(upload) if upload else None, json.loads(result) if result else None, kind or "enroll")
+    return Job(job_id, json.loads(command), JobState(state), received_at, expires_at, response_topic, correlation,
+               json.loads(upload) if upload else None, json.loads(result) if result else None, JobKind(kind or JobKind.ENROLL))
 
 
 class JobStore:
@@ -217,34 +254,35 @@ class JobStore:
 
     def submit(
         self, command: dict[str, Any], *, queue_size: int, expires_at: float | None = None,
-        response_topic: str | None = None, correlation: bytes | None = None, now: float | None = None, kind: str = "enroll",
+        response_topic: str | None = None, correlation: bytes | None = None, now: float | None = None,
+        kind: JobKind = JobKind.ENROLL,
     ) -> Submitted:
         """Store a new command as queued, or report the existing job with this id, or that the queue is full."""
         now = time.time() if now is None else now
         with self._tx() as db:
             row = db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (command["id"],)).fetchone()
             if row is not None:
-                return Submitted("duplicate", _job(row))
+                return Submitted(Outcome.DUPLICATE, _job(row))
             depth = db.execute("SELECT COUNT(*) FROM jobs WHERE state != 'done'").fetchone()[0]
-            job = Job(command["id"], command, "queued", now, expires_at, response_topic, correlation, None, None, kind)
+            job = Job(command["id"], command, JobState.QUEUED, now, expires_at, response_topic, correlation, None, None, kind)
             if depth >= queue_size:
-                return Submitted("queue_full", job)
+                return Submitted(Outcome.QUEUE_FULL, job)
             db.execute(
                 "INSERT INTO jobs (id, command, state, received_at, expires_at, response_topic, correlation, kind) "
                 "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?)",
-                (job.id, json.dumps(command), now, expires_at, response_topic, correlation, kind),
+                (job.id, json.dumps(command), now, expires_at, response_topic, correlation, kind.value),
             )
-            return Submitted("queued", job)
+            return Submitted(Outcome.QUEUED, job)
 
     def store_final(self, command: dict[str, Any], result: dict[str, Any], messages: list[Message],
-                    response_topic: str | None = None, correlation: bytes | None = None, kind: str = "enroll") -> None:
+                    response_topic: str | None = None, correlation: bytes | None = None, kind: JobKind = JobKind.ENROLL) -> None:
         """Record a command that never runs (rejected, expired) with its result, so a duplicate id replays it."""
         now = time.time()
         with self._tx() as db:
             db.execute(
                 "INSERT OR IGNORE INTO jobs (id, command, state, received_at, response_topic, correlation, finished_at, result, kind) "
                 "VALUES (?, ?, 'done', ?, ?, ?, ?, ?, ?)",
-                (command["id"], json.dumps(command), now, response_topic, correlation, now, json.dumps(result), kind),
+                (command["id"], json.dumps(command), now, response_topic, correlation, now, json.dumps(result), kind.value),
             )
             self._enqueue(db, messages, now)
 

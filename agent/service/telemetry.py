@@ -14,6 +14,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
+from enum import Enum
 from typing import Any
 
 from agent import __version__
@@ -25,8 +26,29 @@ log = logging.getLogger(__name__)
 
 IDLE_WAKE_S = 5.0  # idle loops wake on events; this is only their safety net (an idle daemon uses ~0 % CPU)
 PRUNE_EVERY_S = 3600.0
-COUNTER_NAMES = ("received", "succeeded", "partial", "failed", "rejected", "expired", "unknown", "replayed", "queue_full",
-                 "ignored_retained", "unauthenticated", "store_errors", "dropped_qos0", "deletes")
+
+
+class Count(str, Enum):
+    """The counters of `base/telemetry` (docs/mqtt-api.md lists them): each one counted is published, and only those."""
+
+    RECEIVED = "received"  # enroll and delete commands arrived (not retained ones, not snapshot requests)
+    SUCCEEDED = "succeeded"  # enroll results, by status
+    PARTIAL = "partial"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+    EXPIRED = "expired"  # expired at arrival or in the queue
+    DRY_RUN = "dry_run"
+    DELETES = "deletes"  # delete commands finished, whatever their status
+    REJECTED = "rejected"  # never run: invalid, an id used by the other kind
+    QUEUE_FULL = "queue_full"
+    REPLAYED = "replayed"  # a known id: its stored result sent again
+    DUPLICATES_IN_PROGRESS = "duplicates_in_progress"  # a known id still running: acknowledged, not run twice
+    IGNORED_RETAINED = "ignored_retained"
+    UNAUTHENTICATED = "unauthenticated"
+    STORE_ERRORS = "store_errors"
+    INTERNAL_ERRORS = "internal_errors"  # a message that tripped a bug (answered, logged, acknowledged)
+    UNPUBLISHABLE = "unpublishable"  # an outbox message whose topic the MQTT client refuses: dropped
+
 
 
 class Counters:
@@ -34,10 +56,10 @@ class Counters:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._counts: Counter[str] = Counter()
+        self._counts: Counter[Count] = Counter()
         self._latencies: deque[float] = deque(maxlen=200)
 
-    def inc(self, name: str, n: int = 1) -> None:
+    def inc(self, name: Count, n: int = 1) -> None:
         with self._lock:
             self._counts[name] += n
 
@@ -45,13 +67,14 @@ class Counters:
         with self._lock:
             self._latencies.append(ms)
 
-    def get(self, name: str) -> int:
+    def get(self, name: Count) -> int:
         with self._lock:
             return self._counts[name]
 
     def snapshot(self) -> tuple[dict[str, int], list[float]]:
+        """Every counter by name (zeros included), and the latency window."""
         with self._lock:
-            return dict(self._counts), list(self._latencies)
+            return {count.value: self._counts[count] for count in Count}, list(self._latencies)
 
 
 class DeviceState:
@@ -129,7 +152,7 @@ class Telemetry:
             depth = -1
         return {
             "device_id": self.device_id, "at": iso_now(), "uptime_s": round(time.monotonic() - self._started),
-            "counters": {k: counts.get(k, 0) for k in COUNTER_NAMES},
+            "counters": counts,
             "latency_ms": {"last": latencies[-1] if latencies else None, "p50": statistics.median(latencies) if latencies else None,
                            "max": max(latencies) if latencies else None},
             "queue_depth": depth, **self._extra(), **self._describe(),

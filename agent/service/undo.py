@@ -19,8 +19,8 @@ from agent.errors import ErrorCode, FaceAgentError
 from agent.iai.client import IaiClient
 from agent.iai.errors import CloudError, CloudUnavailable
 from agent.service.protocol import DeleteCommand
-from agent.service.result import Result, ResultError, Status
-from agent.service.store import JobStore
+from agent.service.result import DeleteResult, ResultError, Status
+from agent.service.store import JobKind, JobStore
 
 log = logging.getLogger(__name__)
 
@@ -31,21 +31,21 @@ class Undo:
         self.client = client
         self.store = store
 
-    def run(self, command: DeleteCommand) -> Result:
+    def run(self, command: DeleteCommand) -> DeleteResult:
         """Delete the faces; the command's result (`deleted_face_ids`, `not_found_face_ids`)."""
         try:
             wanted = list(command.face_ids) if command.face_ids is not None else self.enrolled_faces(command)
             return self._delete(command, wanted)
         except FaceAgentError as exc:
             log.warning("delete %s for person %s failed: %s", command.id, command.person_id, exc.message)
-            return Result(command.id, self.config.device_id, command.person_id, Status.FAILED, deleted_face_ids=(), not_found_face_ids=(),
+            return DeleteResult(command.id, self.config.device_id, command.person_id, Status.FAILED, deleted_face_ids=(), not_found_face_ids=(),
                           error=ResultError.from_exception(exc), cloud_request_id=exc.request_id if isinstance(exc, CloudError) else None)
 
     def enrolled_faces(self, command: DeleteCommand) -> list[str]:
         """The faces the enrollment `command.enrollment_id` added, from its stored result; `FaceAgentError` says why not."""
         enrollment = command.enrollment_id
         job = self.store.get(enrollment) if enrollment is not None else None
-        if job is None or job.kind != "enroll":
+        if job is None or job.kind is not JobKind.ENROLL:
             raise FaceAgentError(f"enrollment_id: no enrollment {enrollment} is stored on this device (results are kept "
                                  f"{self.config.enroll.result_retention_days} days): give the face_ids instead", code=ErrorCode.INVALID_COMMAND)
         if job.result is None:
@@ -63,7 +63,7 @@ class Undo:
                                  code=ErrorCode.INVALID_COMMAND)
         return faces
 
-    def _delete(self, command: DeleteCommand, wanted: list[str]) -> Result:
+    def _delete(self, command: DeleteCommand, wanted: list[str]) -> DeleteResult:
         if self.client is None:
             raise FaceAgentError("no cloud client on this device", code=ErrorCode.INTERNAL)
         with self.client.person_lock(command.person_id):
@@ -72,10 +72,10 @@ class Undo:
             gone = tuple(f for f in wanted if f not in held)
             if not present:
                 log.info("delete %s: none of the faces is on person %s any more", command.id, command.person_id)
-                return Result(command.id, self.config.device_id, command.person_id, Status.SUCCEEDED, deleted_face_ids=(),
+                return DeleteResult(command.id, self.config.device_id, command.person_id, Status.SUCCEEDED, deleted_face_ids=(),
                               not_found_face_ids=gone)
             if set(present) >= set(held):
-                return Result(command.id, self.config.device_id, command.person_id, Status.FAILED, deleted_face_ids=(),
+                return DeleteResult(command.id, self.config.device_id, command.person_id, Status.FAILED, deleted_face_ids=(),
                               not_found_face_ids=gone, error=ResultError.of(ErrorCode.LAST_FACE, (
                                   f"person {command.person_id} would keep no face and IAI keeps at least one: enroll a face of the "
                                   "right person first, then delete these; or delete the person in the IAI console")))
@@ -91,7 +91,7 @@ class Undo:
                 try:
                     still = self._still_held(command.person_id, left)
                 except FaceAgentError as exc:
-                    return Result(command.id, self.config.device_id, command.person_id, Status.UNKNOWN, deleted_face_ids=deleted,
+                    return DeleteResult(command.id, self.config.device_id, command.person_id, Status.UNKNOWN, deleted_face_ids=deleted,
                                   not_found_face_ids=gone, cloud_request_id=request_id, error=ResultError.of(ErrorCode.OUTCOME_UNKNOWN, (
                                       f"the cloud did not confirm deleting {', '.join(sorted(left))} and person {command.person_id} "
                                       f"could not be read back ({exc.message}): look at the person before sending the delete again")))
@@ -99,9 +99,9 @@ class Undo:
                 left = still
         log.info("delete %s: %d face(s) of person %s deleted (RequestId %s)", command.id, len(deleted), command.person_id, request_id)
         if not left:
-            return Result(command.id, self.config.device_id, command.person_id, Status.SUCCEEDED, deleted_face_ids=deleted,
+            return DeleteResult(command.id, self.config.device_id, command.person_id, Status.SUCCEEDED, deleted_face_ids=deleted,
                           not_found_face_ids=gone, cloud_request_id=request_id)
-        return Result(command.id, self.config.device_id, command.person_id, Status.PARTIAL if deleted else Status.FAILED,
+        return DeleteResult(command.id, self.config.device_id, command.person_id, Status.PARTIAL if deleted else Status.FAILED,
                       deleted_face_ids=deleted, not_found_face_ids=gone, cloud_request_id=request_id,
                       error=ResultError.of(ErrorCode.CLOUD_REJECTED, f"the cloud kept face(s) {', '.join(sorted(left))}: send the delete again"))
 

@@ -27,10 +27,10 @@ from agent.service.enroller import Cancelled, Enroller
 from agent.service.intake import result_messages
 from agent.service.mqtt import MqttLink
 from agent.service.protocol import DeleteCommand, EnrollCommand, SnapshotRequest, Topics
-from agent.service.result import Result, ResultError, Status, progress_payload
+from agent.service.result import DeleteResult, EnrollResult, RejectedResult, Result, ResultError, Status, progress_payload
 from agent.service.signals import Signals
-from agent.service.store import Job, JobStore, StoreCorrupt, StoreError
-from agent.service.telemetry import IDLE_WAKE_S, Counters, DeviceState
+from agent.service.store import Job, JobKind, JobStore, StoreCorrupt, StoreError
+from agent.service.telemetry import IDLE_WAKE_S, Count, Counters, DeviceState
 from agent.service.undo import Undo
 from agent.vision.annotate import annotate
 from agent.vision.detector import FaceDetector
@@ -42,6 +42,11 @@ RECONCILE_RETRY_S = (5.0, 300.0)  # first and longest wait between tries to sett
 STORE_RETRY_S = (1.0, 60.0)  # first and longest wait before writing a result again when the store fails
 
 
+def result_kind(job: Job) -> type[EnrollResult | DeleteResult]:
+    """The result type of a job's kind, for the answers the worker gives itself (internal error, unusable account)."""
+    return DeleteResult if job.kind is JobKind.DELETE else EnrollResult
+
+
 @dataclass
 class PendingUpload:
     """A job whose upload answer was lost and could not be checked yet."""
@@ -50,6 +55,13 @@ class PendingUpload:
     progress: UploadProgress
     next_try: float
     wait: float
+
+    @property
+    def command(self) -> EnrollCommand:
+        """Only enrollments upload: the job's command, validated once with the job."""
+        command = self.job.task
+        assert isinstance(command, EnrollCommand), f"job {self.job.id} is a {self.job.kind.value}, not an upload"
+        return command
 
 
 class Worker:
@@ -103,7 +115,7 @@ class Worker:
         now = time.monotonic()
         for job in uploading:
             if job.upload is None:  # saved by a version that kept no upload progress
-                self._finish(job, Result(job.id, self.config.device_id, job.command.get("person_id"), Status.UNKNOWN,
+                self._finish(job, EnrollResult(job.id, self.config.device_id, job.person_id, Status.UNKNOWN,
                                          error=ResultError.of(ErrorCode.OUTCOME_UNKNOWN, "the device stopped during the upload and "
                                                               "kept no record of it: check the person before sending again")))
             else:
@@ -136,26 +148,26 @@ class Worker:
                 self.run_job(job)
             except Exception:
                 log.exception("job %s failed unexpectedly", job.id)
-                self._finish(job, Result(job.id, self.config.device_id, job.command.get("person_id"), Status.FAILED,
-                                         error=ResultError.of(ErrorCode.INTERNAL, "internal error on the device: see its log")))
+                self._finish(job, result_kind(job)(job.id, self.config.device_id, job.person_id, Status.FAILED,
+                                                   error=ResultError.of(ErrorCode.INTERNAL, "internal error on the device: see its log")))
             finally:
                 self.current_job = None
 
     def run_job(self, job: Job) -> None:
-        command_id, person_id = job.id, job.command.get("person_id")
+        command_id, person_id = job.id, job.person_id
         picked_at = time.time()
         if job.expires_at is not None and picked_at > job.expires_at:
-            self._finish(job, Result.rejected(command_id, self.config.device_id, person_id, ResultError.of(
+            self._finish(job, RejectedResult.of(command_id, self.config.device_id, person_id, ResultError.of(
                 ErrorCode.EXPIRED, "the command expired while it waited in the queue"), Status.EXPIRED), picked_at)
             return
         refusal = self.health.refusal() if self.health is not None else None
         if refusal is not None:  # nothing captured that could not be uploaded
-            self._finish(job, Result(command_id, self.config.device_id, person_id, Status.FAILED, error=refusal), picked_at)
+            self._finish(job, result_kind(job)(command_id, self.config.device_id, person_id, Status.FAILED, error=refusal), picked_at)
             return
-        if job.kind == "delete":
-            self._finish(job, self.undo.run(DeleteCommand.model_validate(job.command)), picked_at)
+        command = job.task
+        if isinstance(command, DeleteCommand):
+            self._finish(job, self.undo.run(command), picked_at)
             return
-        command = EnrollCommand.model_validate(job.command)
         log.info("enrolling person %s (command %s, %d face(s))", command.person_id, command.id, command.faces)
         self._progress(job, "capturing", "looking for a face")
         try:
@@ -200,11 +212,12 @@ class Worker:
             self.device.set(storage_error=None)
         self._result_stored()
         failure = f" ({result.error.code.value}: {result.error.message})" if result.error else ""
-        if job.kind == "delete":
-            self.counters.inc("deletes")
-            log.info("delete %s %s: %d face(s) deleted%s", job.id, result.status.value, len(result.deleted_face_ids or ()), failure)
+        if job.kind is JobKind.DELETE:
+            self.counters.inc(Count.DELETES)
+            deleted = result.deleted_face_ids if isinstance(result, DeleteResult) else None
+            log.info("delete %s %s: %d face(s) deleted%s", job.id, result.status.value, len(deleted or ()), failure)
             return
-        self.counters.inc(result.status.value)
+        self.counters.inc(Count(result.status.value))
         self.counters.latency(result.timings.total)
         self.device.set(last_result={"id": job.id, "person_id": result.person_id, "status": result.status.value,
                                      "error": result.error.code.value if result.error else None, "finished_at": result.finished_at})
@@ -212,7 +225,7 @@ class Worker:
         log.info("command %s %s: %d face(s) added%s", job.id, result.status.value, result.faces_added, failure)
 
     def _storage_error(self, exc: StoreError) -> None:
-        self.counters.inc("store_errors")
+        self.counters.inc(Count.STORE_ERRORS)
         if self.device.snapshot().get("storage_error") != exc.message:
             log.error("%s", exc.message)  # once per cause, not once per try
             self.device.set(storage_error=exc.message)
@@ -230,7 +243,7 @@ class Worker:
         for pending in [p for p in self.pending if p.next_try <= now]:
             if self.uploader is None:
                 return
-            command = EnrollCommand.model_validate(pending.job.command)
+            command = pending.command
             failure: FaceAgentError | None = None
             try:
                 self.uploader.run(pending.progress, pending.job.id)
@@ -256,7 +269,7 @@ class Worker:
         self.pending.remove(pending)
         progress = exc.progress
         progress.unknown, progress.attempt = True, None
-        command = EnrollCommand.model_validate(pending.job.command)
+        command = pending.command
         result = self.enroller.upload_result(command, progress, command.faces, command.faces, progress.images_total)
         log.error("command %s: the cloud could not be asked for %.0f s about a lost upload: outcome unknown",
                   pending.job.id, self.config.cloud.reconcile_give_up_s)

@@ -35,6 +35,18 @@ GUIDANCE = {
 
 
 @dataclass(frozen=True)
+class Refusal:
+    """Why a frame (or its crop) cannot be enrolled: kept whole, so its own code reaches the result."""
+
+    code: ErrorCode
+    detail: str
+
+    @property
+    def guidance(self) -> str:
+        return GUIDANCE.get(self.code, self.detail)
+
+
+@dataclass(frozen=True)
 class FaceReport:
     face: Face
     quality: Quality
@@ -58,19 +70,27 @@ class FaceReport:
 
 @dataclass(frozen=True)
 class Analysis:
-    """Everything known about one frame: its faces (largest first), the chosen one, and the verdict."""
+    """Everything known about one frame: its faces (largest first), the chosen one, and why it is refused (None: ok)."""
 
     width: int
     height: int
     faces: list[FaceReport]
     best: int | None
-    verdict: str
-    detail: str = ""
+    refusal: Refusal | None
     timings_ms: dict[str, float] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        return self.verdict == "ok"
+        return self.refusal is None
+
+    @property
+    def verdict(self) -> str:
+        """`ok` or the refusal's code, as `detect --json` and snapshots show it."""
+        return "ok" if self.refusal is None else self.refusal.code.value
+
+    @property
+    def detail(self) -> str:
+        return "" if self.refusal is None else self.refusal.detail
 
     @property
     def target(self) -> FaceReport | None:
@@ -78,34 +98,33 @@ class Analysis:
 
     @property
     def guidance(self) -> str:
-        return "hold still" if self.ok else GUIDANCE.get(ErrorCode(self.verdict), self.detail)
+        return "hold still" if self.refusal is None else self.refusal.guidance
 
 
 def _too_small(report: FaceReport) -> bool:
     return any(r.startswith(TOO_SMALL) for r in report.reasons)
 
 
-def choose_face(reports: Sequence[FaceReport], cfg: SelectionConfig) -> tuple[int | None, str, str]:
-    """(index of the face to enroll or None, verdict, detail) for faces sorted largest first (order: module docstring)."""
+def choose_face(reports: Sequence[FaceReport], cfg: SelectionConfig) -> tuple[int | None, Refusal | None]:
+    """(index of the face to enroll, None) or (None, why not) for faces sorted largest first (order: module docstring)."""
     if not reports:
-        return None, ErrorCode.NO_FACE.value, "no face found"
+        return None, Refusal(ErrorCode.NO_FACE, "no face found")
     target = reports[0]
     if all(_too_small(r) for r in reports):
         detail = "; ".join(target.reasons)
         if len(reports) > 1:
             detail = f"all {len(reports)} faces too small (the largest: {detail})"
-        return None, ErrorCode.FACE_TOO_SMALL.value, detail
+        return None, Refusal(ErrorCode.FACE_TOO_SMALL, detail)
     for other in reports[1:]:
         ratio = other.face.area / max(target.face.area, 1e-6)
         if ratio >= cfg.multiple_face_ratio:
-            return None, ErrorCode.MULTIPLE_FACES.value, (
-                f"two faces of similar size ({ratio:.0%} of the largest): refusing to guess who to enroll"
-            )
+            return None, Refusal(ErrorCode.MULTIPLE_FACES,
+                                 f"two faces of similar size ({ratio:.0%} of the largest): refusing to guess who to enroll")
     if not target.usable:
         # A small face is also blurry and its pose is noisy: "move closer" is the useful answer.
         code = ErrorCode.FACE_TOO_SMALL if _too_small(target) else ErrorCode.LOW_QUALITY
-        return None, code.value, "; ".join(target.reasons)
-    return 0, "ok", ""
+        return None, Refusal(code, "; ".join(target.reasons))
+    return 0, None
 
 
 def analyze(
@@ -127,8 +146,8 @@ def analyze(
     for face in faces:
         q = measure(image, face)
         reports.append(FaceReport(face, q, unusable_reasons(q, quality_cfg)))
-    best, verdict, detail = choose_face(reports, selection_cfg)
-    return Analysis(image.shape[1], image.shape[0], reports, best, verdict, detail)
+    best, refusal = choose_face(reports, selection_cfg)
+    return Analysis(image.shape[1], image.shape[0], reports, best, refusal)
 
 
 @dataclass(frozen=True)
