@@ -28,6 +28,7 @@ from agent.config.sections import (
     DetectorConfig,
     EnrollConfig,
     HomeAssistantConfig,
+    LivenessConfig,
     LoggingConfig,
     MqttConfig,
     MqttTls,
@@ -41,8 +42,8 @@ from agent.config.urls import BrokerUrl, is_loopback, parse_broker_url
 
 __all__ = [
     "DEFAULT_CONFIG_PATH", "DEFAULT_STATE_DIR", "MIN_COMMAND_KEY_CHARS", "SECRET_SOURCES", "BrokerUrl", "CameraConfig", "CloudConfig",
-    "CommandsConfig", "Config", "CropConfig", "DetectorConfig", "EnrollConfig", "HomeAssistantConfig", "LoggingConfig", "MqttConfig",
-    "MqttTls", "QualityConfig", "Secrets", "Section", "SelectionConfig", "config_from_mapping", "config_path_from",
+    "CommandsConfig", "Config", "CropConfig", "DetectorConfig", "EnrollConfig", "HomeAssistantConfig", "LivenessConfig", "LoggingConfig",
+    "MqttConfig", "MqttTls", "QualityConfig", "Secrets", "Section", "SelectionConfig", "config_from_mapping", "config_path_from",
     "detector_reach_problem", "first_pass_scale", "is_loopback", "load_config", "parse_broker_url", "plain_topic_prefix",
     "read_secrets", "require_cloud_secrets", "smallest_face_px",
 ]

@@ -22,16 +22,18 @@ from agent.camera.camera import Camera
 from agent.config import Config
 from agent.errors import CameraUnavailable, ErrorCode, FaceAgentError
 from agent.iai.client import IaiClient
-from agent.iai.errors import CloudError, PersonNotFound, ret_code_error
+from agent.iai.errors import CloudError, DuplicatePerson, PersonNotFound, SpoofSuspected, ret_code_error
 from agent.iai.limits import MAX_FACES_PER_PERSON
 from agent.iai.models import PersonInfo
 from agent.iai.upload import NewPerson, ReconcileDeferred, Uploader, UploadProgress
 from agent.images import encode_jpeg
 from agent.service.dry_run import dry_run_result, person_at_cloud, write_crops
+from agent.service.liveness import check_liveness, liveness_json
 from agent.service.protocol import EnrollCommand
 from agent.service.result import Result, ResultError, Status, Timings
 from agent.vision.crop import Crop, CropRefused, crop_for_upload
 from agent.vision.detector import FaceDetector
+from agent.vision.live_crop import liveness_crop
 from agent.vision.selection import GUIDANCE, Analysis, Candidate, analyze, pick_captures
 
 log = logging.getLogger(__name__)
@@ -131,13 +133,19 @@ class Enroller:
     def capture(
         self, command: EnrollCommand, wanted: int, progress: Progress, cancel: Callable[[], bool], timer: Timer,
         frames: Iterable[Frame] | None = None, heartbeat: Callable[[], None] = lambda: None,
-    ) -> tuple[list[tuple[Candidate, Crop]], Analysis | None, str]:
-        """Frames until `wanted` distinct usable captures (or the timeout): (picks, last analysis, last refusal)."""
+    ) -> tuple[list[tuple[Candidate, Crop]], Analysis | None, tuple[ErrorCode, str] | None]:
+        """Frames until `wanted` distinct usable captures (or the timeout): (picks, last analysis, last refusal).
+
+        With liveness.mode cloud each capture's liveness image is cut from the same full-resolution frame
+        (`self.live_images`, by the upload crop's bytes); a face too small for it is not a usable capture.
+        """
         timeout = command.capture_timeout_s or self.config.enroll.capture_timeout_s
         gap = self.config.enroll.min_capture_gap_s
         found: list[tuple[Candidate, Crop]] = []
         last: Analysis | None = None
-        refusal = ""
+        refusal: tuple[ErrorCode, str] | None = None
+        self.live_images: dict[bytes, bytes] = {}
+        liveness = self.config.liveness.mode == "cloud"
         said, said_at = "", 0.0
         started = time.monotonic()
         for frame in self._frames(timeout, frames):
@@ -152,14 +160,17 @@ class Enroller:
             if analysis.ok and analysis.target is not None:
                 try:
                     crop = crop_for_upload(self.detector, frame.image, analysis.target.face, self.config.crop, self.config.selection)
+                    live = liveness_crop(frame.image, analysis.target.face, self.config.crop.jpeg_quality) if liveness else b""
                 except CropRefused as exc:
-                    refusal = exc.message
-                    detail = GUIDANCE.get(exc.code, exc.message)
+                    refusal = (exc.code, exc.message)
+                    detail = exc.message if exc.code == ErrorCode.FACE_TOO_SMALL else GUIDANCE.get(exc.code, exc.message)
                 else:
                     # A byte-identical crop is the same capture: neither the cloud nor a later read-back could tell two apart.
                     if all(crop.jpeg != other.jpeg for _, other in found):
                         found.append((Candidate(frame.timestamp, crop.image, analysis.target), crop))
-                    refusal = ""
+                        if live:
+                            self.live_images[crop.jpeg] = live
+                    refusal = None
             timer.detect_ms += (time.perf_counter() - t0) * 1000
             now = time.monotonic()
             if detail != said or now - said_at >= GUIDANCE_REPEAT_S:
@@ -214,6 +225,9 @@ class Enroller:
             captures = tuple(capture_json(c) for c, _ in picks)
             if command.preview:
                 previews = tuple(preview_b64(crop.image, self.config.enroll.preview_px) for _, crop in picks)
+            if self.config.liveness.mode == "cloud" and self.client is not None:  # before anything is written
+                scores = check_liveness(self.client, [self.live_images[crop.jpeg] for _, crop in picks], self.config.liveness.threshold, progress)
+                base = replace(base, liveness=liveness_json(self.config.liveness.threshold, scores))
             if command.dry_run:
                 crops = write_crops(crops_dir, command.person_id, [crop.jpeg for _, crop in picks]) if crops_dir else None
                 return dry_run_result(base, len(picks), person or {}, shortfall(command, wanted, remaining, len(picks)),
@@ -232,13 +246,16 @@ class Enroller:
                     self._on_cloud_error(exc)
             finally:
                 timer.upload_ms = (time.monotonic() - t0) * 1000
-            return self.upload_result(command, upload, wanted, remaining, len(picks), captures, previews, timer.timings(), failure)
+            result = self.upload_result(command, upload, wanted, remaining, len(picks), captures, previews, timer.timings(), failure)
+            return replace(result, liveness=base.liveness)
         except (Cancelled, ReconcileDeferred):
             raise
         except FaceAgentError as exc:
             log.warning("enrollment of %s failed: %s", command.person_id, exc.message)
             request_id = exc.request_id if isinstance(exc, CloudError) else None
-            if isinstance(exc, CloudError):
+            if isinstance(exc, SpoofSuspected):
+                base = replace(base, liveness=liveness_json(self.config.liveness.threshold, exc.scores))
+            elif isinstance(exc, CloudError):
                 self._on_cloud_error(exc)
             return replace(base, error=ResultError.from_exception(exc), cloud_request_id=request_id, captures=captures,
                            preview_jpeg_b64=previews, timings=timer.timings())
@@ -254,7 +271,7 @@ class Enroller:
             ret_codes=tuple(upload.ret_codes), timings=timings or Timings(), error=error, captures=captures,
             cloud_request_id=request_id, face_model_version=upload.face_model_version, reconciled=upload.reconciled,
             person_created=upload.person_created, candidate_face_ids=tuple(upload.candidates) if upload.unknown else None,
-            preview_jpeg_b64=previews,
+            preview_jpeg_b64=previews, similar_person_id=failure.similar_person_id if isinstance(failure, DuplicatePerson) else None,
         )
 
     def _new_upload(self, command: EnrollCommand, images: list[bytes], exists: bool) -> UploadProgress:
@@ -265,10 +282,18 @@ class Enroller:
             threshold = floor  # the device's floor applies whether or not the command names the field
         return UploadProgress(
             command.person_id, images,
-            new_person=NewPerson(spec.group_id, spec.person_name, spec.gender) if spec is not None and not exists else None,
+            new_person=NewPerson(spec.group_id, spec.person_name, spec.gender, self._unique_person_control(command))
+            if spec is not None and not exists else None,
             face_match_threshold=threshold, quality_control=command.quality_control,
             need_rotate_detection=command.need_rotate_detection,
         )
+
+    def _unique_person_control(self, command: EnrollCommand) -> int | None:
+        """The command's create_person.unique_person_control, else the device's default; None (omitted) for 0."""
+        spec = command.create_person
+        level = spec.unique_person_control if spec is not None and spec.unique_person_control is not None else \
+            self.config.enroll.unique_person_control
+        return level or None
 
     def _person_slots(self, command: EnrollCommand) -> tuple[bool, int, PersonInfo | None]:
         """(whether the person exists, free face slots, what the cloud said), read before capturing: a hopeless command fails fast."""
@@ -287,11 +312,11 @@ class Enroller:
         return True, remaining, info
 
     @staticmethod
-    def _capture_failure(last: Analysis | None, refusal: str) -> tuple[ErrorCode, str]:
+    def _capture_failure(last: Analysis | None, refusal: tuple[ErrorCode, str] | None) -> tuple[ErrorCode, str]:
         if last is None:
             return ErrorCode.CAMERA_UNAVAILABLE, "the camera delivered no frame"
-        if refusal:
-            return ErrorCode.MULTIPLE_FACES, refusal
+        if refusal is not None:
+            return ErrorCode.FACE_TOO_SMALL if refusal[0] == ErrorCode.FACE_TOO_SMALL else ErrorCode.MULTIPLE_FACES, refusal[1]
         if last.ok:
             return ErrorCode.LOW_QUALITY, "no usable capture before the timeout: hold still"
         code = ErrorCode(last.verdict)

@@ -107,6 +107,8 @@ class Result:
     deleted_face_ids: tuple[str, ...] | None = None  # delete: faces this command deleted
     not_found_face_ids: tuple[str, ...] | None = None  # delete: faces asked for that the person no longer had
     payload_sha256: str | None = None  # an answer without an id: which payload it answers
+    liveness: dict[str, Any] | None = None  # liveness.mode cloud: {mode, threshold, scores} of the images checked
+    similar_person_id: str | None = None  # duplicate_person: the person the face already belongs to
 
     @property
     def faces_added(self) -> int:
@@ -149,7 +151,7 @@ class Result:
             "would_send": self.would_send, "person_at_cloud": self.person_at_cloud,
             "deleted_face_ids": None if self.deleted_face_ids is None else list(self.deleted_face_ids),
             "not_found_face_ids": None if self.not_found_face_ids is None else list(self.not_found_face_ids),
-            "payload_sha256": self.payload_sha256,
+            "payload_sha256": self.payload_sha256, "liveness": self.liveness, "similar_person_id": self.similar_person_id,
         }
         data.update({key: value for key, value in optional.items() if value is not None})
         return data
@@ -174,7 +176,7 @@ class Result:
             dry_run=bool(data.get("dry_run", False)), crops=strings("crops"),
             would_send=None if data.get("would_send") is None else int(data["would_send"]), person_at_cloud=data.get("person_at_cloud"),
             deleted_face_ids=strings("deleted_face_ids"), not_found_face_ids=strings("not_found_face_ids"),
-            payload_sha256=data.get("payload_sha256"),
+            payload_sha256=data.get("payload_sha256"), liveness=data.get("liveness"), similar_person_id=data.get("similar_person_id"),
         )
 
 
