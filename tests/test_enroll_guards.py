@@ -87,6 +87,54 @@ def test_a_content_refusal_is_answered_by_its_code_and_never_resent(emulator: An
     assert stats(emulator)["requests.CreateFace"] == 1
 
 
+def test_after_a_content_refusal_a_fresh_capture_is_sent_never_the_same_bytes(emulator: Any, person: str, tmp_path: Path) -> None:
+    """The camera (a files camera with sensor noise: every read differs, as live frames do) gives new bytes to send."""
+    control(emulator, reset_stats=True, fail_next={"code": "FailedOperation.FaceQualityNotQualified", "count": 1, "action": "CreateFace"})
+    result = enroll(tmp_path, emulator, "--person-id", person)
+    assert result["status"] == "succeeded" and stats(emulator)["requests.CreateFace"] == 2
+    assert len(state(emulator)["persons"][person]["faces"]) == 2
+
+
+def test_no_request_body_is_ever_sent_twice_across_fresh_captures(emulator: Any, person: str, tmp_path: Path) -> None:
+    """In process, every CreateFace body as it went on the wire: each refused capture is replaced by new bytes."""
+    from agent.app import build_cloud
+    from agent.camera.camera import Camera, build_source
+    from agent.config import config_from_mapping
+    from agent.service.protocol import EnrollCommand
+    from agent.vision.detector import detector_from_config
+
+    config = config_from_mapping({"device_id": "cli", "state_dir": str(tmp_path), "cloud": {"endpoint": emulator.base_url},
+                                  "camera": {"type": "files", "path": GRACE}, "enroll": {"min_capture_gap_s": 0.05}},
+                                 {"TENCENTCLOUD_SECRET_ID": EMU_ID, "TENCENTCLOUD_SECRET_KEY": EMU_KEY})
+    client, uploader = build_cloud(config)
+    sent: list[bytes] = []
+    client.transport.session.hooks["response"].append(
+        lambda response, *a, **k: sent.append(response.request.body) if response.request.headers["X-TC-Action"] == "CreateFace" else None)
+    camera = Camera(build_source(config.camera), config.camera.fps, None)
+    control(emulator, fail_next={"code": "FailedOperation.FaceSizeTooSmall", "count": 2, "action": "CreateFace"})
+    progress: list[tuple[str, str]] = []
+    try:
+        from agent.service.enroller import Enroller
+
+        result = Enroller(config, detector_from_config(config.detector), camera, client, uploader).run(
+            EnrollCommand(id="fresh-1", person_id=person, faces=2), progress=lambda state, detail: progress.append((state, detail)))
+    finally:
+        camera.close()
+        client.close()
+    assert result.status.value == "succeeded" and len(result.face_ids) == 2
+    assert len(sent) == 3 and len(set(sent)) == 3  # three bodies, all different
+    images = [set(json.loads(body)["Images"]) for body in sent]
+    assert not (images[0] & images[1]) and not (images[0] & images[2]) and not (images[1] & images[2])  # no image sent twice
+    assert sum(1 for state, detail in progress if state == "capturing" and "capturing again" in detail) == 2
+
+
+def test_fresh_captures_after_content_refusals_are_bounded(emulator: Any, person: str, tmp_path: Path) -> None:
+    control(emulator, reset_stats=True, fail_next={"code": "InvalidParameterValue.NoFaceInPhoto", "count": 10, "action": "CreateFace"})
+    result = enroll(tmp_path, emulator, "--person-id", person)
+    assert (result["status"], result["error"]["code"]) == ("failed", "no_face")
+    assert stats(emulator)["requests.CreateFace"] == 3  # the first capture and at most two fresh ones
+
+
 def test_a_per_image_quality_refusal_is_cloud_quality_and_sent_once(emulator: Any, person: str, tmp_path: Path) -> None:
     control(emulator, reset_stats=True, low_quality_next={person: 1})
     result = enroll(tmp_path, emulator, "--person-id", person, "--image", GRACE)

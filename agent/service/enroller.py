@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[str, str], None]  # (state, detail)
 GUIDANCE_REPEAT_S = 2.0
+MAX_RECAPTURES = 2  # after the cloud refused what the images showed: fresh captures within the command's capture time
+CONTENT_REFUSALS = frozenset({ErrorCode.NO_FACE, ErrorCode.FACE_TOO_SMALL, ErrorCode.CLOUD_QUALITY})
 IAI_DEFAULT_FACE_MATCH_THRESHOLD = 60.0  # what CreateFace applies when the field is omitted
 
 
@@ -133,13 +135,15 @@ class Enroller:
     def capture(
         self, command: EnrollCommand, wanted: int, progress: Progress, cancel: Callable[[], bool], timer: Timer,
         frames: Iterable[Frame] | None = None, heartbeat: Callable[[], None] = lambda: None,
+        timeout_s: float | None = None, exclude: frozenset[bytes] = frozenset(),
     ) -> tuple[list[tuple[Candidate, Crop]], Analysis | None, tuple[ErrorCode, str] | None]:
         """Frames until `wanted` distinct usable captures (or the timeout): (picks, last analysis, last refusal).
 
         With liveness.mode cloud each capture's liveness image is cut from the same full-resolution frame
         (`self.live_images`, by the upload crop's bytes); a face too small for it is not a usable capture.
+        `exclude`: crops already sent (the same bytes are never sent twice); `timeout_s`: what is left of the capture time.
         """
-        timeout = command.capture_timeout_s or self.config.enroll.capture_timeout_s
+        timeout = timeout_s if timeout_s is not None else command.capture_timeout_s or self.config.enroll.capture_timeout_s
         gap = self.config.enroll.min_capture_gap_s
         found: list[tuple[Candidate, Crop]] = []
         last: Analysis | None = None
@@ -166,7 +170,7 @@ class Enroller:
                     detail = exc.message if exc.code == ErrorCode.FACE_TOO_SMALL else GUIDANCE.get(exc.code, exc.message)
                 else:
                     # A byte-identical crop is the same capture: neither the cloud nor a later read-back could tell two apart.
-                    if all(crop.jpeg != other.jpeg for _, other in found):
+                    if crop.jpeg not in exclude and all(crop.jpeg != other.jpeg for _, other in found):
                         found.append((Candidate(frame.timestamp, crop.image, analysis.target), crop))
                         if live:
                             self.live_images[crop.jpeg] = live
@@ -178,7 +182,7 @@ class Enroller:
                 said, said_at = detail, now
             if len(pick_captures([c for c, _ in found], wanted, gap)) >= wanted and self._spaced(found, wanted, gap):
                 break
-        timer.capture_ms = (time.monotonic() - started) * 1000
+        timer.capture_ms += (time.monotonic() - started) * 1000
         chosen = pick_captures([c for c, _ in found], wanted, gap)
         by_id = {id(c): crop for c, crop in found}
         return [(c, by_id[id(c)]) for c in chosen], last, refusal
@@ -218,36 +222,40 @@ class Enroller:
             exists, remaining, info = self._person_slots(command)
             person = person_at_cloud(self.client, command, info, remaining) if command.dry_run and self.client else None
             wanted = min(command.faces, remaining)
-            picks, last, refusal = self.capture(command, wanted, progress, cancel, timer, frames, heartbeat)
-            if not picks:
-                code, message = self._capture_failure(last, refusal)
-                return replace(base, error=ResultError.of(code, message), timings=timer.timings())
-            captures = tuple(capture_json(c) for c, _ in picks)
-            if command.preview:
-                previews = tuple(preview_b64(crop.image, self.config.enroll.preview_px) for _, crop in picks)
-            if self.config.liveness.mode == "cloud" and self.client is not None:  # before anything is written
-                scores = check_liveness(self.client, [self.live_images[crop.jpeg] for _, crop in picks], self.config.liveness.threshold, progress)
-                base = replace(base, liveness=liveness_json(self.config.liveness.threshold, scores))
-            if command.dry_run:
-                crops = write_crops(crops_dir, command.person_id, [crop.jpeg for _, crop in picks]) if crops_dir else None
-                return dry_run_result(base, len(picks), person or {}, shortfall(command, wanted, remaining, len(picks)),
-                                      timer.timings(), captures, previews, crops)
-            progress("uploading", f"sending {len(picks)} image(s)")
-            upload = self._new_upload(command, [crop.jpeg for _, crop in picks], exists)
-            failure: FaceAgentError | None = None
-            t0 = time.monotonic()
-            try:
-                assert self.uploader is not None
-                self.uploader.run(upload, save_upload)
-            except FaceAgentError as exc:  # a refusal that left nothing applied; what was added before it still counts
-                log.warning("upload for %s ended: %s", command.person_id, exc.message)
-                failure = exc
-                if isinstance(exc, CloudError):
-                    self._on_cloud_error(exc)
-            finally:
-                timer.upload_ms = (time.monotonic() - t0) * 1000
-            result = self.upload_result(command, upload, wanted, remaining, len(picks), captures, previews, timer.timings(), failure)
-            return replace(result, liveness=base.liveness)
+            deadline = time.monotonic() + (command.capture_timeout_s or self.config.enroll.capture_timeout_s)
+            sent: frozenset[bytes] = frozenset()
+            refused: Result | None = None  # the last upload the cloud refused for what its images showed
+            for round_ in range(MAX_RECAPTURES + 1):
+                picks, last, refusal = self.capture(command, wanted, progress, cancel, timer, frames, heartbeat,
+                                                    timeout_s=None if refused is None else max(0.0, deadline - time.monotonic()), exclude=sent)
+                if not picks:
+                    if refused is not None:
+                        return refused  # no new capture in the time left: the cloud's refusal stands
+                    code, message = self._capture_failure(last, refusal)
+                    return replace(base, error=ResultError.of(code, message), timings=timer.timings())
+                captures = tuple(capture_json(c) for c, _ in picks)
+                if command.preview:
+                    previews = tuple(preview_b64(crop.image, self.config.enroll.preview_px) for _, crop in picks)
+                if self.config.liveness.mode == "cloud" and self.client is not None:  # before anything is written
+                    scores = check_liveness(self.client, [self.live_images[crop.jpeg] for _, crop in picks], self.config.liveness.threshold,
+                                            progress)
+                    base = replace(base, liveness=liveness_json(self.config.liveness.threshold, scores))
+                if command.dry_run:
+                    crops = write_crops(crops_dir, command.person_id, [crop.jpeg for _, crop in picks]) if crops_dir else None
+                    return dry_run_result(base, len(picks), person or {}, shortfall(command, wanted, remaining, len(picks)),
+                                          timer.timings(), captures, previews, crops)
+                result = self._upload(command, picks, exists, wanted, remaining, captures, previews, timer, progress, save_upload)
+                result = replace(result, liveness=base.liveness)
+                if not self._may_recapture(result, deadline, round_):
+                    return result
+                refused, sent = result, sent | {crop.jpeg for _, crop in picks}
+                assert result.error is not None
+                log.warning("the cloud refused what %d image(s) of %s showed (%s): capturing afresh, %.1f s of the capture time left "
+                            "(recapture %d of %d)", len(picks), command.person_id, result.error.code.value, deadline - time.monotonic(),
+                            round_ + 1, MAX_RECAPTURES)
+                progress("capturing", f"the cloud refused the image ({result.error.code.value}): {result.error.message}; capturing again")
+            assert refused is not None
+            return refused
         except (Cancelled, ReconcileDeferred):
             raise
         except FaceAgentError as exc:
@@ -259,6 +267,32 @@ class Enroller:
                 self._on_cloud_error(exc)
             return replace(base, error=ResultError.from_exception(exc), cloud_request_id=request_id, captures=captures,
                            preview_jpeg_b64=previews, timings=timer.timings())
+
+    def _upload(self, command: EnrollCommand, picks: list[tuple[Candidate, Crop]], exists: bool, wanted: int, remaining: int,
+                captures: tuple[dict[str, Any], ...], previews: tuple[str, ...] | None, timer: Timer, progress: Progress,
+                save_upload: Callable[[UploadProgress], None]) -> Result:
+        """Send the picks exactly once; the result of that upload (a refusal that left nothing applied is in its error)."""
+        progress("uploading", f"sending {len(picks)} image(s)")
+        upload = self._new_upload(command, [crop.jpeg for _, crop in picks], exists)
+        failure: FaceAgentError | None = None
+        t0 = time.monotonic()
+        try:
+            assert self.uploader is not None
+            self.uploader.run(upload, save_upload)
+        except FaceAgentError as exc:  # a refusal that left nothing applied; what was added before it still counts
+            log.warning("upload for %s ended: %s", command.person_id, exc.message)
+            failure = exc
+            if isinstance(exc, CloudError):
+                self._on_cloud_error(exc)
+        finally:
+            timer.upload_ms += (time.monotonic() - t0) * 1000
+        return self.upload_result(command, upload, wanted, remaining, len(picks), captures, previews, timer.timings(), failure)
+
+    @staticmethod
+    def _may_recapture(result: Result, deadline: float, round_: int) -> bool:
+        """Whether the cloud refused only what the images showed, nothing was added, and capture time and rounds are left."""
+        return (result.status == Status.FAILED and result.error is not None and result.error.code in CONTENT_REFUSALS
+                and not result.face_ids and round_ < MAX_RECAPTURES and time.monotonic() < deadline)
 
     def upload_result(self, command: EnrollCommand, upload: UploadProgress, wanted: int, remaining: int, sent: int,
                       captures: tuple[dict[str, Any], ...] | None = None, previews: tuple[str, ...] | None = None,
