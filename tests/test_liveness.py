@@ -143,6 +143,10 @@ def test_a_grey_print_held_to_the_camera_ends_spoof_suspected_and_writes_nothing
     assert stats(emulator)["requests.DetectLiveFaceAccurate"] == 1 and writes(emulator) == 0
     assert len(state(emulator)["persons"][person]["faces"]) == 1
     assert "liveness: checking 1 image(s)" in result["stderr"]
+    text = subprocess.run([sys.executable, "-m", "agent", "enroll", "--config", str(tmp_path / "enroll.yaml"), "--person-id", person,
+                           "--image", str(printed)], capture_output=True, text=True, timeout=120, check=False,
+                          env={"PATH": "/usr/bin:/bin", "TENCENTCLOUD_SECRET_ID": EMU_ID, "TENCENTCLOUD_SECRET_KEY": EMU_KEY})
+    assert "liveness checked: score(s) 5 (threshold 40)" in text.stdout and "spoof_suspected" in text.stdout
 
 
 @pytest.mark.parametrize(("score", "status"), [(39.9, "failed"), (40.0, "succeeded")])
