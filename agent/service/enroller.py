@@ -121,6 +121,7 @@ class Enroller:
         self.camera = camera
         self.client = client
         self.uploader = uploader
+        self.live_images: dict[bytes, bytes] = {}  # liveness.mode cloud: the last capture's liveness image per upload crop
 
     # --- capture ----------------------------------------------------------------------------------------
 
@@ -148,7 +149,7 @@ class Enroller:
         found: list[tuple[Candidate, Crop]] = []
         last: Analysis | None = None
         refusal: tuple[ErrorCode, str] | None = None
-        self.live_images: dict[bytes, bytes] = {}
+        self.live_images = {}
         liveness = self.config.liveness.mode == "cloud"
         said, said_at = "", 0.0
         started = time.monotonic()
