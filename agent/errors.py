@@ -27,12 +27,19 @@ class ErrorCode(str, Enum):
     CLOUD_REJECTED = "cloud_rejected"
     OUTCOME_UNKNOWN = "outcome_unknown"
     LAST_FACE = "last_face"  # a delete would leave a person without a face, which IAI refuses
+    SPOOF_SUSPECTED = "spoof_suspected"  # the cloud's liveness score was below liveness.threshold: nothing written
+    DUPLICATE_PERSON = "duplicate_person"  # the face already belongs to another person (UniquePersonControl): nothing created
     STORAGE_UNAVAILABLE = "storage_unavailable"
     INTERNAL = "internal"
 
 
 # Codes after which the same command, sent again unchanged, may well succeed (a new capture, a recovered
-# cloud or device). The one place `retryable` is decided; an error may override it for a good reason.
+# cloud or device): "the operator may try again". The one place `retryable` is decided; an error may override
+# it for a good reason. Whether the cloud client may resend the same request bytes is another question,
+# answered by `CloudError.resend` (agent/iai/errors.py): a refusal of what an image shows is retryable here
+# (a new capture may pass) and never resent there (the same bytes get the same answer, billed again).
+# spoof_suspected and duplicate_person are not retryable: the same face gets the same answer, and automation
+# retrying a suspected spoof would only give an attacker more attempts.
 RETRYABLE_CODES = frozenset({
     ErrorCode.QUEUE_FULL, ErrorCode.CAMERA_UNAVAILABLE, ErrorCode.NO_FACE, ErrorCode.FACE_TOO_SMALL, ErrorCode.MULTIPLE_FACES,
     ErrorCode.LOW_QUALITY, ErrorCode.CLOUD_QUALITY, ErrorCode.CLOUD_RATE_LIMITED, ErrorCode.CLOUD_UNAVAILABLE,

@@ -43,7 +43,9 @@ class AgentProcess:
             "cloud": {"endpoint": emulator.base_url, "max_attempts": 3, "deadline_s": 8, "backoff_base_s": 0.05, "backoff_max_s": 0.2,
                       "rate_limit_per_s": 20, "rate_burst": 20, "read_timeout_s": 5},
             "camera": {"type": "files", "path": str(DATA / "grace_hopper.jpg")},
-            "enroll": {"capture_timeout_s": 5, "min_capture_gap_s": 0.05, "shutdown_grace_s": 5},
+            # unique_person_control 0: the test camera shows one photo, so every second person created from it would be
+            # refused as the first one's duplicate (tests/test_enroll_guards.py covers the device default).
+            "enroll": {"capture_timeout_s": 5, "min_capture_gap_s": 0.05, "shutdown_grace_s": 5, "unique_person_control": 0},
         }
         self.config = deep_merge(config, overrides or {})
         self.env = {**os.environ, "TENCENTCLOUD_SECRET_ID": EMU_ID, "TENCENTCLOUD_SECRET_KEY": EMU_KEY, "FACEAGENT_LOG_LEVEL": "DEBUG"}

@@ -366,12 +366,20 @@ def readme_cam_policy() -> list[str]:
     return [a.removeprefix("iai:") for a in actions]
 
 
+def readme_liveness_actions() -> list[str]:
+    """The actions the README adds to the CAM policy for `liveness.mode: cloud`, without the `iai:` prefix."""
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("### Before your first real enrollment"):readme.index("### Liveness and duplicate people")]
+    return [a.removeprefix("iai:") for a in re.findall(r'With `liveness\.mode: cloud`\s+add `"(iai:\w+)"`', section)]
+
+
 def test_the_readme_cam_policy_allows_everything_the_device_does_and_no_more(
     broker: Broker, make_agent: Any, emulator: Any, person: str,
 ) -> None:
     allowed = readme_cam_policy()
     used = set(re.findall(r'transport\.call\("(\w+)"', (REPO / "agent" / "iai" / "client.py").read_text())) - {"CreateGroup"}
-    assert sorted(allowed) == sorted(used)  # CreateGroup is for the demo and tests: a device never creates groups
+    assert readme_liveness_actions() == ["DetectLiveFaceAccurate"]  # called only with liveness.mode cloud
+    assert sorted(allowed) == sorted(used - {"DetectLiveFaceAccurate"})  # CreateGroup is for the demo and tests: a device never creates groups
     control(emulator, allowed_actions=allowed)
     agent = make_agent(broker, cloud={"health_interval_s": 5})
     listener = listen(broker, agent.base)
@@ -390,6 +398,26 @@ def test_the_readme_cam_policy_allows_everything_the_device_does_and_no_more(
         listener.get_json(f"{agent.base}/state", timeout=30, where=lambda s: (s.get("cloud") or {}).get("status") == "ok")
         assert stats(emulator).get("requests.GetGroupList", 0) >= 1
         assert not [k for k in stats(emulator) if "UnauthorizedOperation" in k]
+    finally:
+        control(emulator, allowed_actions=None)
+        listener.close()
+
+
+@pytest.mark.parametrize("with_liveness_action", [True, False])
+def test_liveness_needs_its_action_in_the_cam_policy(broker: Broker, make_agent: Any, emulator: Any, person: str,
+                                                     with_liveness_action: bool) -> None:
+    control(emulator, allowed_actions=readme_cam_policy() + (readme_liveness_actions() if with_liveness_action else []))
+    agent = make_agent(broker, liveness={"mode": "cloud"}, cloud={"region": "ap-guangzhou"})
+    listener = listen(broker, agent.base)
+    try:
+        listener.publish(f"{agent.base}/enroll", command("live-1", person))
+        result = result_for(listener, agent.base, "live-1")
+        if with_liveness_action:
+            assert result["status"] == "succeeded" and result["liveness"]["scores"] == [90.0]
+            assert not [k for k in stats(emulator) if "UnauthorizedOperation" in k]
+        else:
+            assert (result["status"], result["error"]["code"]) == ("failed", "cloud_auth") and "grant it in CAM" in result["error"]["message"]
+            assert "requests.CreateFace" not in stats(emulator)  # nothing written without the check
     finally:
         control(emulator, allowed_actions=None)
         listener.close()

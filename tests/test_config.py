@@ -266,3 +266,12 @@ def test_a_config_nested_beyond_reason_is_a_config_error_not_a_crash(tmp_path: P
     for verb in ("check-config", "run"):
         proc = run_cli(verb, "--config", str(cfg), env={"PATH": "/usr/bin:/bin", **KEYS})
         assert proc.returncode == 78 and "nested too deeply" in proc.stderr and "Traceback" not in proc.stderr, (verb, proc.stderr[-300:])
+
+
+def test_liveness_section_reads_yaml_off_needs_a_region_and_bounds_its_threshold() -> None:
+    assert config_from_mapping(yaml.safe_load("liveness: {mode: off}"), {}).liveness.mode == "off"  # YAML's unquoted off is false
+    assert config_from_mapping({"liveness": {"mode": "cloud", "threshold": 70}}, {}).liveness.threshold == 70
+    assert dict(problems_of({"liveness": {"mode": "cloud"}, "cloud": {"region": ""}}))["liveness.mode"].startswith(
+        "cloud calls DetectLiveFaceAccurate (API 2020-03-03), which needs cloud.region")
+    problems = dict(problems_of({"liveness": {"mode": "on", "threshold": 101}, "enroll": {"unique_person_control": 5}}))
+    assert {"liveness.mode", "liveness.threshold", "enroll.unique_person_control"} <= set(problems), problems

@@ -177,3 +177,28 @@ def test_doctor_exits_78_on_an_invalid_config(tmp_path: Path) -> None:
     report = json.loads(as_json.stdout)  # --json stays one object, the problems in its failed `config` check
     assert report["checks"][0]["check"] == "config" and report["checks"][0]["status"] == "fail"
     assert "mqtt.keepalive_s: expected an integer" in report["checks"][0]["detail"]
+
+
+def test_doctor_checks_the_liveness_action_is_allowed_only_when_liveness_is_on(broker: Broker, emulator: Any, tmp_path: Path) -> None:
+    from tests.test_cloud import readme_cam_policy, readme_liveness_actions
+
+    base, liveness = readme_cam_policy(), readme_liveness_actions()
+    control(emulator, allowed_actions=base)  # the README's policy without the liveness addition
+    off = doctor(installed(tmp_path / "off", broker.url, emulator), "--skip", "camera")
+    assert off.returncode == 0 and "liveness" not in lines_of(off.stdout), off.stdout  # liveness off: not needed, not asked
+    config_file = installed(tmp_path / "on", broker.url, emulator, liveness={"mode": "cloud"})
+    refused = doctor(config_file, "--skip", "camera")
+    checks = lines_of(refused.stdout)
+    assert refused.returncode == 1 and checks["liveness"].split()[0] == "FAIL", refused.stdout
+    assert "AuthFailure.UnauthorizedOperation" in checks["liveness"] and 'add "iai:DetectLiveFaceAccurate"' in checks["liveness"]
+    control(emulator, allowed_actions=base + liveness, reset_stats=True)
+    allowed = doctor(config_file, "--skip", "camera")
+    assert allowed.returncode == 0 and lines_of(allowed.stdout)["liveness"].split()[0] == "ok", allowed.stdout
+    assert "error.DetectLiveFaceAccurate.InvalidParameterValue.ImageEmpty" in json.dumps(requests_stats(emulator))  # asked without an image
+    assert "ok.DetectLiveFaceAccurate" not in requests_stats(emulator)  # nothing was scored
+
+
+def requests_stats(emulator: Any) -> dict[str, int]:
+    from tests.iai_helpers import stats
+
+    return stats(emulator)

@@ -101,6 +101,32 @@ def test_error_classes_map_to_contract_codes_without_retry(
     assert sent <= 2  # one call (plus CreateFace's up-front read) — never retried
 
 
+CONTENT_REFUSALS = [
+    ("FailedOperation.FaceQualityNotQualified", ErrorCode.CLOUD_QUALITY, "quality control"),
+    ("InvalidParameterValue.NoFaceInPhoto", ErrorCode.NO_FACE, "no face"),
+    ("FailedOperation.FaceSizeTooSmall", ErrorCode.FACE_TOO_SMALL, "move closer"),
+    ("FailedOperation.ImageFacedetectFailed", ErrorCode.NO_FACE, "could not detect a face"),
+]
+
+
+@pytest.mark.parametrize("action", ["CreateFace", "CreatePerson"])
+@pytest.mark.parametrize(("cloud_code", "contract_code", "message"), CONTENT_REFUSALS)
+def test_a_refusal_of_the_image_content_is_never_resent_and_keeps_its_code(
+    client: Any, emulator: Any, action: str, cloud_code: str, contract_code: ErrorCode, message: str,
+) -> None:
+    seed_person(client, "1001", FACE_JPEG)
+    control(emulator, reset_stats=True, fail_next={"code": cloud_code, "count": 4, "action": action})
+    with pytest.raises(CloudRejected) as info:
+        if action == "CreateFace":
+            client.create_face(CreateFaceRequest("1001", [FACE_PNG]))
+        else:
+            client.create_person(CreatePersonRequest("staff", "New", "2002", image=FACE_PNG))
+    error = info.value
+    assert (error.code, error.cloud_code, error.resend) == (contract_code, cloud_code, False)
+    assert error.retryable and message in error.message  # the operator may try again with a new capture
+    assert stats(emulator)[f"requests.{action}"] == 1  # the same bytes are never sent twice
+
+
 def test_retryable_errors_are_retried_then_succeed(client: Any, emulator: Any) -> None:
     seed_person(client, "1001", FACE_JPEG)
     control(emulator, reset_stats=True, fail_next=[{"code": "InternalError", "count": 1, "action": "GetPersonBaseInfo"},

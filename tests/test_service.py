@@ -205,7 +205,7 @@ def test_retained_commands_are_ignored(broker: Broker, make_agent: AgentFactory,
     [
         (None, {"person_id": "nobody"}, "failed", "person_not_found"),
         ({"mismatch_next": {"1001": 1}}, {}, "failed", "face_mismatch"),
-        ({"low_quality_next": {"1001": 1}}, {}, "failed", "cloud_quality"),
+        ({"low_quality_next": {"1001": 3}}, {}, "failed", "cloud_quality"),  # the first capture and two fresh ones refused
         ({"fail_next": {"code": "AuthFailure.SignatureFailure", "count": 1}}, {}, "failed", "cloud_auth"),
         ({"fail_next": {"code": "RequestLimitExceeded", "count": 20}}, {}, "failed", "cloud_rate_limited"),
         ({"outage": True}, {}, "failed", "cloud_unavailable"),

@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("doctor", help="check config, credentials, model, camera, broker, cloud, clock and disk; a fix for each failure")
     _add_config_arg(p)
-    p.add_argument("--skip", action="append", choices=["credentials", "model", "camera", "broker", "cloud", "clock", "disk"],
+    p.add_argument("--skip", action="append", choices=["credentials", "model", "camera", "broker", "cloud", "clock", "liveness", "disk"],
                    help="leave a check out (repeat for more), e.g. camera while the service holds it")
     p.add_argument("--json", action="store_true", help="the checks as one JSON object")
 
@@ -115,6 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--person-id", required=True)
     p.add_argument("--image", action="append", type=Path, default=[], metavar="FILE", help="use these files instead of the camera")
     p.add_argument("--faces", type=int, default=1, help="distinct captures to add (1-4)")
+    p.add_argument("--create-person", metavar="GROUP_ID", help="create the person in this group if it does not exist")
+    p.add_argument("--person-name", help="name for --create-person (default: the person id)")
+    p.add_argument("--unique-person-control", type=int, choices=range(5), metavar="{0-4}",
+                   help="with --create-person: refuse a face that already belongs to another person (default: enroll.unique_person_control)")
     p.add_argument("--dry-run", action="store_true",
                    help="capture, check and read the person at the cloud; write nothing there (the crops go to --out-dir)")
     p.add_argument("--out-dir", type=Path, default=Path("."), help="where --dry-run writes the crops (default .)")

@@ -133,6 +133,9 @@ def format_result(result: dict[str, Any]) -> str:
             lines.append(f"  {label}: {', '.join(result[key])}")
     if result.get("person_at_cloud"):
         lines.append(f"  at the cloud: {describe_person(result['person_at_cloud'])}")
+    if result.get("liveness"):
+        live = result["liveness"]
+        lines.append(f"  liveness checked: score(s) {', '.join(f'{s:g}' for s in live['scores'])} (threshold {live['threshold']:g})")
     if result.get("error"):
         prefix = "a real run would meet " if status == "dry_run" else ""
         lines.append(f"  {prefix}{result['error']['code']}: {result['error']['message']}")

@@ -2,7 +2,8 @@
 
 config valid, credentials readable where the service reads them, the model's checksum, the camera delivering
 frames, the broker accepting the configured TLS and credentials, the cloud accepting the keys (a read), the
-device clock against the cloud's, free space for the state. Each failure comes with how to fix it.
+device clock against the cloud's, with liveness.mode cloud the key's CAM policy allowing DetectLiveFaceAccurate,
+free space for the state. Each failure comes with how to fix it.
 Exit codes: 0 every check passed (warnings allowed), 1 a check failed, 78 the configuration is invalid.
 """
 
@@ -14,11 +15,20 @@ import time
 from collections.abc import Callable
 
 from agent.cli.common import load_config_for, load_config_or_exit
-from agent.cli.doctor_checks import Check, check_broker, check_camera, check_cloud, check_credentials, check_disk, check_model
+from agent.cli.doctor_checks import (
+    Check,
+    check_broker,
+    check_camera,
+    check_cloud,
+    check_credentials,
+    check_disk,
+    check_liveness,
+    check_model,
+)
 from agent.config import Config, config_path_from
 from agent.errors import ConfigError, ExitCode
 
-CHECKS = ("credentials", "model", "camera", "broker", "cloud", "clock", "disk")
+CHECKS = ("credentials", "model", "camera", "broker", "cloud", "clock", "liveness", "disk")  # liveness: with liveness.mode cloud only
 MARKS = {"ok": "ok", "warn": "WARN", "fail": "FAIL", "skip": "skip"}
 
 
@@ -35,6 +45,8 @@ def run_checks(config: Config, args: argparse.Namespace, clock: Callable[[], flo
     else:
         cloud, clock_line = check_cloud(config, clock)
         found += [cloud, clock_line if "clock" not in skip else Check("clock", "skip", "--skip")]
+    if config.liveness.mode == "cloud":
+        found.append(Check("liveness", "skip", "--skip") if "liveness" in skip or "cloud" in skip else check_liveness(config))
     found.append(Check("disk", "skip", "--skip") if "disk" in skip else check_disk(config))
     return found
 

@@ -171,6 +171,30 @@ def check_cloud(config: Config, clock: Callable[[], float] = time.time) -> tuple
     return Check("cloud", "ok", detail), clock_check(client.transport.last_date)
 
 
+def check_liveness(config: Config) -> Check:
+    """With liveness.mode cloud: the key's CAM policy allows DetectLiveFaceAccurate (asked without an image: not billed)."""
+    from agent.iai.client import IaiClient
+    from agent.iai.errors import CloudAuthError, CloudError
+
+    if config.secrets.secret_id is None or config.secrets.secret_key is None:
+        return Check("liveness", "skip", "no SecretId/SecretKey (see credentials)")
+    cloud = config.cloud.model_copy(update={"max_attempts": min(2, config.cloud.max_attempts), "deadline_s": min(15.0, config.cloud.deadline_s)})
+    client = IaiClient.from_config(cloud, config.secrets)
+    try:
+        request_id = client.may_detect_liveness()
+    except CloudAuthError as exc:
+        return Check("liveness", "fail", f"liveness.mode is cloud, but {exc.message}" + (f" ({exc.cloud_code})" if exc.cloud_code else ""),
+                     'add "iai:DetectLiveFaceAccurate" to the key\'s CAM policy (README, "Before your first real enrollment"), '
+                     "or set liveness.mode: off")
+    except CloudError as exc:
+        return Check("liveness", "fail", f"DetectLiveFaceAccurate: {exc.message}" + (f" ({exc.cloud_code})" if exc.cloud_code else ""),
+                     cloud_fix(exc, False))
+    finally:
+        client.close()
+    return Check("liveness", "ok", f"the key may call DetectLiveFaceAccurate (asked without an image, RequestId {request_id}); "
+                                   f"each enrollment image is a billed call, threshold {config.liveness.threshold:g}")
+
+
 ACCOUNT_FIXES = {
     "auth_failed": "check tencentcloud_secret_id/_key, and that the key may call IAI (CAM policy: README, "
                    "'Before your first real enrollment')",

@@ -7,6 +7,7 @@ import json
 import sys
 import time
 import uuid
+from typing import Any
 
 from agent.cli.common import fail, format_result, load_config_or_exit, result_ok
 from agent.config import require_cloud_secrets
@@ -23,14 +24,21 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     from agent.service.protocol import EnrollCommand, parse_command
     from agent.vision.detector import detector_from_config
 
+    if (args.person_name is not None or args.unique_person_control is not None) and not args.create_person:
+        return fail("--person-name and --unique-person-control apply to the person --create-person creates: "
+                    "give --create-person GROUP_ID too", ExitCode.USAGE)
     config = load_config_or_exit(args)
     received_at = time.time()
     try:
         require_cloud_secrets(config, args.credentials.directory)  # a dry run reads the person at the cloud too
     except ConfigError as exc:
         return fail(exc.message, ExitCode.CONFIG)
-    parsed = parse_command(json.dumps({"id": f"cli-{uuid.uuid4().hex[:12]}", "person_id": args.person_id, "faces": args.faces,
-                                       "dry_run": args.dry_run}).encode())
+    raw: dict[str, Any] = {"id": f"cli-{uuid.uuid4().hex[:12]}", "person_id": args.person_id, "faces": args.faces, "dry_run": args.dry_run}
+    if args.create_person:
+        raw["create_person"] = {"group_id": args.create_person, "person_name": args.person_name or args.person_id}
+        if args.unique_person_control is not None:
+            raw["create_person"]["unique_person_control"] = args.unique_person_control
+    parsed = parse_command(json.dumps(raw).encode())  # the device's own checks: a bad group id is named as a command field
     if not isinstance(parsed, EnrollCommand):
         return fail(parsed.message, ExitCode.USAGE)
     command = parsed

@@ -18,6 +18,7 @@ from agent.config.sections import (
     DetectorConfig,
     EnrollConfig,
     HomeAssistantConfig,
+    LivenessConfig,
     LoggingConfig,
     MqttConfig,
     QualityConfig,
@@ -46,6 +47,7 @@ class Config(Section):
     selection: SelectionConfig = Field(default_factory=SelectionConfig)
     crop: CropConfig = Field(default_factory=CropConfig)
     enroll: EnrollConfig = Field(default_factory=EnrollConfig)
+    liveness: LivenessConfig = Field(default_factory=LivenessConfig)
     commands: CommandsConfig = Field(default_factory=CommandsConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     home_assistant: HomeAssistantConfig = Field(default_factory=HomeAssistantConfig)
@@ -79,6 +81,12 @@ class Config(Section):
             raise ValueError("home_assistant.allow_enroll: Home Assistant cannot sign commands, and commands.require_signature is on")
         if self.home_assistant.allow_enroll and not self.home_assistant.discovery:
             raise ValueError("home_assistant.allow_enroll: needs home_assistant.discovery (the text entity is announced by it)")
+        return self
+
+    @model_validator(mode="after")
+    def _liveness_region(self) -> Config:
+        if self.liveness.mode == "cloud" and not self.cloud.region:
+            raise ValueError("liveness.mode: cloud calls DetectLiveFaceAccurate (API 2020-03-03), which needs cloud.region (e.g. ap-guangzhou)")
         return self
 
     @property

@@ -232,6 +232,23 @@ class EnrollConfig(Section):
     preview_px: int = Field(160, ge=32, le=512, description="side of preview JPEGs in results")
     shutdown_grace_s: float = Field(10.0, ge=0, le=120, description="on SIGTERM, wait this long for the running job before re-queuing it")
     result_retention_days: int = Field(30, ge=1, le=3650, description="results kept for replaying duplicate ids")
+    unique_person_control: int = Field(
+        2, ge=0, le=4, description="UniquePersonControl of create_person (a command's create_person.unique_person_control overrides it): "
+        "1-4 refuse a face that already belongs to another person at a false-match rate of 1 %, 0.1 %, 0.01 %, 0.001 %; 0 off")
+
+
+class LivenessConfig(Section):
+    """Whether a crop is checked for a live face (IAI DetectLiveFaceAccurate, billed per call) before anything is written."""
+
+    mode: Literal["off", "cloud"] = Field("off", description="cloud: every crop is checked with DetectLiveFaceAccurate (API 2020-03-03, "
+                                          "billed per call, iai:DetectLiveFaceAccurate in the key's CAM policy) before any write")
+    threshold: float = Field(40.0, ge=0, le=100, description="a liveness score below this ends the command spoof_suspected "
+                             "(IAI's tiers 5/10/40/70/90; 40 is its recommendation)")
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _off_as_text(cls, value: Any) -> Any:
+        return "off" if value is False else value  # YAML reads an unquoted `off` as false
 
 
 class CommandsConfig(Section):

@@ -24,6 +24,7 @@ from agent.iai.models import (
     DeleteFaceResponse,
     GroupInfo,
     GroupList,
+    LivenessScore,
     PersonGroups,
     PersonInfo,
     PersonListNum,
@@ -34,6 +35,7 @@ from agent.iai.transport import Credentials, Transport
 from agent.retry import RetryPolicy, TokenBucket
 
 MAX_SEARCH_GROUPS = 100  # SearchFaces takes at most 100 GroupIds per call
+LIVENESS_VERSION = "2020-03-03"  # DetectLiveFaceAccurate exists in this API version only
 
 
 class IaiClient:
@@ -84,7 +86,7 @@ class IaiClient:
                 else:
                     self._person_locks[person_id] = (lock, users - 1)
 
-    # --- reads (idempotent: retried on any retryable failure) -------------------------------------------
+    # --- reads (idempotent: resent after any transient failure) -------------------------------------------
 
     def get_person_base_info(self, person_id: str) -> PersonInfo:
         check_person_id(person_id)
@@ -113,6 +115,26 @@ class IaiClient:
                           for c in item.get("Candidates") or []]
             results.append(SearchResult(sorted(candidates, key=lambda c: c.score, reverse=True), int(item.get("RetCode", 0) or 0)))
         return results
+
+    def detect_live_face_accurate(self, image: bytes) -> LivenessScore:
+        """DetectLiveFaceAccurate on one still image (a face over 100x100 px, about 3:4). Billed per call; a read, so resent
+        after a transient failure, never after a refusal. Always API 2020-03-03, whatever cloud.version says."""
+        check_image(image)
+        data = self.transport.call("DetectLiveFaceAccurate", {"Image": b64(image), "FaceModelVersion": "3.0"}, idempotent=True,
+                                   version=LIVENESS_VERSION)
+        return LivenessScore(float(data.get("Score") or 0.0), data.get("FaceModelVersion"), data.get("RequestId"))
+
+    def may_detect_liveness(self) -> str | None:
+        """Whether the key's CAM policy allows DetectLiveFaceAccurate, asked without an image (so nothing is scored or
+        billed): a parameter refusal means the action is allowed (its RequestId is returned); UnauthorizedOperation
+        comes as `CloudAuthError`."""
+        try:
+            self.transport.call("DetectLiveFaceAccurate", {"FaceModelVersion": "3.0"}, idempotent=True, version=LIVENESS_VERSION)
+        except CloudRejected as exc:
+            if exc.cloud_code and exc.cloud_code.startswith(("InvalidParameter", "MissingParameter")):
+                return exc.request_id
+            raise
+        return None
 
     def get_person_list_num(self, group_id: str) -> PersonListNum:
         data = self.transport.call("GetPersonListNum", {"GroupId": group_id}, idempotent=True, group=group_id)

@@ -1,19 +1,20 @@
 """A decision for every IAI error code (both API versions, from the official SDK's lists) and the common API 3.0 codes.
 
 Each code -> (kind, operator message). `{person}` and `{group}` are filled in; an empty message uses the
-cloud's own text. Kinds (how errors.py types them):
+cloud's own text. Kinds (how errors.py types them). "Resent" is the transport sending the same bytes again
+(`CloudError.resend`); "operator" is whether the result says the command may be tried again (`retryable`):
 
-| kind | error | retried | note |
-|---|---|---|---|
-| auth, token, clock | cloud_auth | clock and token: once, after correcting | account status `auth_failed` |
-| rate | cloud_rate_limited | yes, >= 1 s apart | never applied |
-| conflict | cloud_unavailable | yes | another call on the person: never applied |
-| server | cloud_unavailable | reads yes; writes never (outcome unknown) | may come after the change was made |
-| later | cloud_unavailable | yes | the service says "try again later" |
-| person_missing, face_limit, person_exists | person_not_found, person_face_limit, - | no | |
-| no_face, too_small, quality | no_face, face_too_small, cloud_quality | no (a new capture may pass) | |
-| in_arrears, not_activated, suspended, region | cloud_rejected | no | account status of that name |
-| config, rejected | cloud_rejected | no | a setup problem / a request the cloud refuses |
+| kind | error | resent | operator | note |
+|---|---|---|---|---|
+| auth, token, clock | cloud_auth | clock and token: once, after correcting | no | account status `auth_failed` |
+| rate | cloud_rate_limited | yes, >= 1 s apart | yes | never applied |
+| conflict | cloud_unavailable | yes | yes | another call on the person: never applied |
+| server | cloud_unavailable | reads yes; writes never (outcome unknown) | yes | may come after the change was made |
+| later | cloud_unavailable | yes | yes | the service says "try again later" |
+| person_missing, face_limit, person_exists | person_not_found, person_face_limit, - | no | no | |
+| no_face, too_small, quality | no_face, face_too_small, cloud_quality | never (same bytes, same answer) | yes (a new capture may pass) | |
+| in_arrears, not_activated, suspended, region | cloud_rejected | no | no | account status of that name |
+| config, rejected | cloud_rejected | no | no | a setup problem / a request the cloud refuses |
 """
 
 from __future__ import annotations

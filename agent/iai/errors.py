@@ -1,5 +1,10 @@
 """IAI's error answers as typed errors with `retryable`, the result's error code and an operator message (error_codes.py).
 
+Two separate notions: `retryable` (inherited from FaceAgentError) says whether the *operator* may try the command
+again (a new capture may pass); `resend` says whether the *transport* may send the same request bytes again
+(throttled, unreachable, a transient service failure). A refusal of an image's content (no face, too small,
+quality) is retryable but never resent: the same bytes would get the same answer, billed again.
+
 `ambiguous` marks answers after which a non-idempotent request may or may not have been applied (a server
 error can come after the change was made): CreateFace and CreatePerson are never sent again after one.
 """
@@ -16,6 +21,7 @@ class CloudError(FaceAgentError):
     """An error answer from IAI (or no usable answer). `cloud_code` is IAI's code when there was one."""
 
     code = ErrorCode.CLOUD_REJECTED
+    resend = False  # whether the transport may send the same request again; only the transient kinds below may
 
     def __init__(
         self,
@@ -39,14 +45,16 @@ class CloudAuthError(CloudError):
 
 
 class ClockSkewError(CloudAuthError):
-    """AuthFailure.SignatureExpire: the device clock is more than 5 minutes off the service's."""
+    """AuthFailure.SignatureExpire: the device clock is more than 5 minutes off the service's (re-signed once)."""
 
     retryable = True
+    resend = True
 
 
 class CloudRateLimited(CloudError):
     code = ErrorCode.CLOUD_RATE_LIMITED
     retryable = True
+    resend = True
 
 
 class CloudUnavailable(CloudError):
@@ -54,6 +62,7 @@ class CloudUnavailable(CloudError):
 
     code = ErrorCode.CLOUD_UNAVAILABLE
     retryable = True
+    resend = True
 
 
 class ConflictError(CloudUnavailable):
@@ -89,6 +98,31 @@ class PersonAlreadyExists(CloudError):
 
 class CloudRejected(CloudError):
     code = ErrorCode.CLOUD_REJECTED
+
+
+class DuplicatePerson(CloudError):
+    """CreatePerson with UniquePersonControl answered success with `SimilarPersonId` set: the face already belongs to
+    that person and nothing was created."""
+
+    code = ErrorCode.DUPLICATE_PERSON
+
+    def __init__(self, person_id: str, similar_person_id: str, request_id: str | None) -> None:
+        super().__init__(f"the face already belongs to person {similar_person_id}: person {person_id} was not created; to add "
+                         f"this face to that person, enroll with person_id {similar_person_id} and no create_person",
+                         request_id=request_id)
+        self.similar_person_id = similar_person_id
+
+
+class SpoofSuspected(CloudError):
+    """DetectLiveFaceAccurate scored an image below liveness.threshold: a photo or a screen held to the camera."""
+
+    code = ErrorCode.SPOOF_SUSPECTED
+
+    def __init__(self, score: float, threshold: float, request_id: str | None) -> None:
+        super().__init__(f"liveness score {score:g} is below the threshold {threshold:g}: a photo or a screen held to the camera? "
+                         "Nothing was written; the person must stand in front of the camera", request_id=request_id)
+        self.score = score
+        self.scores: list[float] = [score]  # every image's score up to and including this one
 
 
 def decision(cloud_code: str) -> tuple[str, str]:

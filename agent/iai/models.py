@@ -183,3 +183,12 @@ class GroupList:
     groups: list[GroupInfo]
     group_num: int
     request_id: str | None
+
+
+@dataclass(frozen=True)
+class LivenessScore:
+    """DetectLiveFaceAccurate: how likely the image shows a live face (0-100; IAI's tiers 5/10/40/70/90, 40 recommended)."""
+
+    score: float
+    face_model_version: str | None
+    request_id: str | None

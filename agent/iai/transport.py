@@ -1,6 +1,7 @@
 """Signed HTTPS to one IAI endpoint: one attempt with its failure classified, and the one retry loop around it.
 
-Every failure says whether the request reached the service. Reads are retried on any retryable failure.
+Every failure says whether the request reached the service. Reads are resent after any transient failure
+(`CloudError.resend`); a refusal, including one of what the images show, is never resent.
 CreateFace and CreatePerson are not idempotent: they are retried only after a failure that proves the
 request was not applied (never connected, throttled, refused); after a lost answer or an ambiguous server
 error they raise `OutcomeUnknown` at once and are never sent again — the caller reconciles instead.
@@ -205,14 +206,14 @@ class Transport:
 
     # --- one attempt -------------------------------------------------------------------------------
 
-    def _headers(self, action: str, body: bytes, signing: Signing) -> dict[str, str]:
+    def _headers(self, action: str, body: bytes, signing: Signing, version: str | None = None) -> dict[str, str]:
         creds = signing.credentials
         timestamp = int(self._clock() + signing.clock_offset_s)
         headers = {
             "Content-Type": CONTENT_TYPE,
             "Host": self.host,
             "X-TC-Action": action,
-            "X-TC-Version": self.version,
+            "X-TC-Version": version or self.version,
             "X-TC-Timestamp": str(timestamp),
             "X-TC-RequestClient": REQUEST_CLIENT,
         }
@@ -226,12 +227,14 @@ class Transport:
                                                  signed=SIGNED_HEADERS, body=body)
         return headers
 
-    def attempt(self, action: str, body: bytes, person: str = "", group: str = "", signing: Signing | None = None) -> dict[str, Any]:
+    def attempt(self, action: str, body: bytes, person: str = "", group: str = "", *, signing: Signing | None = None,
+                version: str | None = None) -> dict[str, Any]:
         """POST once; the `Response` object, or a typed error saying whether the request reached the service.
 
-        `signing`: the keys and clock offset to sign with, read once by the caller (default: the current ones).
+        `signing`: the keys and clock offset to sign with, read once by the caller (default: the current ones);
+        `version`: the API version of an action only one version has (default: the configured one).
         """
-        headers = self._headers(action, body, signing or self._signing)
+        headers = self._headers(action, body, signing or self._signing, version)
         try:
             response = self.session.post(self.url, data=body, headers=headers, timeout=self.timeout)
         except requests.exceptions.SSLError as exc:
@@ -298,10 +301,12 @@ class Transport:
         person: str = "",
         group: str = "",
         before_attempt: Callable[[], None] | None = None,
+        version: str | None = None,
     ) -> dict[str, Any]:
         """POST one action with bounded retries; return its `Response` object, or raise the error that ended it.
 
-        `before_attempt` runs before every attempt (a non-idempotent action takes its snapshot there).
+        `before_attempt` runs before every attempt (a non-idempotent action takes its snapshot there); `version`
+        overrides the configured API version for an action only one version has (DetectLiveFaceAccurate).
         Every decision about a failure is in `_after_failure`.
         """
         body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
@@ -318,7 +323,7 @@ class Transport:
             t0 = self._monotonic()
             retry.signing = self._signing  # read once: this attempt's keys and offset
             try:
-                data = self.attempt(action, body, person, group, retry.signing)
+                data = self.attempt(action, body, person, group, signing=retry.signing, version=version)
             except CloudError as exc:
                 self._sleep(self._after_failure(retry, exc))
                 continue
@@ -346,9 +351,9 @@ class Transport:
             if isinstance(exc, OutcomeUnknown):
                 raise exc
             raise OutcomeUnknown(f"{action}: {exc.message}", cloud_code=exc.cloud_code, request_id=exc.request_id) from None
-        log.log(logging.WARNING if exc.retryable else logging.INFO, "%s attempt %d failed: %s %s (RequestId %s)",
+        log.log(logging.WARNING if exc.resend else logging.INFO, "%s attempt %d failed: %s %s (RequestId %s)",
                 action, retry.attempt, exc.cloud_code or "", exc.message, exc.request_id)
-        if not exc.retryable:
+        if not exc.resend:  # a refusal (of the request or of what its images show): the same bytes get the same answer
             raise exc
         wait = self.policy.backoff(retry.attempt - 1)
         if isinstance(exc, ConflictError):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from agent.iai.client import IaiClient
-from agent.iai.errors import CloudError, OutcomeUnknown, PersonAlreadyExists, PersonNotFound
+from agent.iai.errors import CloudError, DuplicatePerson, OutcomeUnknown, PersonAlreadyExists, PersonNotFound
 from agent.iai.models import CreateFaceRequest, CreatePersonRequest, b64
 from agent.iai.reconcile import Attempt, Reconciler
 
@@ -37,6 +37,7 @@ class NewPerson:
     group_id: str
     person_name: str
     gender: int | None = None
+    unique_person_control: int | None = None  # 1-4: IAI creates nothing when the face already belongs to someone
 
 
 @dataclass
@@ -143,7 +144,8 @@ class Uploader:
         assert spec is not None
         image = progress.pending[0]
         request = CreatePersonRequest(spec.group_id, spec.person_name, progress.person_id, image=image, gender=spec.gender,
-                                      quality_control=progress.quality_control, need_rotate_detection=progress.need_rotate_detection)
+                                      unique_person_control=spec.unique_person_control, quality_control=progress.quality_control,
+                                      need_rotate_detection=progress.need_rotate_detection)
         try:
             response = self.client.create_person(request, before_attempt=self._snapshot(progress, "CreatePerson", [image], key))
         except PersonAlreadyExists:
@@ -153,6 +155,10 @@ class Uploader:
         except OutcomeUnknown:
             self._settle(progress, key)
             return
+        if response.similar_person_id and not response.face_id:  # a success envelope that created nothing
+            progress.attempt, progress.pending = None, []
+            self.journal.record(key, progress)
+            raise DuplicatePerson(progress.person_id, response.similar_person_id, response.request_id)
         progress.attempt, progress.new_person = None, None
         progress.pending = progress.pending[1:]
         if response.face_id:

@@ -22,22 +22,26 @@ from agent.camera.camera import Camera
 from agent.config import Config
 from agent.errors import CameraUnavailable, ErrorCode, FaceAgentError
 from agent.iai.client import IaiClient
-from agent.iai.errors import CloudError, PersonNotFound, ret_code_error
+from agent.iai.errors import CloudError, DuplicatePerson, PersonNotFound, SpoofSuspected, ret_code_error
 from agent.iai.limits import MAX_FACES_PER_PERSON
 from agent.iai.models import PersonInfo
 from agent.iai.upload import NewPerson, ReconcileDeferred, Uploader, UploadProgress
 from agent.images import encode_jpeg
 from agent.service.dry_run import dry_run_result, person_at_cloud, write_crops
+from agent.service.liveness import check_liveness, liveness_json
 from agent.service.protocol import EnrollCommand
 from agent.service.result import DryRunResult, EnrollResult, Result, ResultError, Status, Timings
 from agent.vision.crop import Crop, CropRefused, crop_for_upload
 from agent.vision.detector import FaceDetector
+from agent.vision.live_crop import liveness_crop
 from agent.vision.selection import Analysis, Candidate, Refusal, analyze, pick_captures
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, str], None]  # (state, detail)
 GUIDANCE_REPEAT_S = 2.0
+MAX_RECAPTURES = 2  # after the cloud refused what the images showed: fresh captures within the command's capture time
+CONTENT_REFUSALS = frozenset({ErrorCode.NO_FACE, ErrorCode.FACE_TOO_SMALL, ErrorCode.CLOUD_QUALITY})
 IAI_DEFAULT_FACE_MATCH_THRESHOLD = 60.0  # what CreateFace applies when the field is omitted
 
 
@@ -117,6 +121,7 @@ class Enroller:
         self.camera = camera
         self.client = client
         self.uploader = uploader
+        self.live_images: dict[bytes, bytes] = {}  # liveness.mode cloud: the last capture's liveness image per upload crop
 
     # --- capture ----------------------------------------------------------------------------------------
 
@@ -131,13 +136,21 @@ class Enroller:
     def capture(
         self, command: EnrollCommand, wanted: int, progress: Progress, cancel: Callable[[], bool], timer: Timer,
         frames: Iterable[Frame] | None = None, heartbeat: Callable[[], None] = lambda: None,
+        timeout_s: float | None = None, exclude: frozenset[bytes] = frozenset(),
     ) -> tuple[list[tuple[Candidate, Crop]], Analysis | None, Refusal | None]:
-        """Frames until `wanted` distinct usable captures (or the timeout): (picks, last analysis, last crop refusal)."""
-        timeout = command.capture_timeout_s or self.config.enroll.capture_timeout_s
+        """Frames until `wanted` distinct usable captures (or the timeout): (picks, last analysis, last refusal).
+
+        With liveness.mode cloud each capture's liveness image is cut from the same full-resolution frame
+        (`self.live_images`, by the upload crop's bytes); a face too small for it is not a usable capture.
+        `exclude`: crops already sent (the same bytes are never sent twice); `timeout_s`: what is left of the capture time.
+        """
+        timeout = timeout_s if timeout_s is not None else command.capture_timeout_s or self.config.enroll.capture_timeout_s
         gap = self.config.enroll.min_capture_gap_s
         found: list[tuple[Candidate, Crop]] = []
         last: Analysis | None = None
         refusal: Refusal | None = None
+        self.live_images = {}
+        liveness = self.config.liveness.mode == "cloud"
         said, said_at = "", 0.0
         started = time.monotonic()
         for frame in self._frames(timeout, frames):
@@ -152,13 +165,16 @@ class Enroller:
             if analysis.ok and analysis.target is not None:
                 try:
                     crop = crop_for_upload(self.detector, frame.image, analysis.target.face, self.config.crop, self.config.selection)
+                    live = liveness_crop(frame.image, analysis.target.face, self.config.crop.jpeg_quality) if liveness else b""
                 except CropRefused as exc:
                     refusal = Refusal(exc.code, exc.message)
-                    detail = refusal.guidance
+                    detail = exc.message if exc.code == ErrorCode.FACE_TOO_SMALL else refusal.guidance
                 else:
                     # A byte-identical crop is the same capture: neither the cloud nor a later read-back could tell two apart.
-                    if all(crop.jpeg != other.jpeg for _, other in found):
+                    if crop.jpeg not in exclude and all(crop.jpeg != other.jpeg for _, other in found):
                         found.append((Candidate(frame.timestamp, crop.image, analysis.target), crop))
+                        if live:
+                            self.live_images[crop.jpeg] = live
                     refusal = None
             timer.detect_ms += (time.perf_counter() - t0) * 1000
             now = time.monotonic()
@@ -167,7 +183,7 @@ class Enroller:
                 said, said_at = detail, now
             if len(pick_captures([c for c, _ in found], wanted, gap)) >= wanted and self._spaced(found, wanted, gap):
                 break
-        timer.capture_ms = (time.monotonic() - started) * 1000
+        timer.capture_ms += (time.monotonic() - started) * 1000
         chosen = pick_captures([c for c, _ in found], wanted, gap)
         by_id = {id(c): crop for c, crop in found}
         return [(c, by_id[id(c)]) for c in chosen], last, refusal
@@ -206,45 +222,81 @@ class Enroller:
             exists, remaining, info = self._person_slots(command)
             person = person_at_cloud(self.client, command, info, remaining) if command.dry_run and self.client else None
             wanted = min(command.faces, remaining)
-            picks, last, refusal = self.capture(command, wanted, progress, cancel, timer, frames, heartbeat)
-            if not picks:
-                code, message = self._capture_failure(last, refusal)
-                return replace(base, error=ResultError.of(code, message), timings=timer.timings())
-            captures = tuple(capture_json(c) for c, _ in picks)
-            if command.preview:
-                previews = tuple(preview_b64(crop.image, self.config.enroll.preview_px) for _, crop in picks)
-            if isinstance(base, DryRunResult):
-                crops = write_crops(crops_dir, command.person_id, [crop.jpeg for _, crop in picks]) if crops_dir else None
-                return dry_run_result(base, len(picks), person or {}, shortfall(command, wanted, remaining, len(picks)),
-                                      timer.timings(), captures, previews, crops)
-            progress("uploading", f"sending {len(picks)} image(s)")
-            upload = self._new_upload(command, [crop.jpeg for _, crop in picks], exists)
-            failure: FaceAgentError | None = None
-            t0 = time.monotonic()
-            try:
-                assert self.uploader is not None
-                self.uploader.run(upload, command.id)  # its journal entry: the command's
-            except FaceAgentError as exc:  # a refusal that left nothing applied; what was added before it still counts
-                log.warning("upload for %s ended: %s", command.person_id, exc.message)
-                failure = exc
-                if isinstance(exc, CloudError):
-                    self._on_cloud_error(exc)
-            finally:
-                timer.upload_ms = (time.monotonic() - t0) * 1000
-            return self.upload_result(command, upload, wanted, remaining, len(picks), captures, previews, timer.timings(), failure)
+            deadline = time.monotonic() + (command.capture_timeout_s or self.config.enroll.capture_timeout_s)
+            sent: frozenset[bytes] = frozenset()
+            refused: Result | None = None  # the last upload the cloud refused for what its images showed
+            for round_ in range(MAX_RECAPTURES + 1):
+                picks, last, refusal = self.capture(command, wanted, progress, cancel, timer, frames, heartbeat,
+                                                    timeout_s=None if refused is None else max(0.0, deadline - time.monotonic()), exclude=sent)
+                if not picks:
+                    if refused is not None:
+                        return refused  # no new capture in the time left: the cloud's refusal stands
+                    code, message = self._capture_failure(last, refusal)
+                    return replace(base, error=ResultError.of(code, message), timings=timer.timings())
+                captures = tuple(capture_json(c) for c, _ in picks)
+                if command.preview:
+                    previews = tuple(preview_b64(crop.image, self.config.enroll.preview_px) for _, crop in picks)
+                if self.config.liveness.mode == "cloud" and self.client is not None:  # before anything is written
+                    scores = check_liveness(self.client, [self.live_images[crop.jpeg] for _, crop in picks], self.config.liveness.threshold,
+                                            progress)
+                    base = replace(base, liveness=liveness_json(self.config.liveness.threshold, scores))
+                if isinstance(base, DryRunResult):
+                    crops = write_crops(crops_dir, command.person_id, [crop.jpeg for _, crop in picks]) if crops_dir else None
+                    return dry_run_result(base, len(picks), person or {}, shortfall(command, wanted, remaining, len(picks)),
+                                          timer.timings(), captures, previews, crops)
+                result = self._upload(command, picks, exists, wanted, remaining, captures, previews, timer, progress)
+                result = replace(result, liveness=base.liveness)
+                if not self._may_recapture(result, deadline, round_):
+                    return result
+                refused, sent = result, sent | {crop.jpeg for _, crop in picks}
+                assert result.error is not None
+                log.warning("the cloud refused what %d image(s) of %s showed (%s): capturing afresh, %.1f s of the capture time left "
+                            "(recapture %d of %d)", len(picks), command.person_id, result.error.code.value, deadline - time.monotonic(),
+                            round_ + 1, MAX_RECAPTURES)
+                progress("capturing", f"the cloud refused the image ({result.error.code.value}): {result.error.message}; capturing again")
+            assert refused is not None
+            return refused
         except (Cancelled, ReconcileDeferred):
             raise
         except FaceAgentError as exc:
             log.warning("enrollment of %s failed: %s", command.person_id, exc.message)
             request_id = exc.request_id if isinstance(exc, CloudError) else None
-            if isinstance(exc, CloudError):
+            if isinstance(exc, SpoofSuspected):
+                base = replace(base, liveness=liveness_json(self.config.liveness.threshold, exc.scores))
+            elif isinstance(exc, CloudError):
                 self._on_cloud_error(exc)
             return replace(base, error=ResultError.from_exception(exc), cloud_request_id=request_id, captures=captures,
                            preview_jpeg_b64=previews, timings=timer.timings())
 
+    def _upload(self, command: EnrollCommand, picks: list[tuple[Candidate, Crop]], exists: bool, wanted: int, remaining: int,
+                captures: tuple[dict[str, Any], ...], previews: tuple[str, ...] | None, timer: Timer, progress: Progress,
+                ) -> EnrollResult:
+        """Send the picks exactly once; the result of that upload (a refusal that left nothing applied is in its error)."""
+        progress("uploading", f"sending {len(picks)} image(s)")
+        upload = self._new_upload(command, [crop.jpeg for _, crop in picks], exists)
+        failure: FaceAgentError | None = None
+        t0 = time.monotonic()
+        try:
+            assert self.uploader is not None
+            self.uploader.run(upload, command.id)  # its journal entry: the command's
+        except FaceAgentError as exc:  # a refusal that left nothing applied; what was added before it still counts
+            log.warning("upload for %s ended: %s", command.person_id, exc.message)
+            failure = exc
+            if isinstance(exc, CloudError):
+                self._on_cloud_error(exc)
+        finally:
+            timer.upload_ms += (time.monotonic() - t0) * 1000
+        return self.upload_result(command, upload, wanted, remaining, len(picks), captures, previews, timer.timings(), failure)
+
+    @staticmethod
+    def _may_recapture(result: Result, deadline: float, round_: int) -> bool:
+        """Whether the cloud refused only what the images showed, nothing was added, and capture time and rounds are left."""
+        return (result.status == Status.FAILED and result.error is not None and result.error.code in CONTENT_REFUSALS
+                and not result.face_ids and round_ < MAX_RECAPTURES and time.monotonic() < deadline)
+
     def upload_result(self, command: EnrollCommand, upload: UploadProgress, wanted: int, remaining: int, sent: int,
                       captures: tuple[dict[str, Any], ...] | None = None, previews: tuple[str, ...] | None = None,
-                      timings: Timings | None = None, failure: FaceAgentError | None = None) -> Result:
+                      timings: Timings | None = None, failure: FaceAgentError | None = None) -> EnrollResult:
         """The result of an upload that has ended (also after a restart, where captures are gone)."""
         status, error = judge_upload(command, upload, wanted, remaining, sent, failure)
         request_id = upload.request_id or (failure.request_id if isinstance(failure, CloudError) else None)
@@ -253,7 +305,7 @@ class Enroller:
             ret_codes=tuple(upload.ret_codes), timings=timings or Timings(), error=error, captures=captures,
             cloud_request_id=request_id, face_model_version=upload.face_model_version, reconciled=upload.reconciled,
             person_created=upload.person_created, candidate_face_ids=tuple(upload.candidates) if upload.unknown else None,
-            preview_jpeg_b64=previews,
+            preview_jpeg_b64=previews, similar_person_id=failure.similar_person_id if isinstance(failure, DuplicatePerson) else None,
         )
 
     def _new_upload(self, command: EnrollCommand, images: list[bytes], exists: bool) -> UploadProgress:
@@ -264,10 +316,18 @@ class Enroller:
             threshold = floor  # the device's floor applies whether or not the command names the field
         return UploadProgress(
             command.person_id, images,
-            new_person=NewPerson(spec.group_id, spec.person_name, spec.gender) if spec is not None and not exists else None,
+            new_person=NewPerson(spec.group_id, spec.person_name, spec.gender, self._unique_person_control(command))
+            if spec is not None and not exists else None,
             face_match_threshold=threshold, quality_control=command.quality_control,
             need_rotate_detection=command.need_rotate_detection,
         )
+
+    def _unique_person_control(self, command: EnrollCommand) -> int | None:
+        """The command's create_person.unique_person_control, else the device's default; None (omitted) for 0."""
+        spec = command.create_person
+        level = spec.unique_person_control if spec is not None and spec.unique_person_control is not None else \
+            self.config.enroll.unique_person_control
+        return level or None
 
     def _person_slots(self, command: EnrollCommand) -> tuple[bool, int, PersonInfo | None]:
         """(whether the person exists, free face slots, what the cloud said), read before capturing: a hopeless command fails fast."""

@@ -103,6 +103,7 @@ class CreatePersonSpec(Strict):
     group_id: Annotated[str, StringConstraints(pattern=IAI_ID_PATTERN)]
     person_name: Annotated[str, StringConstraints(min_length=1, max_length=60)]
     gender: int | None = Field(None, ge=0, le=2)
+    unique_person_control: int | None = Field(None, ge=0, le=4)  # None: the device's enroll.unique_person_control
 
 
 class Signed(Strict):

@@ -179,6 +179,8 @@ class EnrollResult(Result):
     candidate_face_ids: tuple[str, ...] | None = field(  # with status unknown: faces that may be this command's
         default=None, metadata=_json(emit="set", parse=_optional_strings))
     preview_jpeg_b64: tuple[str, ...] | None = field(default=None, metadata=_json(emit="set", parse=_optional_strings))
+    liveness: dict[str, Any] | None = field(default=None, metadata=_json(emit="set"))  # {mode, threshold, scores} of the images checked
+    similar_person_id: str | None = field(default=None, metadata=_json(emit="set"))  # duplicate_person: whose face it already is
 
     def stored(self) -> EnrollResult:
         return replace(self, preview_jpeg_b64=None)
@@ -196,6 +198,7 @@ class DryRunResult(Result):
     crops: tuple[str, ...] | None = field(default=None, metadata=_json(emit="set", parse=_optional_strings))  # files written
     would_send: int | None = field(default=None, metadata=_json(emit="set", parse=int))  # images a real run would send
     person_at_cloud: dict[str, Any] | None = field(default=None, metadata=_json(emit="set"))  # the person (and its group) at the cloud
+    liveness: dict[str, Any] | None = field(default=None, metadata=_json(emit="set"))  # {mode, threshold, scores} of the images checked
 
     def stored(self) -> DryRunResult:
         return replace(self, preview_jpeg_b64=None)

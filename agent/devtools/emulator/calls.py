@@ -25,6 +25,7 @@ FIELDS: dict[str, dict[str, str]] = {
     "GetPersonListNum": {"GroupId": "str"},
     "GetPersonGroupInfo": {"PersonId": "str", "Offset": "int", "Limit": "int"},
     "DeleteFace": {"PersonId": "str", "FaceIds": "[str]"},
+    "DetectLiveFaceAccurate": {"Image": "str", "Url": "str", "FaceModelVersion": "str"},  # 2020-03-03 only
     "DeletePerson": {"PersonId": "str"},
     "SearchFaces": {"GroupIds": "[str]", "Image": "str", "Url": "str", "MaxFaceNum": "int", "MinFaceSize": "int", "MaxPersonNum": "int",
                     "NeedPersonInfo": "int", "QualityControl": "int", "FaceMatchThreshold": "float", "NeedRotateDetection": "int"},

@@ -73,6 +73,7 @@ RULE_SHAPES: dict[str, tuple[str | None, bool, dict[str, tuple[Any, Callable[[st
     "apply_then_error_next": ("CreateFace", False, {"code": ("InternalError", _text), "message": ("injected by the emulator", _text)}),
     "apply_then_drop_next": ("CreateFace", False, {}),
     "other_writer_next": (None, True, {"person": (None, _text), "when": ("before", lambda k, v: _choice(k, v, ("before", "after")))}),
+    "liveness_score_next": ("DetectLiveFaceAccurate", False, {"score": (None, lambda k, v: _number(k, v, 100.0))}),
 }
 
 
@@ -83,8 +84,8 @@ def _rule(key: str, spec: Any) -> Rule:
     unknown = set(spec) - {"count", "action", *options}
     if unknown:
         raise ControlError(f"{key} has unknown field(s) {', '.join(sorted(unknown))}")
-    if key == "other_writer_next" and "action" in spec:
-        raise ControlError("other_writer_next always fires on CreateFace: drop its action")
+    if key in ("other_writer_next", "liveness_score_next") and "action" in spec:
+        raise ControlError(f"{key} fires on one action only: drop its action")
     parsed: dict[str, Any] = {}
     for name, (default, parse) in options.items():
         if name in spec:

@@ -24,7 +24,8 @@ class Rule:
         return self.count > 0 and self.action in (None, action)
 
 
-RULE_LISTS = ("fail_next", "delay_next", "apply_after_next", "apply_then_error_next", "apply_then_drop_next", "other_writer_next")
+RULE_LISTS = ("fail_next", "delay_next", "apply_after_next", "apply_then_error_next", "apply_then_drop_next", "other_writer_next",
+              "liveness_score_next")
 
 
 @dataclass
@@ -46,6 +47,7 @@ class Faults:
     apply_then_error_next: list[Rule] = field(default_factory=list)
     apply_then_drop_next: list[Rule] = field(default_factory=list)
     other_writer_next: list[Rule] = field(default_factory=list)
+    liveness_score_next: list[Rule] = field(default_factory=list)  # DetectLiveFaceAccurate answers exactly this Score
     http_500_next: int = 0
     drop_next: int = 0
     mismatch_next: dict[str, int] = field(default_factory=dict)

@@ -124,6 +124,14 @@ def _face_grey(frame: np.ndarray, box: Box, side: int) -> np.ndarray:
     return cv2.resize(grey, (side, side), interpolation=cv2.INTER_AREA)
 
 
+def _colour(frame: np.ndarray, box: Box) -> float:
+    """How colourful the face is: the mean spread of its B, G, R values (0 for grey pixels)."""
+    x, y, w, h = box
+    height, width = frame.shape[:2]
+    face = frame[max(0, y):min(height, y + h), max(0, x):min(width, x + w)].astype(np.int16)
+    return float((face.max(axis=2) - face.min(axis=2)).mean()) if face.size else 0.0
+
+
 @dataclass(frozen=True)
 class SeenFace:
     """One face of an accepted image: its box, what similarity keeps of it, and its quality level."""
@@ -131,6 +139,7 @@ class SeenFace:
     box: Box
     print: FacePrint
     quality: int
+    colour: float = 0.0  # mean (max - min) of B, G, R over the face: ~0 for a grey print or screen (the liveness emulation)
 
     def rect(self) -> dict[str, int]:
         return {"X": self.box[0], "Y": self.box[1], "Width": self.box[2], "Height": self.box[3]}
@@ -193,5 +202,5 @@ def examine(image_b64: Any, checker: FaceChecker) -> Examined:
         quality = quality_level(float(cv2.Laplacian(grey, cv2.CV_64F).var()), float(grey.mean()))
         # Only the largest face stands for the image's bytes: a second face of one photo is not "the same image".
         face_sha = sha if index == 0 else f"{sha}:{index}"
-        seen.append(SeenFace(box, FacePrint(face_sha, _face_grey(frame, box, THUMB_SIDE).tobytes()), quality))
+        seen.append(SeenFace(box, FacePrint(face_sha, _face_grey(frame, box, THUMB_SIDE).tobytes()), quality, _colour(frame, box)))
     return Examined(None, tuple(seen))

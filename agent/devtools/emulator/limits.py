@@ -44,6 +44,10 @@ URL_RE = re.compile(r"^https?://[^\s/]+(/\S*)?$")
 
 FACE_MODEL_VERSIONS = ("2.0", "3.0")
 DEFAULT_FACE_MODEL_VERSION = "3.0"  # accounts opened after 2020-04-02
+LIVENESS_FACE_MODEL_VERSIONS = ("3.0",)  # DetectLiveFaceAccurate: "currently only 3.0"
+LIVENESS_MIN_FACE_PX = 100  # DetectLiveFaceAccurate: "the face larger than 100x100 pixels"
+# Actions that exist in some API versions only (the SDK's v20180301 client has no DetectLiveFaceAccurate).
+ACTION_VERSIONS = {"DetectLiveFaceAccurate": ("2020-03-03",)}
 CONTROL_LEVELS = range(5)  # QualityControl and UniquePersonControl: 0 (off) .. 4 (strictest)
 THRESHOLD_MIN, THRESHOLD_MAX = 0.0, 100.0
 DEFAULT_FACE_MATCH_THRESHOLD = 60.0  # CreateFace; SearchFaces defaults to 0

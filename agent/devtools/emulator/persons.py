@@ -81,7 +81,7 @@ def create_person(ctx: Context, p: Params) -> Prepared:
                 raise ApiError("InvalidParameterValue.PersonIdAlreadyExist", f"The person {person_id} already exists.")
             similar = _similar_person(ctx, group_id, face.print, unique)
             if similar is not None:  # not created: the answer names the person it resembles
-                return {"FaceId": None, "FaceRect": None, "SimilarPersonId": similar, "FaceModelVersion": version}
+                return {"FaceId": "", "FaceRect": None, "SimilarPersonId": similar, "FaceModelVersion": version}
             ctx.state.persons[person_id] = Person(name, gender, [group_id], descriptions={group_id: descriptions},
                                                   creation_timestamp=now_ms())
             face_id = ctx.state.add_face(person_id, face.print)

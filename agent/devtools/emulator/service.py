@@ -20,7 +20,8 @@ from agent.devtools.emulator.context import Context
 from agent.devtools.emulator.faces import create_face, delete_face
 from agent.devtools.emulator.gateway import Credentials, RateLimiter, authenticate, check_version_and_region
 from agent.devtools.emulator.groups import create_group, get_group_list
-from agent.devtools.emulator.limits import ACCOUNT_CONDITIONS, MESSAGES
+from agent.devtools.emulator.limits import ACCOUNT_CONDITIONS, ACTION_VERSIONS, MESSAGES
+from agent.devtools.emulator.liveness import detect_live_face_accurate
 from agent.devtools.emulator.persons import create_person, delete_person, get_person_base_info, get_person_group_info, get_person_list_num
 from agent.devtools.emulator.search import search_faces
 
@@ -28,6 +29,7 @@ ACTIONS: dict[str, Callable[[Context, Params], Prepared]] = {
     "CreateFace": create_face, "DeleteFace": delete_face, "CreatePerson": create_person, "DeletePerson": delete_person,
     "GetPersonBaseInfo": get_person_base_info, "GetPersonGroupInfo": get_person_group_info, "GetPersonListNum": get_person_list_num,
     "CreateGroup": create_group, "GetGroupList": get_group_list, "SearchFaces": search_faces,
+    "DetectLiveFaceAccurate": detect_live_face_accurate,
 }
 
 
@@ -72,9 +74,9 @@ class Emulator:
         condition = ACCOUNT_CONDITIONS.get(self.faults.account)
         if condition is not None:
             raise ApiError(*condition)
-        check_version_and_region(headers)
-        if action not in ACTIONS:
-            raise ApiError("InvalidAction", f"{MESSAGES['InvalidAction']} ({action})")
+        version = check_version_and_region(headers)
+        if action not in ACTIONS or version not in ACTION_VERSIONS.get(action, (version,)):
+            raise ApiError("InvalidAction", f"{MESSAGES['InvalidAction']} ({action}, version {version})")
         allowed = self.faults.allowed_actions
         if allowed is not None and action not in allowed:
             raise ApiError("AuthFailure.UnauthorizedOperation", MESSAGES["AuthFailure.UnauthorizedOperation"])
