@@ -100,13 +100,14 @@ def test_no_request_body_is_ever_sent_twice_across_fresh_captures(emulator: Any,
     from agent.app import build_cloud
     from agent.camera.camera import Camera, build_source
     from agent.config import config_from_mapping
+    from agent.iai.upload import NoJournal
     from agent.service.protocol import EnrollCommand
     from agent.vision.detector import detector_from_config
 
+    environ = {"TENCENTCLOUD_SECRET_ID": EMU_ID, "TENCENTCLOUD_SECRET_KEY": EMU_KEY}
     config = config_from_mapping({"device_id": "cli", "state_dir": str(tmp_path), "cloud": {"endpoint": emulator.base_url},
-                                  "camera": {"type": "files", "path": GRACE}, "enroll": {"min_capture_gap_s": 0.05}},
-                                 {"TENCENTCLOUD_SECRET_ID": EMU_ID, "TENCENTCLOUD_SECRET_KEY": EMU_KEY})
-    client, uploader = build_cloud(config)
+                                  "camera": {"type": "files", "path": GRACE}, "enroll": {"min_capture_gap_s": 0.05}}, environ)
+    client, uploader = build_cloud(config, NoJournal(), environ)
     sent: list[bytes] = []
     client.transport.session.hooks["response"].append(
         lambda response, *a, **k: sent.append(response.request.body) if response.request.headers["X-TC-Action"] == "CreateFace" else None)

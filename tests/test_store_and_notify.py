@@ -12,6 +12,7 @@ import pytest
 
 from agent.service.protocol import DeleteCommand, EnrollCommand
 from agent.service.result import Status
+from agent.service.signals import Signals
 from agent.service.store import JobKind, JobState, JobStore, Outcome, StoreError
 from agent.service.systemd import Notifier
 from agent.service.telemetry import Count, Counters, DeviceState, Telemetry
@@ -192,7 +193,7 @@ def test_results_are_kept_for_the_retention_then_the_id_may_run_again(state_dir:
 def telemetry_of(store: JobStore, counters: Counters) -> dict[str, Any]:
     telemetry = Telemetry(device_id="cam-test", publish=lambda *message: None, state_topic="t/state", telemetry_topic="t/telemetry",
                           interval_s=60, retention_days=7, store=store, counters=counters, device=DeviceState(),
-                          describe=dict, extra=dict)
+                          signals=Signals(), describe=dict, extra=dict)
     return telemetry.telemetry()
 
 
