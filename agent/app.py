@@ -103,7 +103,8 @@ def build_service(
     incoming: queue.Queue[Incoming] = queue.Queue()
     acks: queue.Queue[int] = queue.Queue()
     health = CloudHealth(client=client, device=device, changed=signals.state_changed) if client and cloud_health else None
-    enroller = Enroller(config, detector, camera, client, uploader, health.noticed if health else lambda exc: None)
+    enroller = Enroller(config, detector=detector, camera=camera, client=client, uploader=uploader,
+                        on_cloud_error=health.noticed if health else lambda exc: None)
     link = MqttLink(cfg=config.mqtt, client_id=config.mqtt.client_id or f"faceagent-{config.device_id}", password=password,
                     availability_topic=topics.availability, command_topics=command_topics(config), incoming=incoming,
                     acks=acks, signals=signals)
@@ -120,7 +121,7 @@ def build_service(
         check_cloud=health.check if health else None, check_interval_s=config.cloud.health_interval_s,
         discovery=(lambda: discovery_messages(config)) if config.home_assistant.discovery else None,
     )
-    worker = Worker(config=config, store=store, enroller=enroller, uploader=uploader, undo=Undo(config, client, store),
+    worker = Worker(config=config, store=store, enroller=enroller, uploader=uploader, undo=Undo(config, client=client, store=store),
                     camera=camera, detector=detector, link=link, counters=counters, device=device, signals=signals,
                     health=health)
     intake = Intake(config=config, store=store, link=link, incoming=incoming, counters=counters, snapshots=worker.snapshots,

@@ -85,6 +85,32 @@ def test_no_module_is_longer_than_an_afternoon_allows() -> None:
 ENVIRON_MUTATORS = {"update", "setdefault", "pop", "popitem", "clear", "__setitem__", "__delitem__"}
 
 
+MAX_POSITIONAL = 6  # beyond this a call site cannot be read without the signature beside it: name them
+
+
+def long_positional_signatures(tree: ast.AST) -> list[tuple[int, str, int]]:
+    """(line, function, count) of every function taking more than MAX_POSITIONAL positional parameters (self/cls aside)."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            names = [a.arg for a in node.args.posonlyargs + node.args.args if a.arg not in ("self", "cls")]
+            if len(names) > MAX_POSITIONAL:
+                found.append((node.lineno, node.name, len(names)))
+    return found
+
+
+def test_no_function_takes_more_than_six_positional_parameters() -> None:
+    """Parts are wired by name: constructors and long signatures take keyword-only arguments."""
+    offenders = [f"{path.relative_to(REPO)}:{line} {name} ({count})" for path in sorted((REPO / "agent").rglob("*.py"))
+                 for line, name, count in long_positional_signatures(ast.parse(path.read_text()))]
+    assert offenders == []
+
+
+def test_the_positional_check_catches_a_long_signature() -> None:
+    tree = ast.parse("class A:\n    def f(self, a, b, c, d, e, f, g): ...\n    def g(self, a, b, c, d, e, f, *, g): ...\n")
+    assert long_positional_signatures(tree) == [(2, "f", 7)]
+
+
 def _is_environ(node: ast.AST) -> bool:
     """`os.environ`, or `environ` imported from os."""
     if isinstance(node, ast.Attribute):

@@ -117,7 +117,7 @@ def test_no_request_body_is_ever_sent_twice_across_fresh_captures(emulator: Any,
     try:
         from agent.service.enroller import Enroller
 
-        result = Enroller(config, detector_from_config(config.detector), camera, client, uploader).run(
+        result = Enroller(config, detector=detector_from_config(config.detector), camera=camera, client=client, uploader=uploader).run(
             EnrollCommand(id="fresh-1", person_id=person, faces=2), progress=lambda state, detail: progress.append((state, detail)))
     finally:
         camera.close()

@@ -291,7 +291,7 @@ def test_each_crop_refusal_reaches_the_result_with_its_own_code(
 
     monkeypatch.setattr(enroller_module, "crop_for_upload", crop_later)
     config = config_from_mapping({"detector": {"threads": 1}}, {})
-    enroller = Enroller(config, detector, None, None, None)
+    enroller = Enroller(config, detector=detector, camera=None, client=None, uploader=None)
     frames = [Frame(frame, 1000.0 + i) for i in range(3)]
     result = enroller.run(EnrollCommand(id="refused-1", person_id="1001"), frames=frames)
     assert seen == [code.value] * 3  # the crop check itself refused each frame for this reason

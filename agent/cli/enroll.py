@@ -56,14 +56,15 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     # No journal: no later process would settle a lost answer; it is reported unknown below instead.
     client, uploader = build_cloud(config, NoJournal(), args.credentials.environ())
     try:
-        enroller = Enroller(config, detector_from_config(config.detector), camera, client, uploader)
+        enroller = Enroller(config, detector=detector_from_config(config.detector), camera=camera, client=client, uploader=uploader)
         try:
             result = enroller.run(command, frames=frames, crops_dir=args.out_dir if args.dry_run else None,
                                   progress=lambda state, detail: print(f"{state}: {detail}", file=sys.stderr))
         except ReconcileDeferred as exc:
             # No daemon will settle it later: say plainly that nobody knows yet.
             exc.progress.unknown, exc.progress.attempt = True, None
-            result = enroller.upload_result(command, exc.progress, command.faces, command.faces, exc.progress.images_total)
+            result = enroller.upload_result(command, exc.progress, wanted=command.faces, remaining=command.faces,
+                                            sent=exc.progress.images_total)
     finally:
         if camera is not None:
             camera.close()

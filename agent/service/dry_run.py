@@ -40,7 +40,7 @@ def write_crops(out_dir: Path, person_id: str, jpegs: list[bytes]) -> tuple[str,
     return tuple(paths)
 
 
-def dry_run_result(base: DryRunResult, would_send: int, person: dict[str, Any], shortfall: ResultError | None, timings: Timings,
+def dry_run_result(base: DryRunResult, *, would_send: int, person: dict[str, Any], shortfall: ResultError | None, timings: Timings,
                    captures: tuple[dict[str, Any], ...], previews: tuple[str, ...] | None, crops: tuple[str, ...] | None) -> DryRunResult:
     """The result of a dry run that got as far as the upload."""
     return replace(base, would_send=would_send, person_at_cloud=person, error=shortfall,

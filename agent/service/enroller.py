@@ -113,7 +113,7 @@ def delete_hint(person_id: str) -> str:
 
 
 class Enroller:
-    def __init__(self, config: Config, detector: FaceDetector, camera: Camera | None, client: IaiClient | None,
+    def __init__(self, config: Config, *, detector: FaceDetector, camera: Camera | None, client: IaiClient | None,
                  uploader: Uploader | None, on_cloud_error: Callable[[CloudError], None] = lambda exc: None) -> None:
         self.config = config
         self._on_cloud_error = on_cloud_error  # the account's health learns from every refusal
@@ -134,7 +134,7 @@ class Enroller:
         yield from self.camera.burst(timeout_s)
 
     def capture(
-        self, command: EnrollCommand, wanted: int, progress: Progress, cancel: Callable[[], bool], timer: Timer,
+        self, command: EnrollCommand, wanted: int, progress: Progress, cancel: Callable[[], bool], timer: Timer, *,
         frames: Iterable[Frame] | None = None, heartbeat: Callable[[], None] = lambda: None,
         timeout_s: float | None = None, exclude: frozenset[bytes] = frozenset(),
     ) -> tuple[list[tuple[Candidate, Crop]], Analysis | None, Refusal | None]:
@@ -226,7 +226,7 @@ class Enroller:
             sent: frozenset[bytes] = frozenset()
             refused: Result | None = None  # the last upload the cloud refused for what its images showed
             for round_ in range(MAX_RECAPTURES + 1):
-                picks, last, refusal = self.capture(command, wanted, progress, cancel, timer, frames, heartbeat,
+                picks, last, refusal = self.capture(command, wanted, progress, cancel, timer, frames=frames, heartbeat=heartbeat,
                                                     timeout_s=None if refused is None else max(0.0, deadline - time.monotonic()), exclude=sent)
                 if not picks:
                     if refused is not None:
@@ -242,9 +242,11 @@ class Enroller:
                     base = replace(base, liveness=liveness_json(self.config.liveness.threshold, scores))
                 if isinstance(base, DryRunResult):
                     crops = write_crops(crops_dir, command.person_id, [crop.jpeg for _, crop in picks]) if crops_dir else None
-                    return dry_run_result(base, len(picks), person or {}, shortfall(command, wanted, remaining, len(picks)),
-                                          timer.timings(), captures, previews, crops)
-                result = self._upload(command, picks, exists, wanted, remaining, captures, previews, timer, progress)
+                    return dry_run_result(base, would_send=len(picks), person=person or {},
+                                          shortfall=shortfall(command, wanted, remaining, len(picks)), timings=timer.timings(),
+                                          captures=captures, previews=previews, crops=crops)
+                result = self._upload(command, picks, exists=exists, wanted=wanted, remaining=remaining, captures=captures,
+                                      previews=previews, timer=timer, progress=progress)
                 result = replace(result, liveness=base.liveness)
                 if not self._may_recapture(result, deadline, round_):
                     return result
@@ -268,7 +270,7 @@ class Enroller:
             return replace(base, error=ResultError.from_exception(exc), cloud_request_id=request_id, captures=captures,
                            preview_jpeg_b64=previews, timings=timer.timings())
 
-    def _upload(self, command: EnrollCommand, picks: list[tuple[Candidate, Crop]], exists: bool, wanted: int, remaining: int,
+    def _upload(self, command: EnrollCommand, picks: list[tuple[Candidate, Crop]], *, exists: bool, wanted: int, remaining: int,
                 captures: tuple[dict[str, Any], ...], previews: tuple[str, ...] | None, timer: Timer, progress: Progress,
                 ) -> EnrollResult:
         """Send the picks exactly once; the result of that upload (a refusal that left nothing applied is in its error)."""
@@ -286,7 +288,8 @@ class Enroller:
                 self._on_cloud_error(exc)
         finally:
             timer.upload_ms += (time.monotonic() - t0) * 1000
-        return self.upload_result(command, upload, wanted, remaining, len(picks), captures, previews, timer.timings(), failure)
+        return self.upload_result(command, upload, wanted=wanted, remaining=remaining, sent=len(picks), captures=captures,
+                                  previews=previews, timings=timer.timings(), failure=failure)
 
     @staticmethod
     def _may_recapture(result: Result, deadline: float, round_: int) -> bool:
@@ -294,7 +297,7 @@ class Enroller:
         return (result.status == Status.FAILED and result.error is not None and result.error.code in CONTENT_REFUSALS
                 and not result.face_ids and round_ < MAX_RECAPTURES and time.monotonic() < deadline)
 
-    def upload_result(self, command: EnrollCommand, upload: UploadProgress, wanted: int, remaining: int, sent: int,
+    def upload_result(self, command: EnrollCommand, upload: UploadProgress, *, wanted: int, remaining: int, sent: int,
                       captures: tuple[dict[str, Any], ...] | None = None, previews: tuple[str, ...] | None = None,
                       timings: Timings | None = None, failure: FaceAgentError | None = None) -> EnrollResult:
         """The result of an upload that has ended (also after a restart, where captures are gone)."""

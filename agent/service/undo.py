@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 
 class Undo:
-    def __init__(self, config: Config, client: IaiClient | None, store: JobStore) -> None:
+    def __init__(self, config: Config, *, client: IaiClient | None, store: JobStore) -> None:
         self.config = config
         self.client = client
         self.store = store

@@ -258,7 +258,8 @@ class Worker:
                 failure = exc
             self.pending.remove(pending)
             progress = pending.progress
-            result = self.enroller.upload_result(command, progress, command.faces, command.faces, progress.images_total, failure=failure)
+            result = self.enroller.upload_result(command, progress, wanted=command.faces, remaining=command.faces,
+                                                 sent=progress.images_total, failure=failure)
             log.warning("command %s settled: %d face(s) of this command found at the cloud", pending.job.id, len(progress.face_ids))
             self._finish(pending.job, result)
 
@@ -270,7 +271,8 @@ class Worker:
         progress = exc.progress
         progress.unknown, progress.attempt = True, None
         command = pending.command
-        result = self.enroller.upload_result(command, progress, command.faces, command.faces, progress.images_total)
+        result = self.enroller.upload_result(command, progress, wanted=command.faces, remaining=command.faces,
+                                             sent=progress.images_total)
         log.error("command %s: the cloud could not be asked for %.0f s about a lost upload: outcome unknown",
                   pending.job.id, self.config.cloud.reconcile_give_up_s)
         self._finish(pending.job, result)
