@@ -9,6 +9,7 @@ instance on free loopback ports, one per test session (tests/brokers.py). `make 
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import uuid
@@ -50,28 +51,25 @@ class Site:
                         client_id=f"test-{uuid.uuid4().hex[:10]}")
 
 
-@pytest.fixture(scope="session")
-def rabbitmq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitBroker]:
-    node = RabbitBroker(tmp_path_factory.mktemp("rabbitmq"))
-    node.start()
-    yield node
-    node.stop()
-
-
-@pytest.fixture(scope="session")
-def nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsBroker]:
-    server = NatsBroker(tmp_path_factory.mktemp("nats"))
+def _running(server: Any) -> Iterator[Any]:
     server.start()
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="session")
+def rabbitmq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitBroker]:
+    yield from _running(RabbitBroker(tmp_path_factory.mktemp("rabbitmq")))
+
+
+@pytest.fixture(scope="session")
+def nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsBroker]:
+    yield from _running(NatsBroker(tmp_path_factory.mktemp("nats")))
+
+
+@pytest.fixture(scope="session")
 def bridged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BridgedMosquitto]:
-    pair = BridgedMosquitto(tmp_path_factory.mktemp("bridge"))
-    pair.start()
-    yield pair
-    pair.stop()
+    yield from _running(BridgedMosquitto(tmp_path_factory.mktemp("bridge")))
 
 
 @pytest.fixture(params=SITES)
@@ -230,12 +228,21 @@ def test_the_default_config_on_a_broker_without_mqtt5_connects_with_3_1_1_and_sa
     server = request.getfixturevalue(kind)
     site = Site(kind, server, server, "5", mqtt.MQTTv311)
     agent = make_agent(server, device_id=f"cam-{uuid.uuid4().hex[:8]}", start=False)  # mqtt.protocol left at its default, 5
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify.sock"))
+    notify.settimeout(30)
+    agent.env["NOTIFY_SOCKET"] = str(tmp_path / "notify.sock")
     agent.start()
     listener = site.listener([f"{agent.base}/availability"])
     try:
         wait_until(lambda: agent.alive and _next_payload(listener) == b"online", 20, f"online with the default config: {agent.log()[-2000:]}")
+        messages: list[bytes] = []
+        while not any(b"READY=1" in m for m in messages):
+            messages.append(notify.recv(4096))
+        assert "broker connected (MQTT 3.1.1)" in next(m for m in messages if b"READY=1" in m).decode()
     finally:
         listener.close()
+        notify.close()
     log = agent.log()
     assert log.count("does not accept MQTT 5") == 1 and 'mqtt.protocol: "3.1.1"' in log
     assert "with MQTT 3.1.1" in log and "refused" not in log
