@@ -108,6 +108,13 @@ class RabbitBroker:
             self.stop()
             raise
 
+    def ctl(self, *args: str) -> None:
+        """rabbitmqctl against this node (its own epmd and cookie, from env())."""
+        done = subprocess.run([str(Path(RABBITMQ_SERVER).with_name("rabbitmqctl")), "-n", self.node, *args], env=self.env(),
+                              capture_output=True, text=True, timeout=120, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"rabbitmqctl {args[0]}: {done.stderr[-1000:]}")
+
     def stop(self) -> None:
         stop_group(self.proc)
         stop_group(self.epmd)

@@ -21,6 +21,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 import yaml
+from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.service.home_assistant import node_id
 from agent.service.protocol import MAX_PAYLOAD_BYTES
@@ -255,3 +256,53 @@ def test_the_default_config_on_a_broker_without_mqtt5_connects_with_3_1_1_and_sa
                          cwd=REPO, env={"PATH": "/usr/bin:/bin"})
     assert ctl.returncode == 0, ctl.stdout + ctl.stderr
     assert "does not accept MQTT 5" in ctl.stderr and ctl.stdout.startswith(f"succeeded: person {person}")
+
+
+def session_client(server: Any, user: str, password: str, client_id: str) -> tuple[mqtt.Client, list[tuple[str, Any]]]:
+    """A persistent-session 3.1.1 client, connected; its CONNACK (or refusal) and messages as events, in order."""
+    import threading
+
+    events: list[tuple[str, Any]] = []
+    answered = threading.Event()
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311, clean_session=False)
+    client.username_pw_set(user, password)
+    client.reconnect_delay_set(30, 30)  # one attempt is what is looked at
+    client.on_connect = lambda c, u, flags, reason, props: (events.append(("connack", reason)), answered.set())
+    client.on_disconnect = lambda c, u, flags, reason, props: (events.append(("closed", reason)), answered.set())
+    client.on_message = lambda c, u, m: events.append(("message", m.payload))
+    client.on_subscribe = lambda c, u, mid, reasons, props: events.append(("subscribed", reasons))
+    client.connect(server.host, server.port, 30)
+    client.loop_start()
+    assert answered.wait(20), "no answer to CONNECT"
+    return client, events
+
+
+def test_rabbitmq_permissions_keep_a_devices_queued_commands_from_another_devices_credentials(rabbitmq: RabbitBroker) -> None:
+    """docs/brokers.md's RabbitMQ permissions: each user may use only the session queue named after its own client id."""
+    tag = uuid.uuid4().hex[:6]
+    cam1, cam2 = f"cam1-{tag}", f"cam2-{tag}"
+    for user in (cam1, cam2):
+        queue = f"mqtt-subscription-faceagent-{user}qos[01]"
+        rabbitmq.ctl("add_user", user, f"{user}-password")
+        rabbitmq.ctl("set_permissions", "-p", "/", user, f"^{queue}$", f"^(amq\\.topic|{queue})$",
+                     f"^(amq\\.topic|{queue})$")
+    device, events = session_client(rabbitmq, cam1, f"{cam1}-password", f"faceagent-{cam1}")
+    device.subscribe(f"faceagent/{cam1}/enroll", 1)
+    wait_until(lambda: any(kind == "subscribed" for kind, _ in events), 20, "the device's SUBACK")
+    device.disconnect()
+    device.loop_stop()
+    operator = session_client(rabbitmq, cam1, f"{cam1}-password", f"operator-{tag}")[0]
+    operator.publish(f"faceagent/{cam1}/enroll", b"queued while away", qos=1).wait_for_publish(10)
+    operator.disconnect()
+    operator.loop_stop()
+
+    intruder, seen = session_client(rabbitmq, cam2, f"{cam2}-password", f"faceagent-{cam1}")  # cam-01's client id
+    intruder.loop_stop()
+    assert seen[0][0] == "connack" and seen[0][1].is_failure and ("message", b"queued while away") not in seen
+
+    device, events = session_client(rabbitmq, cam1, f"{cam1}-password", f"faceagent-{cam1}")
+    try:
+        wait_until(lambda: ("message", b"queued while away") in events, 20, "the queued command, for the device itself")
+    finally:
+        device.disconnect()
+        device.loop_stop()
