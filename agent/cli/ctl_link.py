@@ -123,8 +123,7 @@ class DeviceLink:
             if not exc.refused_mqtt5:
                 raise
             self.close()
-            print(f"the broker does not accept MQTT 5 ({exc.message}): using MQTT 3.1.1 "
-                  '(mqtt.protocol: "3.1.1" skips this attempt)', file=sys.stderr)
+            print('the broker does not accept MQTT 5: using MQTT 3.1.1 (mqtt.protocol: "3.1.1" skips this attempt)', file=sys.stderr)
             self.mqtt = self.mqtt.model_copy(update={"protocol": "3.1.1"})
             self.v5 = False
             self.events, self._subscribed = queue.Queue(), queue.Queue()
