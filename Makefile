@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 PYTEST_WORKERS ?= 4
 XDIST := -n $(PYTEST_WORKERS) --dist loadgroup
 
-.PHONY: venv system-deps pi-system-deps pi-venv lint typecheck test test-slow test-pi-stack test-arm64 demo bench clean
+.PHONY: venv system-deps broker-deps pi-system-deps pi-venv lint typecheck test test-slow test-brokers test-pi-stack test-arm64 demo bench clean
 
 $(BIN)/faceagent: setup.cfg pyproject.toml
 	@echo "make: creating $(VENV) for faceagent (once, or after setup.cfg changes: pip takes about a minute)"
@@ -41,6 +41,14 @@ system-deps:
 	$(PYTHON) -c "import ensurepip, venv" >/dev/null 2>&1 || missing="$$missing python3-venv"; \
 	$(apt_install_missing)
 
+# The brokers of the conformance suite (tests/test_brokers.py): RabbitMQ 3.10 with its MQTT plugin and NATS 2.9.
+# The tests start private instances (own ports, epmd, node name, data); the system services are never used.
+broker-deps: system-deps
+	@missing=""; \
+	[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || missing="$$missing rabbitmq-server"; \
+	command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || missing="$$missing nats-server"; \
+	$(apt_install_missing)
+
 lint: venv
 	$(BIN)/ruff check agent tests tools
 
@@ -48,11 +56,15 @@ typecheck: venv
 	$(BIN)/mypy
 
 test: system-deps lint typecheck
-	$(BIN)/pytest -m "not slow" $(XDIST) $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not slow and not brokers" $(XDIST) $(PYTEST_ARGS)
 
 test-slow: system-deps venv
 	$(BIN)/pytest -m slow $(PYTEST_ARGS)
 	FACEAGENT_FUZZ_DEEP=1 $(BIN)/pytest tests/test_fuzz.py $(XDIST) $(PYTEST_ARGS)
+
+# The broker conformance suite: mosquitto (MQTT 5 and 3.1.1), RabbitMQ, NATS and a bridged mosquitto, private instances.
+test-brokers: broker-deps venv
+	$(BIN)/pytest -m brokers $(PYTEST_ARGS)
 
 # The suite on Raspberry Pi OS Bookworm's own Python stack, which is Debian bookworm's: /usr/bin/python3,
 # apt's python3-numpy (1.24) and python3-opencv (4.6) seen through a --system-site-packages venv, the project
@@ -87,7 +99,7 @@ pi-venv: $(PI_VENV)/.requirements
 	$(PI_VENV)/bin/python tools/pi/check_apt_stack.py
 
 test-pi-stack: system-deps pi-venv
-	$(PI_VENV)/bin/pytest -m "not slow" -p no:cacheprovider $(XDIST) $(PYTEST_ARGS)
+	$(PI_VENV)/bin/pytest -m "not slow and not brokers" -p no:cacheprovider $(XDIST) $(PYTEST_ARGS)
 
 # The same stack on a Pi's CPU: a cached Debian bookworm arm64 root under qemu-user, as a Cortex-A72 (Pi 4)
 # and a Cortex-A53 (Pi 3, Zero 2 W); see tools/pi/arm64-check.sh. Needs root. ORT_VERSION=1.21.0 installs

@@ -170,8 +170,7 @@ class App:
         self.notifier.status("connecting to the broker")
         self.service.start()
         self.service.link.first_attempt.wait(10.0)
-        connected = self.service.link.connected.is_set()
-        status = f"ready: {cfg.base_topic}, broker {'connected' if connected else 'not reachable yet'}"
+        status = f"ready: {cfg.base_topic}, {self.service.link.status()}"
         self.notifier.ready(status)
         log.info("faceagent %s", status)
 

@@ -99,7 +99,7 @@ def _snapshot(args: argparse.Namespace, config: Any) -> int:
     deadline = time.monotonic() + args.timeout
     request_id = new_command_id(args)
     with device_link(args, config, lambda topics: [(topics.snapshot_result, 1)], deadline) as link:
-        link.send(link.topics.snapshot, link.signed({"id": request_id}))
+        link.send(link.topics.snapshot, link.signed({"id": request_id}, reply=False))
         print(f"sent {request_id} to {link.topics.snapshot}", file=sys.stderr)
         reply = _await(link, deadline, _answers(request_id, link, results_only=False))
     if reply is None:

@@ -1,9 +1,11 @@
 """An operator's connection to one device's topics, shared by the `faceagent ctl` verbs.
 
-Subscribes first and publishes once the SUBACK is back, so no answer is missed. With MQTT 5 a command
-carries a Response Topic private to this run (`faceagent-ctl/<client>/...`) and its id as Correlation
-Data; with 3.1.1 the device's own answer topics are watched for the id. Commands are signed when the
-command key is configured. Light on purpose: paho, pydantic and the standard library only.
+Subscribes first and publishes once the SUBACK is back, so no answer is missed. A command names a reply
+topic private to this run (`faceagent-ctl/<client>/reply`) and its id as correlation value in its payload
+(`reply_to`, `correlation`: signed with it, and carried by MQTT 3.1.1 and bridges), mirrored as MQTT 5 Response
+Topic and Correlation Data; the device's own answer topics are watched for the id too. A broker that refuses
+MQTT 5 is asked again with 3.1.1, as the device does. Commands are signed when the command key is configured.
+Light on purpose: paho, pydantic and the standard library only.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import argparse
 import hashlib
 import json
 import queue
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -30,10 +33,11 @@ CONNECT_TIMEOUT_S = 10.0
 class CtlError(Exception):
     """The link could not be made; `code` is the exit code, the message is printed."""
 
-    def __init__(self, message: str, code: int) -> None:
+    def __init__(self, message: str, code: int, refused_mqtt5: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
+        self.refused_mqtt5 = refused_mqtt5  # the broker does not speak MQTT 5: worth asking again with 3.1.1
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,6 @@ class DeviceLink:
 
     def __init__(self, args: argparse.Namespace, config: Config, watch: Callable[[Topics], list[tuple[str, int]]]) -> None:
         from agent.logs import SECRETS
-        from agent.service.mqtt import build_client
 
         url = args.broker or config.mqtt.url
         try:
@@ -64,27 +67,44 @@ class DeviceLink:
                                                    "session_expiry_s": 0})
         self.topics = Topics(f"{self.mqtt.topic_prefix}/{args.device}")
         self.key = config.secrets.command_key.get_secret_value().encode() if config.secrets.command_key else None
-        username = broker.username or config.mqtt.username
-        password = broker.password or (config.secrets.mqtt_password.get_secret_value() if config.secrets.mqtt_password else None)
+        self.credentials = (broker.username or config.mqtt.username,
+                            broker.password or (config.secrets.mqtt_password.get_secret_value() if config.secrets.mqtt_password else None))
         self.client_id = f"faceagent-ctl-{uuid.uuid4().hex[:8]}"
         self.v5 = self.mqtt.protocol == "5"
         self.response_topic = f"faceagent-ctl/{self.client_id}/reply"
-        self.watch = watch(self.topics) + ([(self.response_topic, 1)] if self.v5 else [])
+        self.watch = [*watch(self.topics), (self.response_topic, 1)]
         self.last_id: str | None = None  # the id of the command sent: progress for others is not ours
         self.last_digest: str | None = None  # SHA-256 of the payload sent: how an answer without an id names it
         self.events: queue.Queue[Event | CtlError] = queue.Queue()
         self._subscribed: queue.Queue[bool] = queue.Queue()
-        self.client = build_client(self.mqtt, self.client_id, username, password)
-        self.client.on_connect = self._on_connect
-        self.client.on_subscribe = lambda c, userdata, mid, reasons, props: self._subscribed.put(True)
-        self.client.on_message = self._on_message
+        self.client = self._client()
+
+    def _client(self) -> Any:
+        from agent.service.mqtt import build_client
+
+        client = build_client(self.mqtt, self.client_id, *self.credentials)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = lambda c, userdata, mid, reasons, props: self._subscribed.put(True)
+        client.on_message = self._on_message
+        self._got_connack = False
+        return client
 
     # paho's network thread: hand over only
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        from agent.service.mqtt import refusal_fix, refused_mqtt5
+
+        self._got_connack = True
         if reason.is_failure:
-            self.events.put(CtlError(f"the broker refused the connection: {reason}", ExitCode.FAILED))
+            self.events.put(CtlError(f"the broker refused the connection: {reason} ({refusal_fix(reason)})", ExitCode.FAILED,
+                                     self.v5 and refused_mqtt5(reason, True)))
             return
         client.subscribe(self.watch)
+
+    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if not self._got_connack:
+            self.events.put(CtlError(f"the broker closed the connection without answering CONNECT (MQTT {self.mqtt.protocol}): "
+                                     'is this an MQTT port? check --broker / mqtt.url', ExitCode.FAILED, self.v5))
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         try:
@@ -95,30 +115,52 @@ class DeviceLink:
             self.events.put(Event(message.topic, data, message.topic == self.response_topic))
 
     def open(self, deadline: float) -> None:
-        """Connect and subscribe, or raise `CtlError` (refused: exit 1; unreachable: exit 3)."""
+        """Connect and subscribe, or raise `CtlError` (refused: exit 1; unreachable: exit 3). A broker that refuses
+        MQTT 5 is asked again with 3.1.1 (said on stderr, with the setting that skips the attempt)."""
+        try:
+            self._open(deadline)
+        except CtlError as exc:
+            if not exc.refused_mqtt5:
+                raise
+            self.close()
+            print('the broker does not accept MQTT 5: using MQTT 3.1.1 (mqtt.protocol: "3.1.1" skips this attempt)', file=sys.stderr)
+            self.mqtt = self.mqtt.model_copy(update={"protocol": "3.1.1"})
+            self.v5 = False
+            self.events, self._subscribed = queue.Queue(), queue.Queue()
+            self.client = self._client()
+            self._open(deadline)
+
+    def _open(self, deadline: float) -> None:
         from agent.service.mqtt import connect_async
 
         connect_async(self.client, self.mqtt)
         self.client.loop_start()
-        try:
-            self._subscribed.get(timeout=max(0.1, min(CONNECT_TIMEOUT_S, deadline - time.monotonic())))
-        except queue.Empty:
+        until = time.monotonic() + max(0.1, min(CONNECT_TIMEOUT_S, deadline - time.monotonic()))
+        while time.monotonic() < until:
+            try:
+                self._subscribed.get(timeout=0.05)
+                return
+            except queue.Empty:
+                pass
             try:
                 early = self.events.get_nowait()
             except queue.Empty:
-                early = None
+                continue
             if isinstance(early, CtlError):
-                raise early from None
-            raise CtlError(f"cannot reach the broker at {self.broker.host}:{self.broker.port}", ExitCode.TIMEOUT) from None
+                raise early
+        raise CtlError(f"cannot reach the broker at {self.broker.host}:{self.broker.port}", ExitCode.TIMEOUT)
 
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
 
-    def signed(self, command: dict[str, Any]) -> dict[str, Any]:
-        """The command with `device_id`, `ts` and `sig` when this operator has the command key (docs/mqtt-api.md)."""
+    def signed(self, command: dict[str, Any], reply: bool = True) -> dict[str, Any]:
+        """The command with its reply address (`reply_to`, `correlation`; not for snapshot requests, answered on the
+        device's topic only), and `device_id`, `ts` and `sig` when this operator has the command key (docs/mqtt-api.md)."""
         from agent.service.protocol import sign_command
 
+        if reply:
+            command = {**command, "reply_to": self.response_topic, "correlation": str(command["id"])}
         if self.key is None:
             return command
         body = {**command, "device_id": self.device, "ts": int(time.time())}
@@ -126,7 +168,7 @@ class DeviceLink:
         return body
 
     def send(self, topic: str, command: dict[str, Any]) -> None:
-        """Publish one command (QoS 1), with our Response Topic and its id as Correlation Data under MQTT 5."""
+        """Publish one command (QoS 1); under MQTT 5 its reply address also as Response Topic and Correlation Data."""
         from paho.mqtt.packettypes import PacketTypes
         from paho.mqtt.properties import Properties
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.cli.common import Credentials
-from agent.config import Config, parse_broker_url
+from agent.config import Config, MqttConfig, parse_broker_url
 from agent.errors import CameraUnavailable, ConfigError, ModelError
 
 CLOCK_WARN_S = 5.0  # beyond the Date header's 1 s resolution and a slow answer: NTP is not holding the clock
@@ -106,10 +106,47 @@ def check_camera(config: Config) -> Check:
 
 
 def check_broker(config: Config) -> Check:
-    """CONNECT with the configured URL, TLS settings and credentials; refused, unreachable and untrusted are told apart."""
-    from agent.service.mqtt import build_client
+    """CONNECT with the configured URL, TLS settings and credentials; refused, unreachable and untrusted are told apart.
+
+    With `protocol: 5` a broker that refuses MQTT 5 is asked again with 3.1.1, as the service does
+    (agent/service/mqtt.py): a warning that names the setting which skips the first attempt.
+    """
+    from agent.service.mqtt import refusal_fix, refused_mqtt5
 
     cfg = config.mqtt.model_copy(update={"session_expiry_s": 0})
+    answer = _connect_once(cfg, config)
+    if isinstance(answer, Check):
+        return answer
+    reason, got_connack = answer
+    note = ""
+    if cfg.protocol == "5" and (reason is None or reason.is_failure) and refused_mqtt5(reason, got_connack):
+        how = f"it answered {reason}" if got_connack else "it closed the connection without answering"
+        fallback = _connect_once(cfg.model_copy(update={"protocol": "3.1.1"}), config)
+        if isinstance(fallback, Check):
+            return fallback
+        if fallback[0] is not None and not fallback[0].is_failure:
+            user = f", user {cfg.username}" if cfg.username else ""
+            return Check("broker", "warn", f"{cfg.url} does not accept MQTT 5 ({how}); connected with MQTT 3.1.1{user}: the service "
+                         "falls back the same way (commands carry reply_to, correlation and expires_at in the payload)",
+                         'set mqtt.protocol: "3.1.1" to skip the MQTT 5 attempt, and the broker\'s message size limit (docs/brokers.md)')
+        note = f" (MQTT 5: {how})"
+        reason, got_connack = fallback
+    if not got_connack:
+        return Check("broker", "fail", f"{cfg.url} closed the connection without answering CONNECT{note}",
+                     'is this an MQTT port? check mqtt.url; a broker that speaks only MQTT 3.1.1 needs mqtt.protocol: "3.1.1"')
+    if reason is None:
+        return Check("broker", "fail", f"{cfg.url}: no answer to CONNECT within 10 s", "is this an MQTT port? check mqtt.url")
+    if reason.is_failure:
+        return Check("broker", "fail", f"{cfg.url} refused the connection: {reason}{note}", refusal_fix(reason))
+    security = "TLS, certificate verified" if parse_broker_url(cfg.url).tls else "plain TCP, no TLS"
+    user = f", user {cfg.username}" if cfg.username else ""
+    return Check("broker", "ok", f"connected to {cfg.url} ({security}{user}, MQTT {cfg.protocol})")
+
+
+def _connect_once(cfg: MqttConfig, config: Config) -> tuple[Any, bool] | Check:
+    """One CONNECT: (the CONNACK's reason or None, whether a CONNACK or a clean wait came), or the failed Check."""
+    from agent.service.mqtt import build_client
+
     broker = parse_broker_url(cfg.url)
     password = config.secrets.mqtt_password.get_secret_value() if config.secrets.mqtt_password else None
     answer: dict[str, Any] = {}
@@ -118,10 +155,11 @@ def check_broker(config: Config) -> Check:
     except ConfigError as exc:
         return Check("broker", "fail", exc.message, "mqtt.tls: give the CA, certificate and key files in PEM")
     client.on_connect = lambda c, userdata, flags, reason, props: answer.update(reason=reason)
+    client.on_disconnect = lambda c, userdata, flags, reason, props: answer.setdefault("closed", reason)
     try:
         client.connect(broker.host, broker.port, cfg.keepalive_s)  # TCP, TLS handshake and CONNECT, here and now
         deadline = time.monotonic() + 10.0
-        while "reason" not in answer and time.monotonic() < deadline:
+        while "reason" not in answer and "closed" not in answer and time.monotonic() < deadline:
             client.loop(timeout=0.5)
     except ssl.SSLCertVerificationError as exc:
         trusted = f"mqtt.tls.ca_file {cfg.tls.ca_file}" if cfg.tls.ca_file else "the system CAs"
@@ -138,15 +176,7 @@ def check_broker(config: Config) -> Check:
                      "is the broker running and mqtt.url right (host, port, mqtt:// or mqtts://)?")
     finally:
         client.disconnect()
-    reason = answer.get("reason")
-    if reason is None:
-        return Check("broker", "fail", f"{cfg.url}: no answer to CONNECT within 10 s", "is this an MQTT port? check mqtt.url")
-    if reason.is_failure:
-        return Check("broker", "fail", f"{cfg.url} refused the connection: {reason}",
-                     "check mqtt.username and the mqtt_password credential, and the broker's ACL")
-    security = "TLS, certificate verified" if broker.tls else "plain TCP, no TLS"
-    user = f", user {cfg.username}" if cfg.username else ""
-    return Check("broker", "ok", f"connected to {cfg.url} ({security}{user}, MQTT {cfg.protocol})")
+    return answer.get("reason"), "reason" in answer or "closed" not in answer
 
 
 def check_cloud(config: Config, clock: Callable[[], float] = time.time) -> tuple[Check, Check]:

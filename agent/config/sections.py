@@ -65,7 +65,7 @@ class MqttTls(Section):
 class MqttConfig(Section):
     url: str = Field("mqtt://127.0.0.1:1883", description="mqtt://host:port, or mqtts://host:port for TLS")
     topic_prefix: str = Field("faceagent", min_length=1, max_length=64, description="topics are <prefix>/<device_id>/...")
-    protocol: Literal["5", "3.1.1"] = Field("5", description="MQTT protocol version")
+    protocol: Literal["5", "3.1.1"] = Field("5", description="MQTT version; 5 falls back to 3.1.1 when the broker refuses 5")
     username: str | None = Field(None, description="password comes from the mqtt_password credential")
     client_id: str | None = Field(None, min_length=1, max_length=128, description="default faceagent-<device_id>; must be unique per device")
     keepalive_s: int = Field(30, ge=5, le=600, description="MQTT keepalive; the broker publishes the will after 1.5x this without traffic")

@@ -30,6 +30,7 @@ from agent.service.protocol import (
     SnapshotRequest,
     Topics,
     command_ids,
+    correlation_text,
     decode_payload,
     printable,
     response_topic_problem,
@@ -91,11 +92,18 @@ class SeenIds:
 
 
 def result_messages(result: Result, topic: str, response_topic: str | None, correlation: bytes | None) -> list[Message]:
-    """The result on the device's result `topic`, and on the command's Response Topic (MQTT 5) when it has one."""
-    payload = json.dumps(result.to_json(), ensure_ascii=False).encode("utf-8")
+    """The result on the device's result `topic`, and on the command's reply address when it has one.
+
+    The copy on the reply address carries the correlation value in its payload too (as text), so it is seen
+    where Correlation Data is not: under MQTT 3.1.1 and across bridges.
+    """
+    body = result.to_json()
+    payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
     messages: list[Message] = [(topic, payload, None)]
     if response_topic and response_topic != topic:
-        messages.append((response_topic, payload, correlation))
+        text = correlation_text(correlation)
+        reply = payload if text is None else json.dumps({**body, "correlation": text}, ensure_ascii=False).encode("utf-8")
+        messages.append((response_topic, reply, correlation))
     return messages
 
 
@@ -174,7 +182,8 @@ class Intake:
             if why is not None:
                 self._refuse_unauthenticated(data, why, kind, message.payload)
                 return
-        reply_to, correlation = self._reply_address(message)
+        asked_reply_to, correlation = message.requested_reply(data)
+        reply_to = asked_reply_to if asked_reply_to and self._response_topic_problem(asked_reply_to) is None else None
         if isinstance(data, Rejection):
             self._reject(data, kind, reply_to, correlation, store=False, payload=message.payload)
             return
@@ -188,8 +197,9 @@ class Intake:
             else:
                 self._reject(request, kind, None, None, store=False, payload=message.payload)
             return
-        if message.response_topic and reply_to is None:  # answered on the device's own result topic only
-            problem = self._response_topic_problem(message.response_topic) or "response topic refused"
+        if asked_reply_to and reply_to is None:  # answered on the device's own result topic only
+            problem = self._response_topic_problem(asked_reply_to) or "response topic refused"
+            problem = f"reply_to: {problem}" if isinstance(data.get("reply_to"), str) else problem
             self._reject(Rejection(*command_ids(data), "rejected", ErrorCode.INVALID_COMMAND, problem), kind, None, None, store=False)
             return
         command = validate_delete(data) if kind == "delete" else validate_command(data)
@@ -227,13 +237,6 @@ class Intake:
         claimed = f" (command id {command_id!r} not taken)" if command_id else ""
         self._reject(Rejection(None, None, "rejected", ErrorCode.INVALID_COMMAND, why + claimed), kind, None, None, store=False,
                      quiet=True, payload=payload)
-
-    def _reply_address(self, message: Incoming) -> tuple[str | None, bytes | None]:
-        if not message.response_topic:
-            return None, None
-        if self._response_topic_problem(message.response_topic) is not None:
-            return None, None
-        return message.response_topic, message.correlation
 
     def _response_topic_problem(self, topic: str) -> str | None:
         return response_topic_problem(topic, self.config.mqtt.topic_prefix, self.config.home_assistant.discovery_prefix)

@@ -11,6 +11,10 @@
   handling 2 (retained commands are never sent on subscribe).
 - paho keeps unacknowledged QoS 1 publications and sends them again after a reconnect itself, so the
   outbox publishes each stored message once per process and waits for its PUBACK.
+- Version negotiation: with `protocol: 5` a broker that refuses MQTT 5 before ever accepting it (NATS 2.9
+  answers "Unsupported protocol version", RabbitMQ 3.10 closes the connection without a CONNACK) is asked
+  again with 3.1.1 on the same client, once, and the switch is logged once (docs/brokers.md). A new client
+  would lose the QoS 1 publications paho holds, so the one client is switched in place.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from agent.service.signals import Signals
 
 log = logging.getLogger(__name__)
 
+VERSION_REFUSED = 132  # CONNACK "Unsupported Protocol Version" (paho maps 3.1.1's return code 1 to it too)
 RECEIVE_MAXIMUM = 10  # unacknowledged QoS 1 commands the broker may send at once
 QOS0_BACKLOG = 64  # QoS 0 commands beyond this many waiting are dropped (no flow control exists for them)
 
@@ -79,6 +84,35 @@ def connect_async(client: mqtt.Client, cfg: MqttConfig, receive_maximum: int | N
         client.connect_async(broker.host, broker.port, cfg.keepalive_s)
 
 
+def use_mqtt311(client: mqtt.Client, cfg: MqttConfig) -> None:
+    """Switch a paho client built for MQTT 5 to 3.1.1 before its next (re)connect, keeping what it holds.
+
+    paho 2.x has no public setter: these are the three attributes its CONNECT is built from.
+    """
+    client._protocol = mqtt.MQTTv311
+    client._clean_session = cfg.session_expiry_s == 0
+    client._connect_properties = None
+
+
+def refused_mqtt5(reason: Any, got_connack: bool) -> bool:
+    """Whether an MQTT 5 CONNECT failed because the broker does not speak 5: it said so, or it hung up without a CONNACK."""
+    return (not got_connack) or getattr(reason, "value", None) == VERSION_REFUSED
+
+
+def refusal_fix(reason: Any) -> str:
+    """What to do about a refused CONNECT, by its reason code (MQTT 5 codes; paho maps 3.1.1's return codes onto them)."""
+    value = getattr(reason, "value", None)
+    if value == VERSION_REFUSED:
+        return 'the broker does not speak MQTT 5: set mqtt.protocol: "3.1.1" (docs/brokers.md)'
+    if value == 133:  # Client Identifier not valid
+        return "the broker refused the client id: set mqtt.client_id to one the broker accepts (unique per device)"
+    if value in (134, 135, 140):  # bad user name or password, not authorized, bad authentication method
+        return "check mqtt.username and the mqtt_password credential, and the broker's ACL for this client id (docs/brokers.md)"
+    if value in (136, 137, 159):  # server unavailable, server busy, connection rate exceeded
+        return "the broker is unavailable or busy: the device keeps retrying with backoff"
+    return "check mqtt.url, mqtt.username, mqtt_password and the broker's log"
+
+
 @dataclass(frozen=True)
 class Incoming:
     """A message handed from the network thread to the intake."""
@@ -91,6 +125,14 @@ class Incoming:
     response_topic: str | None
     correlation: bytes | None
     expiry_s: int | None
+
+    def requested_reply(self, data: dict[str, Any] | object) -> tuple[str | None, bytes | None]:
+        """The reply address a command asks for: its payload's `reply_to` and `correlation` (signed, and they
+        survive MQTT 3.1.1 and bridges), else MQTT 5's Response Topic and Correlation Data. Not yet checked."""
+        fields = data if isinstance(data, dict) else {}
+        topic = fields.get("reply_to") if isinstance(fields.get("reply_to"), str) else self.response_topic
+        correlation = fields.get("correlation")
+        return topic or None, correlation.encode("utf-8") if isinstance(correlation, str) else self.correlation
 
 
 class MqttLink:
@@ -111,6 +153,9 @@ class MqttLink:
         self.first_attempt = threading.Event()
         self.connects = 0
         self.dropped_qos0 = 0
+        self.protocol = cfg.protocol  # what the connection speaks: "3.1.1" after negotiating down from "5"
+        self.problem: str | None = None  # why the broker refused the last CONNECT, and the fix; None once connected
+        self._got_connack = False
         self.client = build_client(cfg, client_id, cfg.username, password, manual_ack=True)
         self.client.will_set(availability_topic, "offline", qos=1, retain=True)
         self.client.on_connect = self._handle_connect
@@ -122,13 +167,21 @@ class MqttLink:
     # --- paho callbacks (network thread): hand over only -------------------------------------------
 
     def _handle_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        self._got_connack = True
         if reason.is_failure:
+            if self._negotiate_down(reason, True):
+                return
+            problem = f"refused: {reason}; {refusal_fix(reason)}"
+            if problem != self.problem:  # a broker that refuses every 2 s is told once, not every time
+                log.warning("MQTT connect to %s %s", self.cfg.url, problem)
+            self.problem = problem
             self.first_attempt.set()
-            log.warning("MQTT connect to %s refused: %s", self.cfg.url, reason)
             return
         self.connects += 1
-        log.info("MQTT connected to %s (session present: %s)", self.cfg.url, getattr(flags, "session_present", False))
-        if self.cfg.protocol == "5":
+        self.problem = None
+        log.info("MQTT connected to %s with MQTT %s (session present: %s)", self.cfg.url, self.protocol,
+                 getattr(flags, "session_present", False))
+        if self.protocol == "5":
             options = SubscribeOptions(qos=1, retainAsPublished=True, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND)
             client.subscribe([(topic, options) for topic in self.command_topics])
         else:
@@ -144,8 +197,37 @@ class MqttLink:
         log.warning("MQTT broker %s unreachable; retrying with backoff up to %.0f s", self.cfg.url, self.cfg.reconnect_max_s)
 
     def _handle_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        was_connected = self.connected.is_set()
         self.connected.clear()
-        log.log(logging.WARNING if reason.is_failure else logging.INFO, "MQTT disconnected from %s: %s", self.cfg.url, reason)
+        got_connack, self._got_connack = self._got_connack, False
+        if not got_connack and self._negotiate_down(reason, False):
+            return
+        if was_connected:
+            log.log(logging.WARNING if reason.is_failure else logging.INFO, "MQTT disconnected from %s: %s", self.cfg.url, reason)
+        elif not got_connack:  # every retry would say the same: told once
+            problem = f"closed the connection without answering CONNECT (MQTT {self.protocol}); is this an MQTT port? check mqtt.url"
+            if problem != self.problem:
+                log.warning("MQTT broker %s %s", self.cfg.url, problem)
+            self.problem = problem
+            self.first_attempt.set()
+
+    def _negotiate_down(self, reason: Any, got_connack: bool) -> bool:
+        """Fall back to 3.1.1 when a broker that never accepted MQTT 5 refuses it; True when it did (logged once)."""
+        if self.protocol != "5" or self.connects > 0 or not refused_mqtt5(reason, got_connack):
+            return False
+        how = f"it answered {reason}" if got_connack else "it closed the connection without answering"
+        log.warning('MQTT broker %s does not accept MQTT 5 (%s): connecting with MQTT 3.1.1 instead. Commands carry '
+                    'their reply address, correlation and expiry in the payload (docs/mqtt-api.md); set the broker\'s '
+                    'message size limit, and mqtt.protocol: "3.1.1" to skip the MQTT 5 attempt (docs/brokers.md)', self.cfg.url, how)
+        self.protocol = "3.1.1"
+        use_mqtt311(self.client, self.cfg)
+        return True
+
+    def status(self) -> str:
+        """For systemd's status line: connected (and how), refused (why, and the fix), or not reachable yet."""
+        if self.connected.is_set():
+            return f"broker connected (MQTT {self.protocol})"
+        return f"broker {self.problem}" if self.problem else "broker not reachable yet (retrying with backoff)"
 
     def _handle_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         if message.qos == 0 and self._incoming.qsize() >= QOS0_BACKLOG:
@@ -191,7 +273,7 @@ class MqttLink:
         return info.mid
 
     def _props(self, correlation: bytes | None) -> Properties | None:
-        if correlation is None or self.cfg.protocol != "5":
+        if correlation is None or self.protocol != "5":
             return None
         props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
         props.CorrelationData = correlation

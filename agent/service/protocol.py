@@ -30,6 +30,8 @@ MAX_TS = 2**33  # unix seconds, year 2242: keeps integers small and comparisons 
 COMMAND_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
 IAI_ID_PATTERN = r"^[A-Za-z0-9\-%@#&_]{1,64}$"
 SIG_PATTERN = r"^[0-9a-f]{64}$"
+CORRELATION_PATTERN = r"^[\x20-\x7e]{1,128}$"  # printable ASCII: echoed in results and logs as it came
+MAX_TOPIC_BYTES = 1024
 FACE_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"  # IAI FaceIds are decimal strings; this is looser and still safe to echo
 MAX_DELETE_FACES = 5  # a person holds at most 5 faces
 
@@ -114,7 +116,16 @@ class Signed(Strict):
     sig: Annotated[str, StringConstraints(pattern=SIG_PATTERN)] | None = None  # hex HMAC-SHA256, see signing_payload()
 
 
-class EnrollCommand(Signed):
+class Routed(Signed):
+    """Where the answer goes, in the command itself: MQTT 5's Response Topic and Correlation Data do not survive
+    MQTT 3.1.1 or most bridges, and the payload is what the signature covers. Checked by the intake
+    (`response_topic_problem`), which prefers these to the MQTT 5 properties."""
+
+    reply_to: Annotated[str, StringConstraints(min_length=1, max_length=MAX_TOPIC_BYTES)] | None = None
+    correlation: Annotated[str, StringConstraints(pattern=CORRELATION_PATTERN)] | None = None
+
+
+class EnrollCommand(Routed):
     """An enroll command. Types are strict: "2" is not 2, 1 is not true."""
 
     id: Annotated[str, StringConstraints(pattern=COMMAND_ID_PATTERN)]
@@ -130,7 +141,7 @@ class EnrollCommand(Signed):
     dry_run: bool = False  # capture, check and read the person at the cloud; write nothing
 
 
-class DeleteCommand(Signed):
+class DeleteCommand(Routed):
     """Undo: delete the faces an earlier enroll command added (`enrollment_id`), or the given `face_ids`, of one person."""
 
     id: Annotated[str, StringConstraints(pattern=COMMAND_ID_PATTERN)]
@@ -181,6 +192,7 @@ _RULES = {
     "sig": "64 lower-case hex digits",
     "enrollment_id": "1-64 characters of A-Z a-z 0-9 . _ : -",
     "face_ids": "1-64 characters of letters, digits, _ and -",
+    "correlation": "1-128 printable ASCII characters",
 }
 
 
@@ -349,6 +361,14 @@ def signature_problem(data: dict[str, Any], key: bytes | None, device_id: str, m
     return None
 
 
+def correlation_text(correlation: bytes | None) -> str | None:
+    """Correlation Data as the text a result carries, when it is printable ASCII (binary data stays in the MQTT 5 property)."""
+    if not correlation:
+        return None
+    text = correlation.decode("ascii", errors="replace")
+    return text if re.fullmatch(CORRELATION_PATTERN, text) else None
+
+
 def response_topic_problem(topic: str, topic_prefix: str, *reserved: str) -> str | None:
     """Why an MQTT 5 Response Topic cannot be published to, or None.
 
@@ -357,7 +377,7 @@ def response_topic_problem(topic: str, topic_prefix: str, *reserved: str) -> str
     another device's command topics — nor under the other `reserved` prefixes (Home Assistant's
     discovery prefix, where a result would become an entity's configuration).
     """
-    if not topic or len(topic.encode("utf-8")) > 1024:
+    if not topic or len(topic.encode("utf-8")) > MAX_TOPIC_BYTES:
         return "response topic: must be 1-1024 bytes"
     if any(c in topic for c in "#+\0") or any(unicodedata.category(c) == "Cc" for c in topic):
         return f"response topic {printable(topic)!r}: wildcards and control characters are not allowed"
