@@ -157,7 +157,7 @@ def test_enroll_through_ctl_signed_replayed_and_oversized(site: Site, make_agent
 
 def test_availability_will_retained_state_discovery_and_a_command_sent_while_down(site: Site, make_agent: Any, emulator: Any,
                                                                                   person: str) -> None:
-    agent = start_device(site, make_agent)
+    agent = start_device(site, make_agent, process=True)  # killed: the broker publishes its will
     base, discovery = agent.base, f"homeassistant/sensor/{node_id(agent.device_id)}/last_enrollment/config"
     for _ in range(2):  # the first subscriber may see them live; the second, subscribing after them, only as retained copies
         late = site.listener([f"{base}/state", discovery])
@@ -228,7 +228,7 @@ def test_the_default_config_on_a_broker_without_mqtt5_connects_with_3_1_1_and_sa
 
     server = request.getfixturevalue(kind)
     site = Site(kind, server, server, "5", mqtt.MQTTv311)
-    agent = make_agent(server, device_id=f"cam-{uuid.uuid4().hex[:8]}", start=False)  # mqtt.protocol left at its default, 5
+    agent = make_agent(server, device_id=f"cam-{uuid.uuid4().hex[:8]}", start=False, process=True)  # mqtt.protocol left at 5
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(tmp_path / "notify.sock"))
     notify.settimeout(30)
