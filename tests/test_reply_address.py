@@ -81,7 +81,7 @@ def test_a_broker_that_refuses_the_device_is_named_in_the_ready_status_and_logge
     notify.bind(str(tmp_path / "notify.sock"))
     notify.settimeout(30)
     try:
-        agent: AgentProcess = make_agent(broker, start=False)
+        agent: AgentProcess = make_agent(broker, start=False, process=True)  # systemd's notify socket: a process
         agent.env["NOTIFY_SOCKET"] = str(tmp_path / "notify.sock")
         agent.start(wait_online=False)
         messages: list[bytes] = []
