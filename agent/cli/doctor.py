@@ -14,11 +14,11 @@ import time
 from collections.abc import Callable
 
 from agent.cli.common import load_config_for, load_config_or_exit
-from agent.cli.doctor_checks import Check, check_broker, check_camera, check_cloud, check_credentials, check_disk, check_model
+from agent.cli.doctor_checks import Check, check_broker, check_camera, check_cloud, check_credentials, check_disk, check_identity, check_model
 from agent.config import Config, config_path_from
 from agent.errors import ConfigError, ExitCode
 
-CHECKS = ("credentials", "model", "camera", "broker", "cloud", "clock", "disk")
+CHECKS = ("credentials", "model", "camera", "broker", "cloud", "clock", "disk", "identity")
 MARKS = {"ok": "ok", "warn": "WARN", "fail": "FAIL", "skip": "skip"}
 
 
@@ -36,6 +36,7 @@ def run_checks(config: Config, args: argparse.Namespace, clock: Callable[[], flo
         cloud, clock_line = check_cloud(config, clock)
         found += [cloud, clock_line if "clock" not in skip else Check("clock", "skip", "--skip")]
     found.append(Check("disk", "skip", "--skip") if "disk" in skip else check_disk(config))
+    found.append(Check("identity", "skip", "--skip") if "identity" in skip else check_identity(config))
     return found
 
 

@@ -47,7 +47,8 @@ def read_secrets(environ: Mapping[str, str]) -> tuple[dict[str, str], list[tuple
     A credential file may end with one newline (as `echo` writes it); any other surrounding
     whitespace, and any control character inside, is refused, because the cloud then fails with an
     obscure signature error (or the value would be echoed in an HTTP library's header error). An empty
-    file or variable means "not set" (the installer creates every credential file, empty).
+    file or variable means "not set" (the installer creates every credential file, empty): an empty file falls
+    through to the environment variable.
     """
     found: dict[str, str] = {}
     problems: list[tuple[str, str]] = []
@@ -64,7 +65,7 @@ def read_secrets(environ: Mapping[str, str]) -> tuple[dict[str, str], list[tuple
                 continue
             if value.endswith("\n"):
                 value = value[:-1]
-        elif env_name in environ:
+        if not value and environ.get(env_name):  # an empty file (install.sh creates them all) does not hide the variable
             source = f"environment variable {env_name}"
             value = environ[env_name]
         if not value:
