@@ -237,3 +237,18 @@ def test_an_empty_credential_file_does_not_hide_the_environment(tmp_path: Path) 
     found, problems = read_secrets({"CREDENTIALS_DIRECTORY": str(tmp_path), "TENCENTCLOUD_SECRET_KEY": "from-the-environment",
                                     "TENCENTCLOUD_SECRET_ID": "AKIDfromenv"})
     assert problems == [] and found["secret_key"] == "from-the-environment" and found["secret_id"] == "AKIDfromfile"
+
+
+def test_check_config_says_where_each_key_came_from_and_an_empty_file_does_not_hide_the_environment(tmp_path: Path) -> None:
+    etc = tmp_path / "etc" / "faceagent"
+    (etc / "credentials").mkdir(parents=True, mode=0o700)
+    (etc / "agent.yaml").write_text((REPO / "config" / "agent.example.yaml").read_text())
+    (etc / "credentials" / "tencentcloud_secret_id").write_text("AKIDfromthefile0000000000000000000")
+    (etc / "credentials" / "tencentcloud_secret_key").write_text("")  # as install.sh leaves it
+    proc = subprocess.run([sys.executable, "-m", "agent", "check-config", "--config", str(etc / "agent.yaml")], capture_output=True,
+                          text=True, timeout=60, check=False, cwd=REPO,
+                          env={"PATH": "/usr/bin:/bin", "TENCENTCLOUD_SECRET_KEY": "key-from-the-environment-000000"})
+    assert proc.returncode == 0, proc.stderr
+    assert f"# secrets.secret_id: from the credential tencentcloud_secret_id in {etc / 'credentials'}" in proc.stdout
+    assert "# secrets.secret_key: from the environment variable TENCENTCLOUD_SECRET_KEY" in proc.stdout
+    assert "key-from-the-environment" not in proc.stdout + proc.stderr

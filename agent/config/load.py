@@ -41,14 +41,14 @@ SECRET_SOURCES: dict[str, tuple[str, str]] = {
 }
 
 
-def read_secrets(environ: Mapping[str, str]) -> tuple[dict[str, str], list[tuple[str, str]]]:
+def read_secrets(environ: Mapping[str, str], sources: dict[str, str] | None = None) -> tuple[dict[str, str], list[tuple[str, str]]]:
     """Resolve every secret: `$CREDENTIALS_DIRECTORY/<name>` first, then the environment variable.
 
     A credential file may end with one newline (as `echo` writes it); any other surrounding
     whitespace, and any control character inside, is refused, because the cloud then fails with an
     obscure signature error (or the value would be echoed in an HTTP library's header error). An empty
     file or variable means "not set" (the installer creates every credential file, empty): an empty file falls
-    through to the environment variable.
+    through to the environment variable. `sources`, when given, receives where each secret found came from.
     """
     found: dict[str, str] = {}
     problems: list[tuple[str, str]] = []
@@ -76,6 +76,8 @@ def read_secrets(environ: Mapping[str, str]) -> tuple[dict[str, str], list[tuple
             problems.append((f"secrets.{field}", f"{source} holds a control character (a line break or tab inside the value)"))
         else:
             found[field] = value
+            if sources is not None:
+                sources[field] = source
     return found, problems
 
 
