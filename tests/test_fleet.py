@@ -252,3 +252,25 @@ def test_check_config_says_where_each_key_came_from_and_an_empty_file_does_not_h
     assert f"# secrets.secret_id: from the credential tencentcloud_secret_id in {etc / 'credentials'}" in proc.stdout
     assert "# secrets.secret_key: from the environment variable TENCENTCLOUD_SECRET_KEY" in proc.stdout
     assert "key-from-the-environment" not in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(("result", "again"), [
+    ({"status": "failed", "faces_added": 0, "error": {"code": "cloud_unavailable", "retryable": True}}, True),
+    ({"status": "failed", "faces_added": 0, "error": {"code": "no_face", "retryable": True}}, True),
+    ({"status": "failed", "faces_added": 0, "person_created": True, "error": {"code": "no_face", "retryable": True}}, False),
+    ({"status": "partial", "faces_added": 1, "face_ids": ["f1"], "error": {"code": "cloud_unavailable", "retryable": True}}, False),
+    ({"status": "unknown", "faces_added": 0, "error": {"code": "outcome_unknown", "retryable": False}}, False),
+    ({"status": "failed", "faces_added": 0, "error": {"code": "person_not_found", "retryable": False}}, False),
+    ({"status": "succeeded", "faces_added": 1, "face_ids": ["f1"]}, False),
+    ({"status": "dry_run", "dry_run": True, "error": {"code": "no_face", "retryable": True}}, False),
+])
+def test_only_a_retryable_failure_that_applied_nothing_runs_again(tmp_path: Path, result: dict[str, Any], again: bool) -> None:
+    from agent.service.store import JobStore
+
+    store = JobStore(tmp_path / "jobs.sqlite3")
+    try:
+        store.store_final({"id": "c-1", "person_id": "1001"}, result, [])
+        assert store.submit({"id": "c-1", "person_id": "1001"}, queue_size=10).outcome == ("queued" if again else "duplicate")
+        assert store.submit({"id": "c-1", "person_id": "1001"}, queue_size=10).outcome == "duplicate"  # now queued: never twice
+    finally:
+        store.close()
