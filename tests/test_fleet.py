@@ -274,3 +274,16 @@ def test_only_a_retryable_failure_that_applied_nothing_runs_again(tmp_path: Path
         assert store.submit({"id": "c-1", "person_id": "1001"}, queue_size=10).outcome == "duplicate"  # now queued: never twice
     finally:
         store.close()
+
+
+def test_a_stopped_daemon_hands_its_state_folder_on(broker: Broker, make_agent: AgentFactory, tmp_path: Path) -> None:
+    from agent.errors import ConfigError
+
+    shared = str(tmp_path / "shared-state")
+    first = make_agent(broker, "cam-hand-a", state_dir=shared)
+    second = make_agent(broker, "cam-hand-b", start=False, state_dir=shared)
+    with pytest.raises(ConfigError, match="is in use by another faceagent process"):
+        second.start(broker)
+    assert first.stop() == 0
+    second.start(broker)  # comes online: the stop released the lock
+    assert second.alive

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import os
 from pathlib import Path
+from typing import BinaryIO
 
 from agent.errors import ConfigError
 
@@ -24,7 +25,7 @@ class StateLock:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.path = folder / LOCK_NAME
-        self._fd: int | None = None
+        self._file: BinaryIO | None = None  # a file object: dropped with its App (a start that failed), it unlocks
 
     def acquire(self) -> None:
         """Take the lock, or raise `ConfigError` naming the folder and the process that holds it (`run` exits 78)."""
@@ -44,12 +45,12 @@ class StateLock:
                 "this one a state_dir of its own"))]) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
-        self._fd = fd
+        self._file = os.fdopen(fd, "wb", buffering=0)
 
     def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # closing the descriptor releases the lock; the file stays (its pid is only a hint)
-            self._fd = None
+        if self._file is not None:
+            self._file.close()  # closing the descriptor releases the lock; the file stays (its pid is only a hint)
+            self._file = None
 
 
 def leave_conflict_note(folder: Path, detail: str) -> None:
