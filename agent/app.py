@@ -13,6 +13,7 @@ import queue
 import signal
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -33,6 +34,7 @@ from agent.service.mqtt import Incoming, MqttLink
 from agent.service.outbox import Outbox
 from agent.service.protocol import Topics
 from agent.service.signals import Signals
+from agent.service.state_lock import StateLock, clear_conflict_note, leave_conflict_note
 from agent.service.store import JobStore
 from agent.service.systemd import Notifier
 from agent.service.telemetry import Counters, DeviceState, Telemetry
@@ -107,7 +109,7 @@ def build_service(
                         on_cloud_error=health.noticed if health else lambda exc: None)
     link = MqttLink(cfg=config.mqtt, client_id=config.mqtt.client_id or f"faceagent-{config.device_id}", password=password,
                     availability_topic=topics.availability, command_topics=command_topics(config), incoming=incoming,
-                    acks=acks, signals=signals)
+                    acks=acks, signals=signals, state_topic=topics.state)
     outbox = Outbox(store=store, link=link, acks=acks, counters=counters, signals=signals)
 
     def describe() -> dict[str, Any]:
@@ -121,6 +123,9 @@ def build_service(
         check_cloud=health.check if health else None, check_interval_s=config.cloud.health_interval_s,
         discovery=(lambda: discovery_messages(config)) if config.home_assistant.discovery else None,
     )
+    instance = uuid.uuid4().hex[:12]  # this start's token in the retained state: how a second one with this id is told apart
+    device.set(instance=instance)
+    link.claim(telemetry.started_at, instance)
     worker = Worker(config=config, store=store, enroller=enroller, uploader=uploader, undo=Undo(config, client=client, store=store),
                     camera=camera, detector=detector, link=link, counters=counters, device=device, signals=signals,
                     health=health)
@@ -146,10 +151,13 @@ class App:
         self.camera: Camera | None = None
         self.client: IaiClient | None = None
         self.store: JobStore | None = None
+        self.state_lock = StateLock(config.state_dir)
 
     def start(self) -> None:
         cfg = self.config
         os.umask(0o077)  # state files name people; the unit sets the same, this covers running it by hand
+        self.state_lock.acquire()  # before the store is opened: a second process must not recover this one's jobs
+        clear_conflict_note(cfg.state_dir)  # a new start is a new try with this device id
         self.notifier.status("opening the job store")
         self.store = JobStore(cfg.state_dir / "jobs.sqlite3")
         self.notifier.status("loading the face detector")
@@ -193,7 +201,9 @@ class App:
             if watchdog and service.alive and time.monotonic() - service.heartbeat < watchdog / 2:
                 self.notifier.watchdog()
         self.stop()
-        return ExitCode.FAILED if service.failed.is_set() else ExitCode.OK
+        if service.signals.conflict_detail:
+            leave_conflict_note(self.config.state_dir, service.signals.conflict_detail)
+        return service.signals.exit_code if service.failed.is_set() else ExitCode.OK
 
     def stop(self) -> None:
         self.notifier.stopping("finishing the current job")
@@ -206,4 +216,5 @@ class App:
             self.client.close()
         if self.store is not None:
             self.store.close()
+        self.state_lock.release()
         log.info("stopped")

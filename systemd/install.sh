@@ -4,13 +4,16 @@ set -euo pipefail
 
 usage() {
   cat <<'EOF'
-Usage: sudo systemd/install.sh [--start] [--apt] [--root DIR] [--no-systemctl] [--pip-args "ARGS"]
+Usage: sudo systemd/install.sh [--start] [--apt] [--device-id ID] [--root DIR] [--no-systemctl] [--pip-args "ARGS"]
 
 Installs faceagent as a systemd service: the faceagent user, a venv in /opt/faceagent, /etc/faceagent/agent.yaml
 (only when absent), the credential files and the unit. Idempotent: run it again from a newer checkout to upgrade.
 
   --apt            apt-get install python3-venv (and python3-picamera2 python3-opencv on Raspberry Pi OS)
   --start          start (or restart) the service after installing
+  --device-id ID   the device id for a new agent.yaml (default: <hostname>-<8 hex> from the Pi's serial number, else
+                   from /etc/machine-id, so cards cloned from one image differ; the bare hostname `raspberrypi`,
+                   which every fresh Raspberry Pi OS card has, is refused)
   --root DIR       install into DIR instead of / (for packaging and tests; implies --no-systemctl)
   --no-systemctl   do not run systemctl / systemd-sysusers
   --pip-args ARGS  extra arguments for pip install (e.g. "--no-deps" when the dependencies are preinstalled)
@@ -29,6 +32,10 @@ SYSTEMCTL=1
 APT=0
 START=0
 PIP_ARGS=""
+DEVICE_ID=""
+# Where the hardware identity is read (overridable for tests of this script only).
+SERIAL_FILE="${FACEAGENT_SERIAL_FILE:-/proc/device-tree/serial-number}"
+MACHINE_ID_FILE="${FACEAGENT_MACHINE_ID_FILE:-/etc/machine-id}"
 while [ $# -gt 0 ]; do
   case "$1" in
     --root) ROOT="${2%/}"; SYSTEMCTL=0; shift 2 ;;
@@ -36,6 +43,7 @@ while [ $# -gt 0 ]; do
     --apt) APT=1; shift ;;
     --start) START=1; shift ;;
     --pip-args) PIP_ARGS="$2"; shift 2 ;;
+    --device-id) DEVICE_ID="$2"; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -61,6 +69,37 @@ if [ "$APT" = 1 ]; then
   apt-get install -y -qq --no-install-recommends "${packages[@]}"
 fi
 
+# The device id of a new agent.yaml: unique per card, stable across reboots. Not the hostname alone: every card
+# cloned from one image has the same one, and two devices with one id take each other's broker session.
+pick_device_id() {
+  local host suffix=""
+  host="$(hostname -s | tr -c 'A-Za-z0-9._\n-' '-')"
+  case "$host" in raspberrypi|localhost|"") host="cam" ;; esac
+  if [ -r "$SERIAL_FILE" ]; then
+    suffix="$(tr -dc '0-9a-fA-F' < "$SERIAL_FILE" | tail -c 8 | tr 'A-F' 'a-f')"
+  fi
+  if [ -z "$suffix" ] && [ -r "$MACHINE_ID_FILE" ]; then  # regenerated at first boot on Raspberry Pi OS
+    suffix="$(tr -dc '0-9a-f' < "$MACHINE_ID_FILE" | head -c 8)"
+  fi
+  if [ -n "$suffix" ]; then
+    printf '%s-%s' "${host:0:55}" "$suffix"
+  elif [ "$host" != cam ]; then
+    printf '%s' "$host"
+  fi
+}
+if [ ! -e "$ETC/agent.yaml" ] && [ -z "$DEVICE_ID" ]; then
+  DEVICE_ID="$(pick_device_id)"
+  if [ -z "$DEVICE_ID" ]; then
+    echo "install.sh: no serial number or /etc/machine-id to tell this device from its clones, and the hostname is" \
+         "the image's default: give one with --device-id NAME" >&2
+    exit 1
+  fi
+fi
+if [ -n "$DEVICE_ID" ] && ! [[ "$DEVICE_ID" =~ ^[A-Za-z0-9._-]{1,64}$ ]]; then
+  echo "install.sh: --device-id $DEVICE_ID: letters, digits, - _ . (1-64)" >&2
+  exit 2
+fi
+
 # 1. the service user (systemd-sysusers reads the same file at boot)
 install -D -m 0644 "$SRC/systemd/faceagent.sysusers" "$ROOT/etc/sysusers.d/faceagent.conf"
 if [ "$SYSTEMCTL" = 1 ]; then
@@ -83,8 +122,14 @@ say "installed $("$VENV/bin/faceagent" --version)"
 install -d -m 0755 "$ETC"
 if [ ! -e "$ETC/agent.yaml" ]; then
   install -m 0644 "$SRC/config/agent.example.yaml" "$ETC/agent.yaml"
-  sed -i "s|^device_id: cam-01 |device_id: $(hostname -s | tr -c 'A-Za-z0-9._\n-' '-') |" "$ETC/agent.yaml"
-  say "wrote $ETC/agent.yaml: edit mqtt.url, cloud.endpoint and camera"
+  sed -i "s|^device_id: cam-01 |device_id: $DEVICE_ID |" "$ETC/agent.yaml"
+  # A Raspberry Pi with a camera on its ribbon cable: picamera2 (the example's files camera is for a first try elsewhere).
+  if [ -z "$ROOT" ] && grep -qi raspberry /proc/device-tree/model 2>/dev/null &&
+     "$VENV/bin/python" -c "from picamera2 import Picamera2; import sys; sys.exit(0 if Picamera2.global_camera_info() else 1)" 2>/dev/null; then
+    sed -i "s|^  type: files   |  type: picamera2|" "$ETC/agent.yaml"
+    say "a Raspberry Pi camera is connected: camera.type picamera2"
+  fi
+  say "wrote $ETC/agent.yaml (device_id $DEVICE_ID): edit mqtt.url, cloud.endpoint and camera"
 else
   say "kept existing $ETC/agent.yaml"
 fi

@@ -38,7 +38,10 @@ if [ "$SYSTEMCTL" = 1 ]; then
 fi
 # Home Assistant entities the device announced go with it: an empty retained config removes each one
 # (only when home_assistant.discovery is on; the secrets come from the credentials folder beside agent.yaml).
-if [ -x "$ROOT/opt/faceagent/bin/faceagent" ] && [ -e "$ROOT/etc/faceagent/agent.yaml" ]; then
+# Not with --root: a staging tree's config names a live broker, and staging touches nothing live.
+if [ -n "$ROOT" ]; then
+  echo "faceagent uninstall: --root: the Home Assistant entities were left alone (no broker is contacted from a staging tree)"
+elif [ -x "$ROOT/opt/faceagent/bin/faceagent" ] && [ -e "$ROOT/etc/faceagent/agent.yaml" ]; then
   "$ROOT/opt/faceagent/bin/faceagent" ha remove --if-enabled --config "$ROOT/etc/faceagent/agent.yaml" ||
     echo "faceagent uninstall: the Home Assistant entities were not removed; later: faceagent ha remove --config ..." >&2
 fi

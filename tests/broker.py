@@ -93,3 +93,26 @@ class Broker:
     @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+
+def password_tls_broker(workdir: Path, users: dict[str, str]) -> tuple[Broker, int, dict[str, Path], dict[str, Path]]:
+    """A broker (not started) refusing anonymous clients on its plain listener and on a TLS one (the returned port);
+    `users` name -> password. Also its PKI and another one (a CA it does not know). Skips without openssl."""
+    import pytest
+
+    from tests.test_hardening import make_pki
+
+    if shutil.which("openssl") is None or shutil.which("mosquitto_passwd") is None:
+        pytest.skip("openssl and mosquitto_passwd are needed")
+    pki, other = make_pki(workdir / "pki", "good"), make_pki(workdir / "other", "other")
+    passwords = workdir / "passwords"
+    workdir.mkdir(parents=True, exist_ok=True)
+    for i, (user, password) in enumerate(users.items()):
+        subprocess.run(["mosquitto_passwd", "-b", *(["-c"] if i == 0 else []), str(passwords), user, password],
+                       check=True, capture_output=True)
+    passwords.chmod(0o600)
+    tls_port = free_port()
+    broker = Broker(workdir / "broker", extra_conf=(f"listener {tls_port} 127.0.0.1\ncafile {pki['ca']}\ncertfile {pki['server']}\n"
+                                                    f"keyfile {pki['server_key']}\npassword_file {passwords}\n"))
+    broker.conf.write_text(broker.conf.read_text().replace("allow_anonymous true", "allow_anonymous false"))
+    return broker, tls_port, pki, other

@@ -160,7 +160,7 @@ def test_ctl_runs_without_numpy_opencv_onnxruntime(broker: object, verb: list[st
     )
     url = broker.url  # type: ignore[attr-defined]
     proc = subprocess.run([sys.executable, "-c", blocker, "ctl", verb[0], "--broker", url, "--device", "nobody-home", *verb[1:],
-                           "--timeout", "1"],
+                           "--timeout", "1", "--queue"],
                           capture_output=True, text=True, timeout=60, check=False, env={"PATH": "/usr/bin:/bin"}, cwd=REPO)
     assert proc.returncode == 3, proc.stderr  # it connected, subscribed, published and waited: no heavy import on the way
     assert "sent " in proc.stderr and "no result" in proc.stderr

@@ -104,3 +104,43 @@ def test_scripts_answer_help_with_a_usage_text_not_their_source(script: str) -> 
     assert "#" not in proc.stdout and "set -e" not in proc.stdout and "--root DIR" in proc.stdout
     wrong = subprocess.run(["bash", str(REPO / "systemd" / script), "--bogus"], capture_output=True, text=True, timeout=60, check=False)
     assert wrong.returncode == 2 and "unknown option --bogus (see --help)" in wrong.stderr
+
+
+def _cloned_card(tmp_path: Path, serial: str | None, machine_id: str | None) -> dict[str, str]:
+    """The environment of install.sh on a card cloned from a fresh Raspberry Pi OS image: hostname `raspberrypi`."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "hostname").write_text("#!/bin/sh\necho raspberrypi\n")
+    (bin_dir / "hostname").chmod(0o755)
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "FACEAGENT_SERIAL_FILE": str(tmp_path / "no-serial"),
+           "FACEAGENT_MACHINE_ID_FILE": str(tmp_path / "no-machine-id")}
+    if serial is not None:
+        (tmp_path / "serial").write_bytes(serial.encode() + b"\0")  # the device tree's string ends with a NUL
+        env["FACEAGENT_SERIAL_FILE"] = str(tmp_path / "serial")
+    if machine_id is not None:
+        (tmp_path / "machine-id").write_text(machine_id + "\n")
+        env["FACEAGENT_MACHINE_ID_FILE"] = str(tmp_path / "machine-id")
+    return env
+
+
+def test_install_refuses_the_image_hostname_when_nothing_tells_the_card_from_its_clones(tmp_path: Path) -> None:
+    proc = run_script("install.sh", tmp_path / "root", env=_cloned_card(tmp_path, None, None))
+    assert proc.returncode == 1 and "give one with --device-id NAME" in proc.stderr, proc.stdout + proc.stderr
+    assert not (tmp_path / "root/etc/faceagent").exists()  # refused before anything was written
+
+
+def test_install_takes_the_device_id_from_the_serial_and_a_staging_uninstall_touches_nothing_live(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    env = _cloned_card(tmp_path, "10000000a1b2c3d4", "0123456789abcdef0123456789abcdef")
+    proc = run_script("install.sh", root, "--pip-args", "--no-deps", env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "device_id: cam-a1b2c3d4 " in (root / "etc/faceagent/agent.yaml").read_text()  # the Pi's serial, not raspberrypi
+    removed = run_script("uninstall.sh", root)
+    assert removed.returncode == 0 and "no broker is contacted from a staging tree" in removed.stdout, removed.stderr
+
+
+def test_the_unit_pulls_in_time_sync_as_well_as_ordering_after_it() -> None:
+    text = UNIT.read_text()
+    wants = re.search(r"^Wants=(.*)$", text, re.M)
+    after = re.search(r"^After=(.*)$", text, re.M)
+    assert wants and "time-sync.target" in wants[1].split() and after and "time-sync.target" in after[1].split()

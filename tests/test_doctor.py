@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ import yaml
 from agent.cli.common import Credentials
 from agent.cli.doctor import run_checks
 from agent.config import load_config
-from tests.broker import Broker, free_port
+from tests.broker import Broker, free_port, password_tls_broker
 from tests.conftest import DATA, EMU_ID, EMU_KEY
 from tests.iai_helpers import control
 
@@ -64,14 +63,14 @@ def test_doctor_on_a_good_set_up_passes_every_check(broker: Broker, emulator: An
     print(proc.stdout)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     checks = lines_of(proc.stdout)
-    assert list(checks) == ["credentials", "model", "camera", "broker", "cloud", "clock", "disk"]
+    assert list(checks) == ["credentials", "model", "camera", "broker", "cloud", "clock", "disk", "identity"]
     assert all(line.split()[0] == "ok" for line in checks.values()), proc.stdout
     assert f"credentials from {config_file.parent / 'credentials'}" in checks["credentials"]
     assert "the bundled model, checksum verified" in checks["model"] and "512x600 upload frames" in checks["camera"]
     assert f"connected to {broker.url} (plain TCP, no TLS" in checks["broker"] and "keys accepted by" in checks["cloud"]
     assert proc.stdout.splitlines()[-1] == "all checks passed"
     as_json = json.loads(doctor(config_file, "--json").stdout)
-    assert [c["status"] for c in as_json["checks"]] == ["ok"] * 7
+    assert [c["status"] for c in as_json["checks"]] == ["ok"] * 8
 
 
 def test_doctor_names_a_missing_camera_and_a_corrupt_model(broker: Broker, emulator: Any, tmp_path: Path) -> None:
@@ -91,18 +90,7 @@ def test_doctor_names_a_missing_camera_and_a_corrupt_model(broker: Broker, emula
 
 
 def test_doctor_tells_an_untrusted_broker_certificate_from_refused_credentials(emulator: Any, tmp_path: Path) -> None:
-    if shutil.which("openssl") is None or shutil.which("mosquitto_passwd") is None:
-        pytest.skip("openssl and mosquitto_passwd are needed")
-    from tests.test_hardening import make_pki
-
-    pki, other = make_pki(tmp_path / "pki", "good"), make_pki(tmp_path / "other", "other")
-    passwords = tmp_path / "passwords"
-    subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwords), "cam-site", "right-password"], check=True, capture_output=True)
-    passwords.chmod(0o600)
-    tls_port = free_port()
-    private = Broker(tmp_path / "broker", extra_conf=(f"listener {tls_port} 127.0.0.1\ncafile {pki['ca']}\ncertfile {pki['server']}\n"
-                                                      f"keyfile {pki['server_key']}\npassword_file {passwords}\n"))
-    private.conf.write_text(private.conf.read_text().replace("allow_anonymous true", "allow_anonymous false"))
+    private, tls_port, pki, other = password_tls_broker(tmp_path, {"cam-site": "right-password"})
     private.start()
     try:
         wrong_ca = installed(tmp_path / "a", f"mqtts://127.0.0.1:{tls_port}", emulator,

@@ -471,7 +471,7 @@ def test_ctl_commands_expire_so_a_device_that_comes_back_does_not_enroll_late(
     listener = listen(broker, agent.base, client_id="expiry-watch", persistent=True)
     try:
         assert agent.stop() == 0  # the device is down; its session keeps its subscriptions
-        sent = ctl(broker.url, "--device", agent.device_id, "--person-id", person, "--id", "late-1", "--timeout", "2")
+        sent = ctl(broker.url, "--device", agent.device_id, "--person-id", person, "--id", "late-1", "--timeout", "2", "--queue")
         assert sent.returncode == 3
         time.sleep(3)  # the operator has given up; the command's expiry has passed
         agent.start(broker)
@@ -510,7 +510,7 @@ def test_ctl_uses_credentials_in_the_url_and_never_shows_them(tmp_path: Path) ->
     private.start()
     try:
         url = f"mqtt://operator:s3cret-pass-word@127.0.0.1:{private.port}"
-        proc = ctl(url, "--device", "nobody", "--person-id", "1001", "--timeout", "1")
+        proc = ctl(url, "--device", "nobody", "--person-id", "1001", "--timeout", "1", "--queue")
         assert proc.returncode == 3 and "sent " in proc.stderr  # authenticated, subscribed, published
         assert "s3cret-pass-word" not in proc.stdout + proc.stderr
         refused = ctl(f"mqtt://operator:wrong@127.0.0.1:{private.port}", "--device", "nobody", "--person-id", "1001", "--timeout", "1")
@@ -550,8 +550,8 @@ def test_the_readme_acl_lets_device_and_operator_work_and_keeps_devices_apart(
         url = f"mqtt://operator:{users['operator']}@127.0.0.1:{broker.port}"
         proc = ctl(url, "--device", "cam-acl", "--person-id", person, "--id", "acl-1", "--json", "--timeout", "30")
         assert proc.returncode == 0 and json.loads(proc.stdout)["status"] == "succeeded", proc.stderr
-        while "status" not in (reply := json.loads((message := replies.get(timeout=10))[1])):
-            pass  # progress first, then the result
+        while (message := replies.get(timeout=10))[0].endswith("/probe") or "status" not in (reply := json.loads(message[1])):
+            pass  # ctl's presence probe (to itself), progress, then the result
         assert message[0].endswith("/reply") and reply["id"] == "acl-1"  # the device may write ctl's Response Topic
         seen = operator.get_json("faceagent/cam-acl/enroll/result", timeout=10)
         assert seen["id"] == "acl-1"  # the forged command, published first, never reached the device

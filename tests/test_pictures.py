@@ -120,7 +120,7 @@ def test_ctl_snapshot_saves_the_annotated_frame_and_prints_the_verdict(broker: A
     assert image.shape == original.shape and np.abs(image.astype(int) - original.astype(int)).max() > 100  # drawn on
     wrong = ctl(broker.url, "snapshot", "--device", agent.device_id, "--out", str(tmp_path / "aim.png"))
     assert wrong.returncode == 2 and "the device sends a JPEG" in wrong.stderr
-    nobody = ctl(broker.url, "snapshot", "--device", "nobody-home", "--out", str(out), "--timeout", "1")
+    nobody = ctl(broker.url, "snapshot", "--device", "nobody-home", "--out", str(out), "--timeout", "1", "--queue")
     assert nobody.returncode == 3 and "no snapshot from nobody-home within 1 s" in nobody.stderr
 
 

@@ -370,7 +370,9 @@ def test_ctl_enroll_exit_codes(broker: Broker, make_agent: AgentFactory, person:
     failed = ctl(broker, "--device", agent.device_id, "--person-id", "nobody")
     assert failed.returncode == 1 and "person_not_found" in failed.stdout
     nobody_home = ctl(broker, "--device", "no-such-device", "--person-id", person, "--timeout", "2")
-    assert nobody_home.returncode == 3 and "no result" in nobody_home.stderr
+    assert nobody_home.returncode == 1 and "has never been seen" in nobody_home.stderr and "nothing was sent" in nobody_home.stderr
+    queued = ctl(broker, "--device", "no-such-device", "--person-id", person, "--timeout", "2", "--queue")
+    assert queued.returncode == 3 and "no result" in queued.stderr and "--id" in queued.stderr
 
 
 def run_enroll(tmp_path: Path, emulator: Any, *args: str) -> subprocess.CompletedProcess[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from typing import Any
@@ -150,7 +151,13 @@ def test_a_full_person_is_answered_with_how_to_delete_a_face(broker: Broker, mak
     full = subprocess.run([sys.executable, "-m", "agent", "ctl", "enroll", "--broker", broker.url, "--device", agent.device_id,
                            "--person-id", person], capture_output=True, text=True, timeout=90, check=False, env={"PATH": "/usr/bin:/bin"})
     assert full.returncode == 1 and "person_face_limit" in full.stdout
-    assert f"delete one first (faceagent ctl delete --person-id {person} --face-id FACE_ID" in full.stdout
+    hint = re.search(r"delete one first \(faceagent ctl delete (.*?) --face-id FACE_ID,", full.stdout)
+    assert hint and hint[1] == f"--device {agent.device_id} --person-id {person}", full.stdout
+    pasted = subprocess.run([sys.executable, "-m", "agent", "ctl", "delete", "--broker", broker.url, *hint[1].split(),
+                             "--face-id", faces(emulator, person)[-1]], capture_output=True, text=True, timeout=90, check=False,
+                            env={"PATH": "/usr/bin:/bin"})
+    assert pasted.returncode == 0, pasted.stderr  # the hint, pasted with a face id, runs
+    assert len(faces(emulator, person)) == 4
 
 
 @pytest.mark.parametrize("args", [["--face-id", "x y"], ["--enrollment", "a b"], [arg for i in range(6) for arg in ("--face-id", str(i))]],

@@ -75,6 +75,9 @@ def _add_ctl_verb(ctl: Any, name: str, help_text: str, timeout: float) -> argpar
     c.add_argument("--id", dest="command_id", help="command id (default: a new uuid)", type=_pattern_arg(
         "COMMAND_ID_PATTERN", COMMAND_ID_HELP))
     c.add_argument("--json", action="store_true", help="print the answer as JSON")
+    c.add_argument("--queue", action="store_true",
+                   help="send even when the device is offline or was never seen on this broker (it runs when it comes back, "
+                        "unless --timeout has passed by then)")
     return c
 
 
@@ -95,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("doctor", help="check config, credentials, model, camera, broker, cloud, clock and disk; a fix for each failure")
     _add_config_arg(p)
-    p.add_argument("--skip", action="append", choices=["credentials", "model", "camera", "broker", "cloud", "clock", "liveness", "disk"],
+    p.add_argument("--skip", action="append", choices=["credentials", "model", "camera", "broker", "cloud", "clock", "liveness", "disk", "identity"],
                    help="leave a check out (repeat for more), e.g. camera while the service holds it")
     p.add_argument("--json", action="store_true", help="the checks as one JSON object")
 

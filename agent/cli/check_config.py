@@ -7,11 +7,12 @@ systemd, for the service) can read; `--credentials-dir` names another folder.
 from __future__ import annotations
 
 import argparse
+import os
 
 import yaml
 
 from agent.cli.common import fail, load_config_or_exit
-from agent.config import require_cloud_secrets
+from agent.config import read_secrets, require_cloud_secrets
 from agent.errors import ConfigError, ExitCode
 
 
@@ -28,5 +29,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     if problems:
         return fail(ConfigError(problems).message, ExitCode.CONFIG)
     print(f"# {credentials.note}")
+    sources: dict[str, str] = {}
+    read_secrets(os.environ, sources)
+    for field, source in sources.items():
+        print(f"# secrets.{field}: from the {source}")
     print(yaml.safe_dump(config.redacted(), sort_keys=False), end="")
     return ExitCode.OK

@@ -4,7 +4,9 @@ Each verb publishes one command and waits for its one answer (ctl_link.py connec
 Every command expires when this tool stops waiting (`expires_at`, not MQTT's Message Expiry, so a device that
 was down still answers `expired` when it comes back instead of enrolling whoever stands there then).
 Exit codes: 0 succeeded (a dry run: nothing in the way; a snapshot: a frame arrived), 1 any other answer,
-2 usage, 3 no answer before `--timeout`.
+2 usage, 3 no answer before `--timeout` (the device may still run it: the same id fetches its result).
+Before sending, the device's retained availability is read: one never seen on the broker, or offline, is refused
+at once (exit 1) unless `--queue` (ctl_link.require_presence).
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ def _enroll(args: argparse.Namespace, config: Any) -> int:
         print(f"sent {command_id} to {link.topics.enroll}", file=sys.stderr)
         result = _await(link, deadline, _answers(command_id, link), show_progress=True)
     if result is None:
-        return fail(f"no result for {command_id} within {args.timeout:g} s", ExitCode.TIMEOUT)
+        return fail(still_running(command_id, args.timeout, "enroll"), ExitCode.TIMEOUT)
     saved = _save_previews(args.preview, command_id, result.pop("preview_jpeg_b64", None)) if args.preview is not None else []
     print(json.dumps(result) if args.json else format_result(result))
     if args.preview is not None:
@@ -90,7 +92,7 @@ def _delete(args: argparse.Namespace, config: Any) -> int:
         print(f"sent {command_id} to {link.topics.delete}", file=sys.stderr)
         result = _await(link, deadline, _answers(command_id, link))
     if result is None:
-        return fail(f"no result for {command_id} within {args.timeout:g} s", ExitCode.TIMEOUT)
+        return fail(still_running(command_id, args.timeout, "delete"), ExitCode.TIMEOUT)
     print(json.dumps(result) if args.json else format_result(result))
     return ExitCode.OK if result.get("status") == "succeeded" else ExitCode.FAILED
 
@@ -111,6 +113,14 @@ def _snapshot(args: argparse.Namespace, config: Any) -> int:
     print(f"{args.out}: annotated frame from {args.device}")
     print(format_verdict(str(reply.get("verdict")), str(reply.get("detail") or ""), list(reply.get("faces") or [])))
     return ExitCode.OK
+
+
+def still_running(command_id: str, timeout: float, verb: str) -> str:
+    """A timeout is not a failure: the device may be running the command. Sending a new id would run it twice."""
+    return (f"no result for {command_id} within {timeout:g} s: the device may still run it. To fetch "
+            f"its result, send the same command again with --id {command_id} (faceagent ctl {verb} ... --id {command_id}): "
+            "a command id runs at most once, later copies get its result (or 'already in progress'); do not send it "
+            "with a new id, or it may run twice")
 
 
 # --- answers ------------------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import hashlib
 import json
 import queue
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -28,6 +29,7 @@ from agent.errors import ExitCode
 from agent.service.protocol import Topics
 
 CONNECT_TIMEOUT_S = 10.0
+PRESENCE_TIMEOUT_S = 5.0  # the broker answers our own probe within this; retained messages come before it
 
 
 class CtlError(Exception):
@@ -72,7 +74,12 @@ class DeviceLink:
         self.client_id = f"faceagent-ctl-{uuid.uuid4().hex[:8]}"
         self.v5 = self.mqtt.protocol == "5"
         self.response_topic = f"faceagent-ctl/{self.client_id}/reply"
-        self.watch = [*watch(self.topics), (self.response_topic, 1)]
+        self.probe_topic = f"faceagent-ctl/{self.client_id}/probe"
+        self.url = f"{'mqtts' if broker.tls else 'mqtt'}://{broker.host}:{broker.port}"  # never its credentials
+        self.presence: dict[str, bytes] = {}  # retained availability and state of the device, by topic
+        self.probed = threading.Event()
+        self.watch = [*watch(self.topics), (self.response_topic, 1), (self.topics.availability, 1), (self.topics.state, 1),
+                      (self.probe_topic, 1)]
         self.last_id: str | None = None  # the id of the command sent: progress for others is not ours
         self.last_digest: str | None = None  # SHA-256 of the payload sent: how an answer without an id names it
         self.events: queue.Queue[Event | CtlError] = queue.Queue()
@@ -107,6 +114,12 @@ class DeviceLink:
                                      'is this an MQTT port? check --broker / mqtt.url', ExitCode.FAILED, self.v5))
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        if message.topic == self.probe_topic:
+            self.probed.set()
+            return
+        if message.topic in (self.topics.availability, self.topics.state):
+            self.presence.setdefault(message.topic, bytes(message.payload))  # the retained copy comes first
+            return
         try:
             data = json.loads(message.payload)
         except ValueError:
@@ -196,6 +209,55 @@ class DeviceLink:
         return item
 
 
+def require_presence(link: DeviceLink, args: argparse.Namespace, config_source: str) -> None:
+    """Name the broker, and refuse at once a device that was never seen there or is offline (unless `--queue`).
+
+    The device's availability is retained (`online`, or `offline` from its clean stop or its will). A probe we
+    publish to ourselves after subscribing comes back after any retained message: without one by then, no device
+    with this id ever connected to this broker. A command sent anyway would wait in no session, or run hours later.
+    """
+    print(f"broker {link.url} ({config_source})", file=sys.stderr)
+    link.client.publish(link.probe_topic, b"", qos=1)
+    if not link.probed.wait(PRESENCE_TIMEOUT_S):
+        raise CtlError(f"the broker at {link.url} did not echo our probe within {PRESENCE_TIMEOUT_S:g} s "
+                       f"(does its ACL allow faceagent-ctl/#?)", ExitCode.FAILED)
+    availability = link.presence.get(link.topics.availability)
+    if availability == b"online":
+        return
+    if availability is None:
+        why = (f"device {link.device} has never been seen on {link.url} (no retained {link.topics.availability}): "
+               "check --device and the broker (--broker, or mqtt.url of the config)")
+    else:
+        why = f"device {link.device} is {availability.decode(errors='replace') or 'gone'} on {link.url}{_last_seen(link)}"
+    if getattr(args, "queue", False):
+        print(f"{why}; sent anyway (--queue): it runs when the device comes back, unless it expires first", file=sys.stderr)
+        return
+    raise CtlError(f"{why}; nothing was sent (--queue sends it anyway, to wait in the device's session)", ExitCode.FAILED)
+
+
+def _last_seen(link: DeviceLink) -> str:
+    """When the offline device last started, from its retained state (MQTT keeps no time for the `offline` itself)."""
+    try:
+        state = json.loads(link.presence.get(link.topics.state) or b"null")
+    except ValueError:
+        return ""
+    if not isinstance(state, dict) or not state.get("started_at"):
+        return ""
+    return f" (its retained state: started {state['started_at']}, version {state.get('version')})"
+
+
+def broker_source(args: argparse.Namespace) -> str:
+    """Where the broker address came from, said with it: an operator must know which broker was asked."""
+    import os
+
+    from agent.config import DEFAULT_CONFIG_PATH
+
+    if args.broker:
+        return "from --broker"
+    path = args.config or os.environ.get("FACEAGENT_CONFIG") or (DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.exists() else None)
+    return f"mqtt.url of {path}" if path else "the default: no --broker and no config file"
+
+
 @contextmanager
 def device_link(args: argparse.Namespace, config: Config, watch: Callable[[Topics], list[tuple[str, int]]],
                 deadline: float) -> Iterator[DeviceLink]:
@@ -203,6 +265,7 @@ def device_link(args: argparse.Namespace, config: Config, watch: Callable[[Topic
     link = DeviceLink(args, config, watch)
     try:
         link.open(deadline)
+        require_presence(link, args, broker_source(args))
         yield link
     finally:
         link.close()

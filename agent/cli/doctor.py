@@ -22,13 +22,14 @@ from agent.cli.doctor_checks import (
     check_cloud,
     check_credentials,
     check_disk,
+    check_identity,
     check_liveness,
     check_model,
 )
 from agent.config import Config, config_path_from
 from agent.errors import ConfigError, ExitCode
 
-CHECKS = ("credentials", "model", "camera", "broker", "cloud", "clock", "liveness", "disk")  # liveness: with liveness.mode cloud only
+CHECKS = ("credentials", "model", "camera", "broker", "cloud", "clock", "liveness", "disk", "identity")  # liveness: with liveness.mode cloud only
 MARKS = {"ok": "ok", "warn": "WARN", "fail": "FAIL", "skip": "skip"}
 
 
@@ -48,6 +49,7 @@ def run_checks(config: Config, args: argparse.Namespace, clock: Callable[[], flo
     if config.liveness.mode == "cloud":
         found.append(Check("liveness", "skip", "--skip") if "liveness" in skip or "cloud" in skip else check_liveness(config))
     found.append(Check("disk", "skip", "--skip") if "disk" in skip else check_disk(config))
+    found.append(Check("identity", "skip", "--skip") if "identity" in skip else check_identity(config))
     return found
 
 

@@ -100,9 +100,32 @@ def check_camera(config: Config) -> Check:
                 elapsed = time.monotonic() - started
                 rate = f", {CAMERA_SAMPLE_FRAMES} frames in {elapsed:.2f} s ({CAMERA_SAMPLE_FRAMES / max(elapsed, 1e-6):.1f} fps)"
     except CameraUnavailable as exc:
-        return Check("camera", "fail", exc.message, "a busy camera may be held by the running service (it closes an idle camera "
-                     "after camera.idle_close_s) or rpicam-*; check camera.type/device/path; see README, Cameras")
+        return Check("camera", "fail", exc.message, camera_fix(config, exc.message))
     return Check("camera", "ok", f"{source.description}: {streams}{rate}")
+
+
+def camera_fix(config: Config, message: str) -> str:
+    """The fix for this camera failure: a busy camera, a missing device, the video group, the ribbon cable, a wrong path."""
+    cam = config.camera
+    if cam.type == "files":
+        return (f"camera.path {cam.path} must be an image, a folder of images or a video this user can read "
+                "(on a Raspberry Pi with a camera: camera.type picamera2)")
+    if "busy" in message:
+        return ("another process holds the camera: the running service (it closes an idle camera after camera.idle_close_s; "
+                "or sudo systemctl stop faceagent while checking), rpicam-* or a second faceagent")
+    if "rotation" in message:
+        return "set camera.rotation: 0 and turn the camera instead"
+    if cam.type == "picamera2":
+        return "power off, reseat the ribbon cable (contacts the right way round), then check rpicam-hello --list-cameras"
+    device = str(cam.device if cam.device is not None else 0)
+    node = Path(device if device.startswith("/") else f"/dev/video{device}") if not device.startswith(("rtsp:", "http")) else None
+    if node is None:
+        return f"the stream {device} does not answer: check its URL and that it plays (ffplay {device})"
+    if not node.exists():
+        return f"{node} does not exist: is the USB camera plugged in? ls /dev/video* lists the cameras (camera.device)"
+    if not os.access(node, os.R_OK | os.W_OK):
+        return f"{node} is not accessible to this user: the service runs in group video (SupplementaryGroups=video); run doctor with sudo"
+    return f"{node} cannot be opened: another program may hold it, or it is not a capture node (v4l2-ctl --list-devices)"
 
 
 def check_broker(config: Config) -> Check:
@@ -272,3 +295,23 @@ def check_disk(config: Config) -> Check:
     if free_mb < DISK_WARN_MB:
         return Check("disk", "warn", detail, f"free space on the file system of {existing}")
     return Check("disk", "ok", detail)
+
+
+def check_identity(config: Config) -> Check:
+    """The device id is this device's alone: the service did not stop because another one took its broker session."""
+    from agent.service.state_lock import CONFLICT_NOTE
+
+    note = config.state_dir / CONFLICT_NOTE
+    try:
+        conflict = note.read_text().strip() if note.is_file() else ""
+    except OSError as exc:
+        return Check("identity", "warn", f"{note} cannot be read ({exc.strerror or exc})", "run it as root: sudo faceagent doctor")
+    if conflict:
+        return Check("identity", "fail", f"the service stopped (exit 78): {conflict}",
+                     f"set a device_id no other device uses in agent.yaml (this one: {config.device_id}), "
+                     "then sudo systemctl restart faceagent")
+    if config.device_id == "raspberrypi":
+        return Check("identity", "warn", "device id raspberrypi is Raspberry Pi OS's default hostname: every card cloned "
+                                         "from this image has it, and two devices with one id knock each other off the broker",
+                     "set device_id in agent.yaml to a name of its own (install.sh --device-id NAME)")
+    return Check("identity", "ok", f"device id {config.device_id}: no other daemon has taken its broker session")

@@ -42,13 +42,14 @@ SECRET_SOURCES: dict[str, tuple[str, str]] = {
 }
 
 
-def read_secrets(environ: Mapping[str, str]) -> tuple[dict[str, str], list[tuple[str, str]]]:
+def read_secrets(environ: Mapping[str, str], sources: dict[str, str] | None = None) -> tuple[dict[str, str], list[tuple[str, str]]]:
     """Resolve every secret: `$CREDENTIALS_DIRECTORY/<name>` first, then the environment variable.
 
     A credential file may end with one newline (as `echo` writes it); any other surrounding
     whitespace, and any control character inside, is refused, because the cloud then fails with an
     obscure signature error (or the value would be echoed in an HTTP library's header error). An empty
-    file or variable means "not set" (the installer creates every credential file, empty).
+    file or variable means "not set" (the installer creates every credential file, empty): an empty file falls
+    through to the environment variable. `sources`, when given, receives where each secret found came from.
     """
     found: dict[str, str] = {}
     problems: list[tuple[str, str]] = []
@@ -65,7 +66,7 @@ def read_secrets(environ: Mapping[str, str]) -> tuple[dict[str, str], list[tuple
                 continue
             if value.endswith("\n"):
                 value = value[:-1]
-        elif env_name in environ:
+        if not value and environ.get(env_name):  # an empty file (install.sh creates them all) does not hide the variable
             source = f"environment variable {env_name}"
             value = environ[env_name]
         if not value:
@@ -76,6 +77,8 @@ def read_secrets(environ: Mapping[str, str]) -> tuple[dict[str, str], list[tuple
             problems.append((f"secrets.{field}", f"{source} holds a control character (a line break or tab inside the value)"))
         else:
             found[field] = value
+            if sources is not None:
+                sources[field] = source
     return found, problems
 
 

@@ -70,7 +70,7 @@ def capture_json(candidate: Candidate) -> dict[str, Any]:
 
 
 def judge_upload(command: EnrollCommand, progress: UploadProgress, wanted: int, remaining: int, sent: int,
-                 failure: FaceAgentError | None = None) -> tuple[Status, ResultError | None]:
+                 failure: FaceAgentError | None = None, device_id: str = "DEVICE") -> tuple[Status, ResultError | None]:
     """The status and error of an upload that has ended (`failure`: the refusal that ended it early)."""
     added = len(progress.face_ids)
     if progress.unknown:
@@ -92,24 +92,25 @@ def judge_upload(command: EnrollCommand, progress: UploadProgress, wanted: int, 
             f"the cloud's answer was lost and {sent - added} of {sent} image(s) did not appear on person {command.person_id} "
             "within read_timeout_s + settle_s of sending (IAI applies a face within 5 s), so they are taken as not enrolled: "
             + ("send a new command (a new id) for the rest" if added else "send the command again with a new id")))
-    return status, shortfall(command, wanted, remaining, sent) or ResultError.of(
+    return status, shortfall(command, wanted, remaining, sent, device_id) or ResultError.of(
         ErrorCode.CLOUD_REJECTED, f"the cloud added {added} of {sent} images")
 
 
-def shortfall(command: EnrollCommand, wanted: int, remaining: int, sent: int) -> ResultError | None:
+def shortfall(command: EnrollCommand, wanted: int, remaining: int, sent: int, device_id: str) -> ResultError | None:
     """Why fewer images than the command asked for were (or, in a dry run, would be) sent; None when all were."""
     if wanted < command.faces:
         return ResultError.of(ErrorCode.PERSON_FACE_LIMIT, (
-            f"person {command.person_id} had room for {remaining} more face(s) of {command.faces} asked: {delete_hint(command.person_id)}"))
+            f"person {command.person_id} had room for {remaining} more face(s) of {command.faces} asked: "
+            f"{delete_hint(command.person_id, device_id)}"))
     if sent < wanted:
         return ResultError.of(ErrorCode.LOW_QUALITY, f"only {sent} of {wanted} distinct usable captures before the timeout: hold still longer")
     return None
 
 
-def delete_hint(person_id: str) -> str:
-    """What to do when a person's five faces are used up (docs/mqtt-api.md, "Delete command")."""
-    return (f"delete one first (faceagent ctl delete --person-id {person_id} --face-id FACE_ID, or --enrollment COMMAND_ID "
-            "for the faces an enrollment added)")
+def delete_hint(person_id: str, device_id: str) -> str:
+    """What to do when a person's five faces are used up (docs/mqtt-api.md, "Delete command"): a command to paste."""
+    return (f"delete one first (faceagent ctl delete --device {device_id} --person-id {person_id} --face-id FACE_ID, or "
+            "--enrollment COMMAND_ID for the faces an enrollment added)")
 
 
 class Enroller:
@@ -243,7 +244,7 @@ class Enroller:
                 if isinstance(base, DryRunResult):
                     crops = write_crops(crops_dir, command.person_id, [crop.jpeg for _, crop in picks]) if crops_dir else None
                     return dry_run_result(base, would_send=len(picks), person=person or {},
-                                          shortfall=shortfall(command, wanted, remaining, len(picks)), timings=timer.timings(),
+                                          shortfall=shortfall(command, wanted, remaining, len(picks), self.config.device_id), timings=timer.timings(),
                                           captures=captures, previews=previews, crops=crops)
                 result = self._upload(command, picks, exists=exists, wanted=wanted, remaining=remaining, captures=captures,
                                       previews=previews, timer=timer, progress=progress)
@@ -301,7 +302,7 @@ class Enroller:
                       captures: tuple[dict[str, Any], ...] | None = None, previews: tuple[str, ...] | None = None,
                       timings: Timings | None = None, failure: FaceAgentError | None = None) -> EnrollResult:
         """The result of an upload that has ended (also after a restart, where captures are gone)."""
-        status, error = judge_upload(command, upload, wanted, remaining, sent, failure)
+        status, error = judge_upload(command, upload, wanted, remaining, sent, failure, self.config.device_id)
         request_id = upload.request_id or (failure.request_id if isinstance(failure, CloudError) else None)
         return EnrollResult(
             command.id, self.config.device_id, command.person_id, status, face_ids=tuple(upload.face_ids),
@@ -344,7 +345,8 @@ class Enroller:
             return False, MAX_FACES_PER_PERSON, None
         remaining = MAX_FACES_PER_PERSON - len(info.face_ids)
         if remaining <= 0:
-            raise FaceAgentError(f"person {command.person_id} already has {len(info.face_ids)} faces: {delete_hint(command.person_id)}",
+            hint = delete_hint(command.person_id, self.config.device_id)
+            raise FaceAgentError(f"person {command.person_id} already has {len(info.face_ids)} faces: {hint}",
                                  code=ErrorCode.PERSON_FACE_LIMIT)
         return True, remaining, info
 

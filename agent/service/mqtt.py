@@ -19,9 +19,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
+import socket
 import ssl
+import sys
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +43,8 @@ from agent.service.signals import Signals
 log = logging.getLogger(__name__)
 
 VERSION_REFUSED = 132  # CONNACK "Unsupported Protocol Version" (paho maps 3.1.1's return code 1 to it too)
+SESSION_TAKEN_OVER = 142  # MQTT 5 DISCONNECT reason: another client connected with this client id
+BAD_CREDENTIALS, NOT_AUTHORISED = 134, 135  # CONNACK reasons (3.1.1's return codes 4 and 5 arrive as these)
 RECEIVE_MAXIMUM = 10  # unacknowledged QoS 1 commands the broker may send at once
 QOS0_BACKLOG = 64  # QoS 0 commands beyond this many waiting are dropped (no flow control exists for them)
 
@@ -111,6 +116,34 @@ def refusal_fix(reason: Any) -> str:
     if value in (136, 137, 159):  # server unavailable, server busy, connection rate exceeded
         return "the broker is unavailable or busy: the device keeps retrying with backoff"
     return "check mqtt.url, mqtt.username, mqtt_password and the broker's log"
+def failure_cause(url: str, exc: BaseException | None = None, reason: Any = None, username: str | None = None) -> str:
+    """Why a connection attempt failed, in the words doctor uses: refused, DNS, TLS and its reason, credentials, ACL.
+
+    mosquitto answers a wrong password with "not authorised" too: with a username, both name the credential.
+    """
+    if reason is not None:
+        code = getattr(reason, "value", None)
+        if code == BAD_CREDENTIALS:
+            return f"bad credentials: the broker refused user {username} with the mqtt_password credential"
+        if code == NOT_AUTHORISED and username:
+            return (f"not authorised as user {username}: a wrong mqtt_password credential, or the broker does not "
+                    "allow this user (its password file / ACL)")
+        if code == NOT_AUTHORISED:
+            return "not authorised: the broker does not accept anonymous clients: set mqtt.username and the mqtt_password credential"
+        return f"the broker refused the connection: {reason}"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS: the broker's certificate is not trusted ({exc.verify_message})"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS handshake failed ({getattr(exc, 'reason', None) or exc})"
+    if isinstance(exc, socket.gaierror):
+        return f"DNS: the host {parse_broker_url(url).host} is not known ({exc.strerror or exc})"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused: no broker listens there (is it running? are the host and port in mqtt.url right?)"
+    if isinstance(exc, ConnectionResetError):
+        return "the connection was reset (a TLS listener spoken to with mqtt://, or the other way round?)"
+    if isinstance(exc, OSError):
+        return f"cannot connect ({exc.strerror or exc})"
+    return "unreachable"
 
 
 @dataclass(frozen=True)
@@ -140,10 +173,16 @@ class MqttLink:
 
     def __init__(
         self, *, cfg: MqttConfig, client_id: str, password: str | None, availability_topic: str, command_topics: list[str],
-        incoming: queue.Queue[Incoming], acks: queue.Queue[int], signals: Signals,
+        incoming: queue.Queue[Incoming], acks: queue.Queue[int], signals: Signals, state_topic: str | None = None,
     ) -> None:
-        """Commands go to `incoming` (for the intake), completed QoS 1 publications to `acks` (for the outbox)."""
+        """Commands go to `incoming` (for the intake), completed QoS 1 publications to `acks` (for the outbox).
+
+        `state_topic`: the device's retained state, read back after every reconnect to see whether another
+        process published as this device meanwhile (see `claim`).
+        """
         self.cfg = cfg
+        self.state_topic = state_topic
+        self._identity: tuple[str, str] | None = None
         self.availability_topic = availability_topic
         self.command_topics = command_topics
         self._incoming = incoming
@@ -156,6 +195,8 @@ class MqttLink:
         self.protocol = cfg.protocol  # what the connection speaks: "3.1.1" after negotiating down from "5"
         self.problem: str | None = None  # why the broker refused the last CONNECT, and the fix; None once connected
         self._got_connack = False
+        self.client_id = client_id
+        self._last_cause: str | None = None  # the last connection failure's cause: logged once until it changes
         self.client = build_client(cfg, client_id, cfg.username, password, manual_ack=True)
         self.client.will_set(availability_topic, "offline", qos=1, retain=True)
         self.client.on_connect = self._handle_connect
@@ -164,6 +205,16 @@ class MqttLink:
         self.client.on_message = self._handle_message
         self.client.on_publish = self._handle_publish
 
+    def claim(self, started_at: str, instance: str) -> None:
+        """This process's identity as its retained state shows it (`started_at`, `instance`: a token per start).
+
+        mosquitto 2.0 closes a taken-over connection without MQTT 5's "session taken over" (142): two processes
+        with one client id just knock each other off about once a second. After a reconnect, a retained state
+        with another instance token says who did it; the one that started first yields (both agree on that
+        order), so exactly one stops and the other keeps the session.
+        """
+        self._identity = (started_at, instance)
+
     # --- paho callbacks (network thread): hand over only -------------------------------------------
 
     def _handle_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
@@ -171,14 +222,14 @@ class MqttLink:
         if reason.is_failure:
             if self._negotiate_down(reason, True):
                 return
-            problem = f"refused: {reason}; {refusal_fix(reason)}"
-            if problem != self.problem:  # a broker that refuses every 2 s is told once, not every time
-                log.warning("MQTT connect to %s %s", self.cfg.url, problem)
-            self.problem = problem
+            self.problem = f"refused: {reason}; {refusal_fix(reason)}"  # for systemd's status line
             self.first_attempt.set()
+            # told once per cause, not every 2 s: the cause (as doctor names it) and the fix
+            self._failed(f"{failure_cause(self.cfg.url, reason=reason, username=self.cfg.username)}; {refusal_fix(reason)}")
             return
         self.connects += 1
         self.problem = None
+        self._last_cause = None
         log.info("MQTT connected to %s with MQTT %s (session present: %s)", self.cfg.url, self.protocol,
                  getattr(flags, "session_present", False))
         if self.protocol == "5":
@@ -186,6 +237,8 @@ class MqttLink:
             client.subscribe([(topic, options) for topic in self.command_topics])
         else:
             client.subscribe([(topic, 1) for topic in self.command_topics])
+        if self.state_topic and self._identity:
+            client.subscribe(self.state_topic, qos=0)  # its retained copy comes first: our own state is published later
         client.publish(self.availability_topic, "online", qos=1, retain=True)
         self.connected.set()
         self.first_attempt.set()
@@ -194,7 +247,16 @@ class MqttLink:
 
     def _handle_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         self.first_attempt.set()
-        log.warning("MQTT broker %s unreachable; retrying with backoff up to %.0f s", self.cfg.url, self.cfg.reconnect_max_s)
+        self._failed(failure_cause(self.cfg.url, exc=sys.exc_info()[1]))  # paho calls this inside its `except OSError`
+
+    def _failed(self, cause: str) -> None:
+        """Log the cause of a failed attempt once, and again only when it changes: the journal shows why, not a storm."""
+        if cause == self._last_cause:
+            log.debug("MQTT broker %s: %s (still)", self.cfg.url, cause)
+            return
+        self._last_cause = cause
+        log.warning("MQTT broker %s: %s; retrying with backoff up to %.0f s (said again when the cause changes)",
+                    self.cfg.url, cause, self.cfg.reconnect_max_s)
 
     def _handle_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         was_connected = self.connected.is_set()
@@ -202,14 +264,19 @@ class MqttLink:
         got_connack, self._got_connack = self._got_connack, False
         if not got_connack and self._negotiate_down(reason, False):
             return
-        if was_connected:
-            log.log(logging.WARNING if reason.is_failure else logging.INFO, "MQTT disconnected from %s: %s", self.cfg.url, reason)
-        elif not got_connack:  # every retry would say the same: told once
-            problem = f"closed the connection without answering CONNECT (MQTT {self.protocol}); is this an MQTT port? check mqtt.url"
-            if problem != self.problem:
-                log.warning("MQTT broker %s %s", self.cfg.url, problem)
-            self.problem = problem
+        if not was_connected:
+            if got_connack:  # the end of a refused attempt: its cause is logged already
+                log.debug("MQTT connection to %s closed: %s", self.cfg.url, reason)
+                return
+            self.problem = f"closed the connection without answering CONNECT (MQTT {self.protocol}); is this an MQTT port? check mqtt.url"
             self.first_attempt.set()
+            self._failed(self.problem)  # every retry would say the same: told once
+            return
+        if getattr(reason, "value", None) == SESSION_TAKEN_OVER:
+            client.disconnect()  # no reconnect: taking the session back would knock the other one off, forever
+            self._signals.conflict(self._conflict_text("another process"))
+            return
+        log.log(logging.WARNING if reason.is_failure else logging.INFO, "MQTT disconnected from %s: %s", self.cfg.url, reason)
 
     def _negotiate_down(self, reason: Any, got_connack: bool) -> bool:
         """Fall back to 3.1.1 when a broker that never accepted MQTT 5 refuses it; True when it did (logged once)."""
@@ -230,6 +297,9 @@ class MqttLink:
         return f"broker {self.problem}" if self.problem else "broker not reachable yet (retrying with backoff)"
 
     def _handle_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if message.topic == self.state_topic:
+            self._check_identity(client, message)
+            return
         if message.qos == 0 and self._incoming.qsize() >= QOS0_BACKLOG:
             self.dropped_qos0 += 1  # QoS 1 ones are bounded by Receive Maximum; QoS 0 has no flow control
             return
@@ -239,6 +309,30 @@ class MqttLink:
             getattr(props, "ResponseTopic", None) or None, getattr(props, "CorrelationData", None),
             getattr(props, "MessageExpiryInterval", None),
         ))
+
+    def _check_identity(self, client: mqtt.Client, message: mqtt.MQTTMessage) -> None:
+        """A retained state found at a reconnect that another instance published: two processes share this device id."""
+        if not message.retain or self.connects < 2 or self._identity is None:
+            return  # at the first connect it is the previous run's; live copies are our own
+        try:
+            data = json.loads(message.payload)
+        except ValueError:
+            return
+        if not isinstance(data, dict) or not data.get("instance") or data["instance"] == self._identity[1]:
+            return
+        other = (str(data.get("started_at")), str(data["instance"]))
+        if self._identity < other:
+            client.disconnect()  # no reconnect: taking the session back would knock the other one off, forever
+            self._signals.conflict(self._conflict_text(f"another faceagent (instance {other[1]}, started {other[0]})"))
+        else:
+            log.warning("another faceagent (instance %s, started %s) took this device's session on %s as client id %s: "
+                        "it started before this one (%s), so it stops and this one stays; give each device its own "
+                        "device_id", other[1], other[0], self.cfg.url, self.client_id, self._identity[0])
+
+    def _conflict_text(self, who: str) -> str:
+        return (f"{who} connected to {self.cfg.url} as client id {self.client_id} and took this device's session: "
+                "two devices (or two daemons) share one device_id (a cloned SD card?). Give each device its own "
+                "device_id in agent.yaml (install.sh picks one from the Pi's serial or /etc/machine-id), then start it again")
 
     def _handle_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
         self._acks.put(mid)

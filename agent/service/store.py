@@ -154,6 +154,20 @@ def _job(row: tuple[Any, ...]) -> Job:
                json.loads(upload) if upload else None, json.loads(result) if result else None, JobKind(kind or JobKind.ENROLL))
 
 
+def may_run_again(job: Job, kind: str) -> bool:
+    """A resent id runs again only when its last result was a retryable failure that applied nothing at the cloud.
+
+    `retryable: true` promises the same command may succeed later: automation with fixed ids must recover from an
+    outage. Successes, partial results, `unknown` outcomes, dry runs and anything that created a face or a person
+    are replayed, never run again: exactly once still holds.
+    """
+    result = job.result or {}
+    error = result.get("error") or {}
+    applied = result.get("faces_added") or result.get("face_ids") or result.get("person_created") or result.get("deleted_face_ids")
+    return (job.state == "done" and job.kind == kind and result.get("status") in ("failed", "rejected")
+            and error.get("retryable") is True and not applied and not result.get("dry_run"))
+
+
 class JobStore:
     """Thread-safe through one connection per thread; every write is a short IMMEDIATE transaction."""
 
@@ -261,12 +275,16 @@ class JobStore:
         now = time.time() if now is None else now
         with self._tx() as db:
             row = db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (command["id"],)).fetchone()
-            if row is not None:
+            again = row is not None and may_run_again(_job(row), kind)
+            if row is not None and not again:
                 return Submitted(Outcome.DUPLICATE, _job(row))
             depth = db.execute("SELECT COUNT(*) FROM jobs WHERE state != 'done'").fetchone()[0]
             job = Job(command["id"], command, JobState.QUEUED, now, expires_at, response_topic, correlation, None, None, kind)
             if depth >= queue_size:
                 return Submitted(Outcome.QUEUE_FULL, job)
+            if again:
+                log.info("command %s: its last result was a retryable failure that applied nothing: running it again", job.id)
+                db.execute("DELETE FROM jobs WHERE id = ?", (job.id,))
             db.execute(
                 "INSERT INTO jobs (id, command, state, received_at, expires_at, response_topic, correlation, kind) "
                 "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?)",
