@@ -179,6 +179,7 @@ def retained_configs(broker: Broker, node: str) -> list[str]:
 
 
 def test_uninstall_removes_the_home_assistant_entities(broker: Broker, tmp_path: Path) -> None:
+    """A staging uninstall (--root) leaves the live broker alone and says so; the command a real uninstall runs removes them."""
     import site
 
     import yaml
@@ -203,8 +204,20 @@ def test_uninstall_removes_the_home_assistant_entities(broker: Broker, tmp_path:
     finally:
         announcer.close()
     assert len(retained_configs(broker, "faceagent_cam-uninstall")) == 7
-    removed = subprocess.run(["bash", str(REPO / "systemd/uninstall.sh"), "--root", str(root)], capture_output=True, text=True,
-                             timeout=120, check=False)
+    # what uninstall.sh runs on a device (not from a staging tree), with the installed faceagent
+    removed = subprocess.run([str(root / "opt/faceagent/bin/faceagent"), "ha", "remove", "--if-enabled", "--config", str(config_file)],
+                             capture_output=True, text=True, timeout=120, check=False)
     assert removed.returncode == 0, removed.stderr
     assert "removed the Home Assistant entities of device cam-uninstall" in removed.stdout
-    assert retained_configs(broker, "faceagent_cam-uninstall") == [] and not (root / "opt/faceagent").exists()
+    assert retained_configs(broker, "faceagent_cam-uninstall") == []
+    announcer = Listener(broker.host, broker.port, ["none/none"])
+    try:
+        for topic, payload in discovery_messages(config_from_mapping(config, {})):
+            announcer.publish(topic, payload, qos=1, retain=True)  # announced again
+    finally:
+        announcer.close()
+    staged = subprocess.run(["bash", str(REPO / "systemd/uninstall.sh"), "--root", str(root)], capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert staged.returncode == 0, staged.stderr
+    assert "the Home Assistant entities were left alone (no broker is contacted from a staging tree)" in staged.stdout
+    assert len(retained_configs(broker, "faceagent_cam-uninstall")) == 7 and not (root / "opt/faceagent").exists()

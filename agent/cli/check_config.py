@@ -7,7 +7,6 @@ systemd, for the service) can read; `--credentials-dir` names another folder.
 from __future__ import annotations
 
 import argparse
-import os
 
 import yaml
 
@@ -30,7 +29,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         return fail(ConfigError(problems).message, ExitCode.CONFIG)
     print(f"# {credentials.note}")
     sources: dict[str, str] = {}
-    read_secrets(os.environ, sources)
+    read_secrets(credentials.environ(), sources)  # the environment the config's secrets were resolved in
     for field, source in sources.items():
         print(f"# secrets.{field}: from the {source}")
     print(yaml.safe_dump(config.redacted(), sort_keys=False), end="")

@@ -69,7 +69,7 @@ def capture_json(candidate: Candidate) -> dict[str, Any]:
     return {"score": data["score"], "box": data["box"], "quality": data["quality"]}
 
 
-def judge_upload(command: EnrollCommand, progress: UploadProgress, wanted: int, remaining: int, sent: int,
+def judge_upload(command: EnrollCommand, progress: UploadProgress, *, wanted: int, remaining: int, sent: int,
                  failure: FaceAgentError | None = None, device_id: str = "DEVICE") -> tuple[Status, ResultError | None]:
     """The status and error of an upload that has ended (`failure`: the refusal that ended it early)."""
     added = len(progress.face_ids)
@@ -302,7 +302,8 @@ class Enroller:
                       captures: tuple[dict[str, Any], ...] | None = None, previews: tuple[str, ...] | None = None,
                       timings: Timings | None = None, failure: FaceAgentError | None = None) -> EnrollResult:
         """The result of an upload that has ended (also after a restart, where captures are gone)."""
-        status, error = judge_upload(command, upload, wanted, remaining, sent, failure, self.config.device_id)
+        status, error = judge_upload(command, upload, wanted=wanted, remaining=remaining, sent=sent, failure=failure,
+                                     device_id=self.config.device_id)
         request_id = upload.request_id or (failure.request_id if isinstance(failure, CloudError) else None)
         return EnrollResult(
             command.id, self.config.device_id, command.person_id, status, face_ids=tuple(upload.face_ids),
