@@ -440,6 +440,29 @@ def test_systemd_notifications_ready_watchdog_stopping(broker: Broker, make_agen
     assert any(b"STOPPING=1" in m for m in rest)
 
 
+def test_a_notify_socket_nobody_reads_does_not_hang_the_daemon(broker: Broker, make_agent: AgentFactory,
+                                                               notify_socket: tuple[str, Any]) -> None:
+    """A supervisor that sets NOTIFY_SOCKET and stops reading: the queue fills, sends are dropped, SIGTERM still stops it."""
+    import socket
+
+    path, sock = notify_socket
+    agent = make_agent(broker, start=False, process=True)
+    agent.env.update({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "200000"})  # a ping every 0.05 s, never read
+    agent.start(broker)
+
+    def queue_full() -> bool:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as probe:
+            probe.setblocking(False)
+            try:
+                probe.sendto(b"probe", path)
+            except BlockingIOError:
+                return True
+        return False
+
+    wait_until(queue_full, 30, "the notify socket's queue to fill")
+    assert agent.stop(timeout=20) == 0, agent.log()
+
+
 def test_sigterm_during_start_up_is_a_clean_stop(broker: Broker, make_agent: AgentFactory, notify_socket: tuple[str, Any]) -> None:
     """systemd may stop a unit that is still starting: that is a stop like any other (exit 0), not death by signal."""
     path, sock = notify_socket

@@ -8,6 +8,8 @@ import socket
 
 log = logging.getLogger(__name__)
 
+SEND_TIMEOUT_S = 1.0  # a notify socket nobody reads fills after ~10 datagrams; a send then waits at most this long
+
 
 class Notifier:
     """Sends to systemd when run as a `Type=notify` unit; does nothing elsewhere."""
@@ -26,10 +28,16 @@ class Notifier:
         return bool(self.address)
 
     def notify(self, *fields: str) -> bool:
+        """Send one datagram; False when it could not be sent (no socket, or its reader fell behind: then it is dropped).
+
+        A datagram socket whose reader does not keep up blocks its senders: without a bound, a watchdog ping
+        or the STOPPING notice would hang the daemon, and SIGTERM with it.
+        """
         if not self.address:
             return False
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+                sock.settimeout(SEND_TIMEOUT_S)
                 sock.connect(self.address)
                 sock.sendall("\n".join(fields).encode())
             return True
