@@ -141,3 +141,23 @@ def test_a_per_image_quality_refusal_is_cloud_quality_and_sent_once(emulator: An
     result = enroll(tmp_path, emulator, "--person-id", person, "--image", GRACE)
     assert (result["status"], result["error"]["code"], result["ret_codes"]) == ("failed", "cloud_quality", [-1601])
     assert stats(emulator)["requests.CreateFace"] == 1
+
+
+def test_ctl_sends_unique_person_control_with_create_person(broker: Any, make_agent: Any, emulator: Any, person: str) -> None:
+    """The device's default (2) refuses the same face under a new PersonId; the operator's --unique-person-control 0 does not."""
+    agent = make_agent(broker, enroll={"unique_person_control": 2})
+
+    def ctl(command_id: str, *extra: str) -> dict[str, Any]:
+        proc = subprocess.run([sys.executable, "-m", "agent", "ctl", "enroll", "--broker", broker.url, "--device", agent.device_id,
+                               "--person-id", "3003", "--create-person", "staff", "--id", command_id, "--json", *extra],
+                              capture_output=True, text=True, timeout=90, check=False)
+        assert proc.stdout, proc.stderr
+        result: dict[str, Any] = json.loads(proc.stdout)
+        return result
+
+    refused = ctl("upc-default")
+    assert refused["error"]["code"] == "duplicate_person" and refused["similar_person_id"] == person
+    assert ctl("upc-off", "--unique-person-control", "0")["status"] == "succeeded"
+    usage = subprocess.run([sys.executable, "-m", "agent", "ctl", "enroll", "--broker", broker.url, "--device", agent.device_id,
+                            "--person-id", "3003", "--unique-person-control", "0"], capture_output=True, text=True, timeout=60, check=False)
+    assert usage.returncode == 2 and "--create-person GROUP_ID" in usage.stderr

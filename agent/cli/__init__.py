@@ -134,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--faces", type=int, default=1, choices=range(1, 5), metavar="{1-4}", help="distinct captures to add")
     c.add_argument("--create-person", metavar="GROUP_ID", help="create the person in this group if it does not exist")
     c.add_argument("--person-name", help="name for --create-person (default: the person id)")
+    c.add_argument("--unique-person-control", type=int, choices=range(5), metavar="{0-4}",
+                   help="with --create-person: refuse a face that already belongs to another person (default: the device's)")
     c.add_argument("--dry-run", action="store_true", help="capture, check and read the person at the cloud; write nothing")
     c.add_argument("--preview", metavar="DIR", type=Path, help="save the crops the device uploaded (small JPEGs) into DIR")
     c = _add_ctl_verb(ctl, "delete", "undo: delete the faces an enrollment added, or given face ids", 30.0)

@@ -26,8 +26,9 @@ from agent.errors import ExitCode
 
 
 def cmd_ctl_enroll(args: argparse.Namespace) -> int:
-    if args.person_name is not None and not args.create_person:
-        return fail("--person-name names the person --create-person creates: give --create-person GROUP_ID too", ExitCode.USAGE)
+    if (args.person_name is not None or args.unique_person_control is not None) and not args.create_person:
+        return fail("--person-name and --unique-person-control apply to the person --create-person creates: "
+                    "give --create-person GROUP_ID too", ExitCode.USAGE)
     if args.preview is not None and not args.preview.is_dir():
         return fail(f"--preview {args.preview}: not a folder (create it first)", ExitCode.USAGE)
     config = optional_config(args)
@@ -62,6 +63,8 @@ def _enroll(args: argparse.Namespace, config: Any) -> int:
     command["expires_at"] = int(time.time() + args.timeout) + 1
     if args.create_person:
         command["create_person"] = {"group_id": args.create_person, "person_name": args.person_name or args.person_id}
+        if args.unique_person_control is not None:
+            command["create_person"]["unique_person_control"] = args.unique_person_control
     if args.dry_run:
         command["dry_run"] = True
     if args.preview is not None:
