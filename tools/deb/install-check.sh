@@ -80,7 +80,10 @@ grep -E '^(result|broker|agent|cloud)' "$WORK/demo.txt" | sed 's/^/  /' || true
 say "faceagent doctor --report"
 inroot faceagent doctor --config /etc/faceagent/agent.yaml --skip broker --skip cloud --report /tmp/report.json \
   > /dev/null || fail "faceagent doctor --report"
-inroot /opt/faceagent/bin/python3 -c 'import json, sys; r = json.load(open("/tmp/report.json")); print("  report:", ", ".join(r))'
+inroot /opt/faceagent/bin/python3 -c 'import json; r = json.load(open("/tmp/report.json")); o, d = r["onnxruntime"], r["detector"]
+print("  sections:", ", ".join(r)); print("  installed as", r["faceagent"]["installed_as"], "on", r["os"]["pretty_name"], r["kernel"]["machine"])
+print("  onnxruntime", o["version"], "CPU features", " ".join(o["cpu"]["features"]) or "-", "threads", o["threads"])
+print("  detector", d["ms_per_frame"], "ms per frame; RSS after a dry-run enrollment", r["memory"]["rss_mb"], "MB")'
 ! grep -q install-check-secret-key "$ROOT/tmp/report.json" || fail "the report contains the SecretKey"
 
 say "upgrade: the same package as version $VERSION+1 installed over it"

