@@ -158,6 +158,7 @@ def camera_facts(config: Config) -> tuple[dict[str, Any], list[Any]]:
                       "detect": [small.shape[1], small.shape[0]] if small is not None else None}
     mode = getattr(source, "sensor_mode", None)
     if config.camera.type == "picamera2":
+        # The modes the source read from this camera to choose one (it keeps them per model, to read them once).
         modes: list[Any] = next(iter(getattr(source, "_modes", {}).values()), [])
         facts["sensor_modes"] = [{"size": list(m.size), "bit_depth": m.bit_depth, "fps": m.fps, "crop": list(m.crop)} for m in modes]
         fov = getattr(source, "field_of_view", None)
