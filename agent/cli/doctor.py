@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
-from agent.cli.common import load_config_for, load_config_or_exit
+from agent.cli.common import fail, load_config_for, load_config_or_exit
 from agent.cli.doctor_checks import (
     Check,
     check_broker,
@@ -66,6 +68,21 @@ def report(config_path: str, config: Config, checks: list[Check]) -> str:
     return "\n".join(lines)
 
 
+def save_report(path: Path, config: Config, checks: list[Check], tests_dir: Path | None) -> int:
+    """The field report (doctor_report.py) into `path`; exit 2 when the file cannot be written."""
+    from agent.cli.doctor_report import build_report, write_report
+
+    if not path.parent.is_dir():
+        return fail(f"--report {path}: the folder {path.parent} does not exist", ExitCode.USAGE)
+    report = build_report(config, checks, tests_dir)
+    try:
+        write_report(path, report)
+    except OSError as exc:
+        return fail(f"--report {path}: cannot write it ({exc.strerror or exc})", ExitCode.USAGE)
+    print(f"field report written to {path}: attach it to your report (secrets are redacted; read it first)", file=sys.stderr)
+    return ExitCode.OK
+
+
 def cmd_doctor(args: argparse.Namespace, clock: Callable[[], float] = time.time) -> int:
     if args.json:  # an invalid configuration is still one JSON object, with its problems as the failed `config` check
         try:
@@ -77,6 +94,10 @@ def cmd_doctor(args: argparse.Namespace, clock: Callable[[], float] = time.time)
     else:
         config = load_config_or_exit(args)  # an invalid configuration: every problem printed, exit 78
     checks = run_checks(config, args, clock)
+    if args.report is not None:
+        written = save_report(args.report, config, checks, args.tests)
+        if written != ExitCode.OK:
+            return written
     if args.json:
         print(json.dumps({"config": str(config_path_from(args.config)), "device_id": config.device_id,
                           "checks": [c.as_json() for c in checks]}))

