@@ -105,9 +105,9 @@ def test_fleet_of_50_agents_against_a_rate_limited_cloud(broker: Broker, emulato
             for i, service in enumerate(services):
                 command_id = f"f{i:02d}-{n}"
                 person = f"fleet-{i:02d}-{n}"
-                ids.append((service.topics.enroll, command_id, person))
+                ids.append((service.intake.topics.enroll, command_id, person))
                 sent_at[command_id] = time.monotonic()
-                listener.publish(service.topics.enroll, command(command_id, person, faces=faces_each,
+                listener.publish(service.intake.topics.enroll, command(command_id, person, faces=faces_each,
                                                                 create_person={"group_id": "fleet", "person_name": person}))
         for topic, command_id, person in ids[:DUPLICATES]:  # QoS 1 can deliver twice: the fleet must not enroll twice
             listener.publish(topic, command(command_id, person, faces=faces_each, create_person={"group_id": "fleet", "person_name": person}))
