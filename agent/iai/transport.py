@@ -170,7 +170,8 @@ class Transport:
     def attempt(self, action: str, body: bytes, person: str = "", group: str = "") -> dict[str, Any]:
         """POST once; the `Response` object, or a typed error saying whether the request reached the service."""
         try:
-            response = self.session.post(self.url, data=body, headers=self._headers(action, body), timeout=self.timeout)
+            response = self.session.post(self.url, data=body, headers=self._headers(action, body), timeout=self.timeout,
+                                         allow_redirects=False)  # a followed 307/308 would send a write again
         except requests.exceptions.SSLError as exc:
             refused = tls_problem(exc, self.host)
             if refused is not None:
@@ -191,11 +192,11 @@ class Transport:
             raise CloudRateLimited(f"HTTP 429 from {self.host}: too many requests")
         if response.status_code >= 500:
             raise OutcomeUnknown(f"HTTP {response.status_code} from {self.host}")
-        if response.status_code != 200:
-            raise CloudRejected(f"HTTP {response.status_code} from {self.host}: check cloud.endpoint", retryable=False)
+        if response.status_code != 200:  # a redirect or a 4xx may come after a middlebox forwarded the request
+            raise CloudRejected(f"HTTP {response.status_code} from {self.host}: check cloud.endpoint", retryable=False, ambiguous=True)
         try:
             data = response.json()["Response"]
-            if not isinstance(data, dict):
+            if not isinstance(data, dict) or not isinstance(data.get("Error") or {}, dict):
                 raise TypeError
         except (ValueError, KeyError, TypeError):
             raise OutcomeUnknown(f"unreadable answer from {self.host}") from None

@@ -138,6 +138,9 @@ class Uploader:
         except OutcomeUnknown:
             self._settle(progress, save)
             return
+        if not self._confirmed(progress, [response.face_id] if response.face_id else []):
+            self._settle(progress, save)
+            return
         progress.attempt, progress.new_person = None, None
         progress.pending = progress.pending[1:]
         if response.face_id:
@@ -155,10 +158,33 @@ class Uploader:
         except OutcomeUnknown:
             self._settle(progress, save)
             return
+        if not self._confirmed(progress, response.suc_face_ids):
+            self._settle(progress, save)
+            return
         progress.attempt, progress.pending = None, []
         progress.face_ids.extend(response.suc_face_ids)
         progress.ret_codes.extend(response.ret_code)
         progress.request_id, progress.face_model_version = response.request_id, response.face_model_version
+
+    def _confirmed(self, progress: UploadProgress, claimed: list[str]) -> bool:
+        """Whether the FaceIds a success answer claims are on the person now and were not before the attempt.
+
+        An older face of the person, or a stranger's, named in a success answer is never claimed: False sends the
+        attempt to `_settle`. A person that cannot be read defers the job with its attempt saved.
+        """
+        attempt = progress.attempt
+        if not claimed or attempt is None:
+            return True
+        try:
+            faces = self.client.get_person_base_info(progress.person_id).face_ids
+        except CloudError as exc:
+            raise ReconcileDeferred(progress, exc) from None
+        known = attempt.known_face_ids or ()
+        if all(f in faces and f not in known for f in claimed):
+            return True
+        log.warning("%s for %s answered FaceIds %s that are not new faces of the person: reading it back", attempt.action,
+                    progress.person_id, ",".join(claimed))
+        return False
 
     def _settle(self, progress: UploadProgress, save: Save) -> None:
         """Account for the attempt in flight (its images are the head of `pending`); it is never sent again."""

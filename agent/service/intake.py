@@ -21,7 +21,7 @@ from typing import Any
 from agent.config import Config
 from agent.errors import ErrorCode
 from agent.service.home_assistant import enroll_command as home_assistant_command
-from agent.service.home_assistant import status_topic
+from agent.service.home_assistant import enroll_command_ids, status_topic
 from agent.service.mqtt import Incoming, MqttLink
 from agent.service.protocol import (
     DeleteCommand,
@@ -166,7 +166,7 @@ class Intake:
         kind = self.kind_of(message.topic)
         if kind != "snapshot":
             self.counters.inc("received")
-        data = self._from_home_assistant(message.payload) if message.topic == self.topics.ha_enroll else decode_payload(message.payload)
+        data = self._from_home_assistant(message) if message.topic == self.topics.ha_enroll else decode_payload(message.payload)
         verified = self._must_verify(data)
         if verified:
             why = data.message if isinstance(data, Rejection) else signature_problem(
@@ -201,12 +201,21 @@ class Intake:
         expiry = time.time() + message.expiry_s if message.expiry_s else None
         self._accept(command, kind, reply_to, correlation, expiry)
 
-    def _from_home_assistant(self, payload: bytes) -> dict[str, Any] | Rejection:
-        """A person id typed into Home Assistant's text entity, as an enroll command — only where that is allowed."""
+    def _from_home_assistant(self, message: Incoming) -> dict[str, Any] | Rejection:
+        """A person id typed into Home Assistant's text entity, as an enroll command — only where that is allowed.
+
+        Every delivery of one message gets one id (home_assistant.enroll_command_ids): a redelivery (DUP) takes the
+        last id of its chain already stored, so it is replayed; a first delivery the first one not stored.
+        """
         if not self.config.home_assistant.allow_enroll or self.config.commands.require_signature:
             return Rejection(None, None, "rejected", ErrorCode.INVALID_COMMAND,
                              "enrolling from Home Assistant is off on this device (home_assistant.allow_enroll)")
-        return home_assistant_command(payload)
+        chain = enroll_command_ids(message.payload, message.mid)
+        used = [i for i in chain if self.store.get(i) is not None]
+        if message.dup and used:
+            return home_assistant_command(message.payload, command_id=used[-1])
+        fresh = [i for i in chain if i not in used]
+        return home_assistant_command(message.payload, command_id=fresh[0] if fresh else None)
 
     def _must_verify(self, data: dict[str, Any] | Rejection) -> bool:
         """Signatures are checked when required, and whenever a device with a key receives a signed command."""

@@ -91,6 +91,7 @@ class Incoming:
     response_topic: str | None
     correlation: bytes | None
     expiry_s: int | None
+    dup: bool = False  # the broker's redelivery of a message it sent before (a lost PUBACK)
 
 
 class MqttLink:
@@ -155,7 +156,7 @@ class MqttLink:
         self._incoming.put(Incoming(
             message.topic, bytes(message.payload), message.qos, message.mid, bool(message.retain),
             getattr(props, "ResponseTopic", None) or None, getattr(props, "CorrelationData", None),
-            getattr(props, "MessageExpiryInterval", None),
+            getattr(props, "MessageExpiryInterval", None), bool(message.dup),
         ))
 
     def _handle_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:

@@ -7,7 +7,8 @@
 |                   | reconnect)                                                  |                                |
 | `state_changed`   | worker, cloud health (what `base/state` shows changed)      | telemetry (state now)          |
 | `announce`        | the link (connected), intake (Home Assistant came online)   | telemetry (discovery + state)  |
-| `fail(why)`       | worker (a damaged store it cannot run on)                   | `App.run`: the process exits 1 |
+| `fail(why)`       | worker (a damaged store it cannot run on); the supervisor   | `App.run`: the process exits 1 |
+|                   | of every thread (an unexpected error ended it: daemon.py)   |                                |
 
 Each thread waits on its own event here; raising a signal never blocks and never runs another thread's code.
 """
