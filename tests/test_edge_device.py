@@ -1,0 +1,65 @@
+"""The device's own resources under pressure: a snapshot flood must not hold up an enrollment.
+
+Figures go to docs/reliability.md; run with `-s` to see them.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+from tests.agent_proc import command, listen
+from tests.broker import Broker
+from tests.mqtt_helpers import Listener
+
+FLOOD_PER_S = 100
+FLOOD_CAP_S = 60.0  # the flood stops by itself here; an enrollment that waits for it to end has failed the test
+
+
+def flood_snapshots(broker: Broker, base: str, stop: threading.Event) -> int:
+    """Unsigned snapshot requests at FLOOD_PER_S until `stop` (or the cap); how many were sent."""
+    flooder = Listener(broker.host, broker.port, [f"{base}/flood-nobody"])
+    sent, started = 0, time.monotonic()
+    try:
+        while not stop.is_set() and time.monotonic() - started < FLOOD_CAP_S:
+            flooder.client.publish(f"{base}/snapshot", json.dumps({"id": f"flood-{sent}"}), qos=1)
+            sent += 1
+            stop.wait(max(0.0, started + sent / FLOOD_PER_S - time.monotonic()))
+    finally:
+        flooder.close()
+    return sent
+
+
+def test_a_snapshot_flood_does_not_hold_up_an_enrollment(broker: Broker, make_agent: Any, person: str) -> None:
+    agent = make_agent(broker)
+    listener = listen(broker, agent.base)
+    stop, counts = threading.Event(), []
+    flood = threading.Thread(target=lambda: counts.append(flood_snapshots(broker, agent.base, stop)), daemon=True)
+    try:
+        flood.start()
+        for _ in range(20):  # the flood is in full swing: the snapshot queue refills as fast as it is served
+            listener.get_json(f"{agent.base}/snapshot/result", 10)
+        sent_at = time.monotonic()
+        listener.publish(f"{agent.base}/enroll", command("during-flood", person))
+        served = 0  # snapshots the device served between the command and its result
+        while True:
+            topic, payload, _, _ = listener.get(timeout=FLOOD_CAP_S + 30)
+            if topic.endswith("/snapshot/result") and b"jpeg_b64" in payload:
+                served += 1
+            elif topic.endswith("/enroll/result") and json.loads(payload)["id"] == "during-flood":
+                result = json.loads(payload)
+                break
+        waited = time.monotonic() - sent_at
+        stop.set()
+        flood.join(10)
+        print(f"\nenrollment during a {FLOOD_PER_S}/s snapshot flood: {result['status']} after {waited:.2f} s, "
+              f"{served} snapshot(s) served meanwhile ({counts[0] if counts else '?'} requests sent)")
+        assert result["status"] == "succeeded"
+        # the job is taken at the worker's next turn: a snapshot taken just before, a few served as it finishes
+        assert served <= 5, f"{served} snapshots were served before the enrollment ({waited:.1f} s)"
+        assert agent.alive
+    finally:
+        stop.set()
+        listener.close()
