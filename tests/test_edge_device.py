@@ -10,7 +10,7 @@ import threading
 import time
 from typing import Any
 
-from tests.agent_proc import command, listen
+from tests.agent_proc import COMMAND_KEY, command, listen, signed
 from tests.broker import Broker
 from tests.mqtt_helpers import Listener
 
@@ -62,4 +62,22 @@ def test_a_snapshot_flood_does_not_hold_up_an_enrollment(broker: Broker, make_ag
         assert agent.alive
     finally:
         stop.set()
+        listener.close()
+
+
+def test_a_captured_signed_snapshot_request_is_refused_after_a_restart(broker: Broker, make_agent: Any) -> None:
+    agent = make_agent(broker, env={"FACEAGENT_COMMAND_KEY": COMMAND_KEY}, commands={"require_signature": True})
+    listener = listen(broker, agent.base)
+    try:
+        request = signed("aim", None)
+        listener.publish(f"{agent.base}/snapshot", request)
+        assert listener.get_json(f"{agent.base}/snapshot/result", where=lambda r: r.get("id") == "aim")["jpeg_b64"]
+        assert agent.stop() == 0
+        agent.start(broker)  # the replay memory must not be in RAM only
+        listener.publish(f"{agent.base}/snapshot", request)  # captured and sent again, its ts still valid
+        replayed = listener.get_json(f"{agent.base}/snapshot/result", where=lambda r: r.get("id") == "aim")
+        assert "jpeg_b64" not in replayed and "already answered" in replayed["error"]["message"]
+        listener.publish(f"{agent.base}/snapshot", signed("aim", None, ts=json.loads(request)["ts"] - 1))  # a new request
+        assert listener.get_json(f"{agent.base}/snapshot/result", where=lambda r: r.get("id") == "aim")["jpeg_b64"]
+    finally:
         listener.close()

@@ -38,6 +38,7 @@ from agent.service.protocol import (
     validate_delete,
     validate_snapshot,
 )
+from agent.service.replay import SignedReplays
 from agent.service.result import Result, ResultError, Status, progress_payload
 from agent.service.signals import Signals
 from agent.service.store import Job, JobStore, Message, StoreError
@@ -66,28 +67,6 @@ class RateLimitedLog:
 def payload_digest(payload: bytes) -> str:
     """How an answer without an id names the message it answers: the SHA-256 of its payload, as received."""
     return hashlib.sha256(payload).hexdigest()
-
-
-class SeenIds:
-    """Keys (signatures) seen within `max_age_s`, in memory, bounded: a signed request cannot be replayed while its `ts` is valid."""
-
-    MAX_IDS = 10_000
-
-    def __init__(self, max_age_s: float) -> None:
-        self.max_age_s = max_age_s
-        self._seen: dict[str, float] = {}
-
-    def first_time(self, item: str) -> bool:
-        now = time.monotonic()
-        if len(self._seen) >= self.MAX_IDS:
-            self._seen = {k: t for k, t in self._seen.items() if now - t < self.max_age_s}
-            while len(self._seen) >= self.MAX_IDS:  # still full of fresh ids: forget the oldest
-                del self._seen[next(iter(self._seen))]
-        seen_at = self._seen.get(item)
-        if seen_at is not None and now - seen_at < self.max_age_s:
-            return False
-        self._seen[item] = now
-        return True
 
 
 def result_messages(result: Result, topic: str, response_topic: str | None, correlation: bytes | None) -> list[Message]:
@@ -121,10 +100,11 @@ class Intake:
         self._snapshot_full_log = RateLimitedLog(UNAUTHENTICATED_LOG_EVERY_S)
         self._retained_log = RateLimitedLog(UNAUTHENTICATED_LOG_EVERY_S)
         self._internal_log = RateLimitedLog(UNAUTHENTICATED_LOG_EVERY_S)
-        self._signed_snapshots = SeenIds(max_age_s=2 * config.commands.max_clock_skew_s)
+        self._signed_snapshots = SignedReplays(config.state_dir / "signed-requests.sqlite3", config.commands.max_clock_skew_s)
 
     def stop(self) -> None:
         self.stopping.set()
+        self._signed_snapshots.close()
 
     def run(self) -> None:
         while not self.stopping.is_set():
@@ -180,7 +160,7 @@ class Intake:
             return
         if kind == "snapshot":
             request = validate_snapshot(data)
-            if isinstance(request, SnapshotRequest) and verified and not self._signed_snapshots.first_time(str(data["sig"])):
+            if isinstance(request, SnapshotRequest) and verified and not self._signed_snapshots.first_time(str(data["sig"]), data["ts"]):
                 request = Rejection(request.id, None, "rejected", ErrorCode.INVALID_COMMAND,
                                     "sig: this signed snapshot request was already answered: a signed request is answered once")
             if isinstance(request, SnapshotRequest):
