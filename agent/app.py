@@ -73,7 +73,7 @@ def build_cloud(config: Config) -> tuple[IaiClient, Uploader]:
     """The IAI client and the exactly-once uploader on top of it."""
     client = IaiClient.from_config(config.cloud, config.secrets, reload_credentials)
     window = config.cloud.read_timeout_s + config.cloud.settle_s
-    return client, Uploader(client, Reconciler(client, window_s=window, clock=client.transport.now))
+    return client, Uploader(client, Reconciler(client, window_s=window))
 
 
 def build_service(

@@ -118,7 +118,8 @@ class Uploader:
             if action == "CreatePerson" and known is not None:
                 raise PersonAlreadyExists(f"person {progress.person_id} exists already", cloud_code="InvalidParameterValue.PersonIdAlreadyExist")
             group = progress.new_person.group_id if progress.new_person and action == "CreatePerson" else None
-            progress.attempt = Attempt(action, progress.person_id, tuple(images), known, self.client.transport.now(), group)
+            boot, sent_mono = self.reconciler.stamp()
+            progress.attempt = Attempt(action, progress.person_id, tuple(images), known, self.client.transport.now(), group, boot, sent_mono)
             save(progress)
 
         return before_attempt

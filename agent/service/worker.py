@@ -262,7 +262,12 @@ class Worker:
 
     def _given_up(self, pending: PendingUpload, exc: ReconcileDeferred) -> bool:
         attempt = exc.progress.attempt
-        if attempt is None or time.time() - attempt.sent_at < self.config.cloud.reconcile_give_up_s:
+        if attempt is None:
+            return False
+        age = self.uploader.reconciler.elapsed(attempt) if self.uploader is not None else None
+        if age is None:  # sent in another boot: the wall clock is all there is (giving up only says `unknown`)
+            age = time.time() - attempt.sent_at
+        if age < self.config.cloud.reconcile_give_up_s:
             return False
         self.pending.remove(pending)
         progress = exc.progress
