@@ -102,3 +102,24 @@ def test_a_create_person_success_without_a_usable_face_id_is_settled(emulator: A
     progress, _ = run(uploader, "3003", [FACE], NewPerson("staff", "Person 3003"))
     created = faces_after_settling(emulator, "3003")
     assert len(created) == 1 and progress.face_ids == created and progress.person_created and progress.reconciled
+
+
+def test_an_answer_trickled_byte_by_byte_is_cut_at_the_attempts_total_deadline(emulator: Any, proxy: HostileProxy,
+                                                                               seeded: list[str]) -> None:
+    """Each byte arrives within the read timeout, so only a total deadline (connect + read timeout) ends the wait."""
+    _, uploader = uploader_for(proxy, read_timeout=1.0)
+    proxy.arm("CreateFace", trickle_s=0.5)  # ~80 header bytes: 40 s to the end, 2 s more than any read timeout
+    progress, _ = run(uploader, "1001", [CROP])
+    assert not proxy.trickle_finished.is_set()  # the upload did not wait for the trickle to end
+    after = faces_after_settling(emulator, "1001")
+    assert len(after) == 2 and progress.face_ids == [after[-1]] and progress.reconciled
+
+
+def test_a_huge_answer_is_not_read_past_the_size_cap(emulator: Any, proxy: HostileProxy, seeded: list[str]) -> None:
+    pad = 256 * 1024 * 1024  # a valid answer behind 256 MB of whitespace
+    _, uploader = uploader_for(proxy)
+    proxy.arm("CreateFace", pad_bytes=pad)
+    progress, _ = run(uploader, "1001", [CROP])
+    assert proxy.padded_sent < 64 * 1024 * 1024  # the client stopped reading at its cap (socket buffers hold a little)
+    after = faces_after_settling(emulator, "1001")
+    assert len(after) == 2 and progress.face_ids == [after[-1]] and progress.reconciled
