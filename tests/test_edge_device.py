@@ -10,8 +10,9 @@ import threading
 import time
 from typing import Any
 
-from tests.agent_proc import COMMAND_KEY, command, listen, signed
+from tests.agent_proc import COMMAND_KEY, command, listen, result_for, signed
 from tests.broker import Broker
+from tests.iai_helpers import control
 from tests.mqtt_helpers import Listener
 
 FLOOD_PER_S = 100
@@ -79,5 +80,22 @@ def test_a_captured_signed_snapshot_request_is_refused_after_a_restart(broker: B
         assert "jpeg_b64" not in replayed and "already answered" in replayed["error"]["message"]
         listener.publish(f"{agent.base}/snapshot", signed("aim", None, ts=json.loads(request)["ts"] - 1))  # a new request
         assert listener.get_json(f"{agent.base}/snapshot/result", where=lambda r: r.get("id") == "aim")["jpeg_b64"]
+    finally:
+        listener.close()
+
+
+def test_one_refused_session_token_does_not_refuse_the_next_enrollment(broker: Broker, make_agent: Any, emulator: Any,
+                                                                       person: str) -> None:
+    """Temporary credentials rotate: a TokenFailure that the job could not get past is not a verdict on the account."""
+    agent = make_agent(broker, process=True)
+    listener = listen(broker, agent.base)
+    try:
+        control(emulator, fail_next={"code": "AuthFailure.TokenFailure", "count": 2, "action": "GetPersonBaseInfo"})
+        listener.publish(f"{agent.base}/enroll", command("token-1", person))
+        first = result_for(listener, agent.base, "token-1")
+        assert first["status"] == "failed" and first["error"]["code"] == "cloud_auth", first
+        listener.publish(f"{agent.base}/enroll", command("token-2", person))  # the cloud accepts the token again
+        second = result_for(listener, agent.base, "token-2")
+        assert second["status"] == "succeeded", second
     finally:
         listener.close()
