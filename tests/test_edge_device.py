@@ -6,6 +6,8 @@ Figures go to docs/reliability.md; run with `-s` to see them.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import threading
 import time
 from typing import Any
@@ -97,5 +99,25 @@ def test_one_refused_session_token_does_not_refuse_the_next_enrollment(broker: B
         listener.publish(f"{agent.base}/enroll", command("token-2", person))  # the cloud accepts the token again
         second = result_for(listener, agent.base, "token-2")
         assert second["status"] == "succeeded", second
+    finally:
+        listener.close()
+
+
+def test_file_descriptors_exhausted_is_storage_unavailable_and_the_device_recovers(broker: Broker, make_agent: Any,
+                                                                                   person: str) -> None:
+    agent = make_agent(broker, process=True)
+    listener = listen(broker, agent.base)
+    pid = agent.proc.pid
+    try:
+        soft = subprocess.run(["prlimit", f"--pid={pid}", "--nofile", "--raw", "--noheadings", "--output=SOFT"], check=True,
+                              capture_output=True, text=True).stdout.strip()
+        in_use = len(os.listdir(f"/proc/{pid}/fd"))
+        subprocess.run(["prlimit", f"--pid={pid}", f"--nofile={in_use}:"], check=True)  # not one more file
+        listener.publish(f"{agent.base}/enroll", command("fd-1", person))
+        refused = result_for(listener, agent.base, "fd-1")
+        assert (refused["error"]["code"], refused["error"]["retryable"]) == ("storage_unavailable", True), refused
+        subprocess.run(["prlimit", f"--pid={pid}", f"--nofile={soft}:"], check=True)
+        listener.publish(f"{agent.base}/enroll", command("fd-2", person))
+        assert result_for(listener, agent.base, "fd-2")["status"] == "succeeded"
     finally:
         listener.close()
