@@ -6,6 +6,7 @@ worker is now a cloud failure the worker waits out. systemd's watchdog is fed on
 from __future__ import annotations
 
 import io
+import queue
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 
 from agent.logs import SECRETS, setup_logging
-from tests.agent_proc import command, listen, result_for
+from tests.agent_proc import command, listen, result_for, wait_until
 from tests.broker import Broker
 from tests.hostile_proxy import HostileProxy
 from tests.test_service import notify_socket  # noqa: F401 - the fixture
@@ -102,3 +103,53 @@ def test_a_malformed_search_answer_in_a_deferred_settlement_is_waited_out_and_th
         assert result_for(listener, agent.base, "kill-2")["status"] == "succeeded"
     finally:
         listener.close()
+
+
+class _Notifier:
+    """systemd's side, in-process: the pings `App.run` sends, with what the test knew at each."""
+
+    watchdog_s = 0.4
+
+    def __init__(self) -> None:
+        self.pings: queue.Queue[bool] = queue.Queue()
+        self.while_stuck = lambda: False
+
+    def watchdog(self) -> bool:
+        self.pings.put(self.while_stuck())
+        return True
+
+    def status(self, text: str) -> bool:
+        return True
+
+    def ready(self, text: str) -> bool:
+        return True
+
+    def stopping(self, text: str = "") -> bool:
+        return True
+
+
+def test_the_watchdog_is_not_fed_while_a_thread_is_stuck(broker: Broker, make_agent: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import agent.app
+
+    notifier = _Notifier()
+    monkeypatch.setattr(agent.app, "Notifier", lambda: notifier)
+    monkeypatch.setattr(agent.app, "STUCK_S", 0.5)  # plus cloud.deadline_s 1: stuck after 1.5 s out of its wait
+    device = make_agent(broker, cloud={"read_timeout_s": 1, "deadline_s": 1})
+    assert notifier.pings.get(timeout=10) is False  # fed while every thread runs
+    telemetry, blocked, release = device.app.service.telemetry, threading.Event(), threading.Event()
+
+    def hangs() -> dict[str, Any]:
+        blocked.set()
+        release.wait(60)
+        blocked.clear()
+        return {}
+
+    notifier.while_stuck = lambda: blocked.is_set() and "busy for more than" in device.log()
+    telemetry.state = hangs
+    telemetry.wake()
+    wait_until(lambda: "thread(s) telemetry busy for more than 1.5 s: the watchdog is no longer fed" in device.log(),
+               what="the stuck telemetry thread reported")
+    release.set()
+    while not notifier.pings.empty():
+        assert notifier.pings.get() is False  # no ping went out while the thread was known stuck
+    assert notifier.pings.get(timeout=10) is False  # fed again once it came back to its wait
