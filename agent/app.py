@@ -33,7 +33,7 @@ from agent.service.intake import Intake
 from agent.service.mqtt import Incoming, MqttLink
 from agent.service.outbox import Outbox
 from agent.service.protocol import Topics
-from agent.service.signals import Signals
+from agent.service.signals import Signals, WatchedQueue
 from agent.service.state_lock import StateLock, clear_conflict_note, leave_conflict_note
 from agent.service.store import JobStore
 from agent.service.systemd import Notifier
@@ -43,6 +43,8 @@ from agent.service.worker import Worker
 from agent.vision.detector import FaceDetector, detector_from_config
 
 log = logging.getLogger("faceagent")
+
+STUCK_S = 60.0  # beyond its longest honest step (plus cloud.deadline_s), a thread out of its wait is stuck
 
 
 def preflight(config: Config, model: bool = True) -> list[tuple[str, str]]:
@@ -87,7 +89,7 @@ def build_cloud(config: Config, journal: Journal, secrets_from: Mapping[str, str
     """The IAI client and the exactly-once uploader on top of it, recording every attempt in `journal` before it is sent."""
     client = IaiClient.from_config(config.cloud, config.secrets, credentials_reader(secrets_from))
     window = config.cloud.read_timeout_s + config.cloud.settle_s
-    return client, Uploader(client, Reconciler(client, window_s=window, clock=client.transport.now), journal=journal)
+    return client, Uploader(client, Reconciler(client, window_s=window), journal=journal)
 
 
 def build_service(
@@ -102,7 +104,7 @@ def build_service(
     device = device or DeviceState()
     counters = Counters()
     topics = Topics(config.base_topic)
-    incoming: queue.Queue[Incoming] = queue.Queue()
+    incoming: queue.Queue[Incoming] = WatchedQueue("intake", signals.progress)
     acks: queue.Queue[int] = queue.Queue()
     health = CloudHealth(client=client, device=device, changed=signals.state_changed) if client and cloud_health else None
     enroller = Enroller(config, detector=detector, camera=camera, client=client, uploader=uploader,
@@ -192,13 +194,20 @@ class App:
         signal.signal(signal.SIGINT, request_stop)
 
     def run(self) -> int:
-        """Serve until SIGTERM/SIGINT (exit 0) or a fault it cannot run on (exit 1); ping the watchdog while the worker progresses."""
+        """Serve until SIGTERM/SIGINT (exit 0) or a fault it cannot run on (exit 1); ping the watchdog while every thread runs,
+        the worker beats and no other thread is stuck out of its wait."""
         assert self.service is not None
         service = self.service
         watchdog = self.notifier.watchdog_s
         tick = min(1.0, watchdog / 4) if watchdog else 1.0
+        reported = False
+        stuck_after = STUCK_S + self.config.cloud.deadline_s  # a health check may take one call's whole budget
         while not self.stop_requested.wait(tick) and not service.failed.is_set():
-            if watchdog and service.alive and time.monotonic() - service.heartbeat < watchdog / 2:
+            stuck = service.signals.progress.stuck(stuck_after)
+            if stuck and not reported:
+                log.error("thread(s) %s busy for more than %g s: the watchdog is no longer fed", ", ".join(stuck), stuck_after)
+            reported = bool(stuck)
+            if watchdog and service.alive and not stuck and time.monotonic() - service.heartbeat < watchdog / 2:
                 self.notifier.watchdog()
         self.stop()
         if service.signals.conflict_detail:

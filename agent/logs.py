@@ -143,4 +143,15 @@ def setup_logging(level: str = "INFO", fmt: str = "text", stream: TextIO | None 
     # Third-party loggers that echo request headers/bodies at DEBUG stay at INFO at most.
     for noisy in ("urllib3", "requests"):
         logging.getLogger(noisy).setLevel(max(logging.INFO, root.level))
+    threading.excepthook = log_thread_exception
     return handler
+
+
+def log_thread_exception(args: threading.ExceptHookArgs) -> None:
+    """A thread's uncaught exception through the redacting handler: Python's default hook prints the traceback, with
+    whatever secret or image its locals' reprs hold, straight to stderr."""
+    if args.exc_type is SystemExit:
+        return
+    name = args.thread.name if args.thread is not None else "?"
+    exc_info = (args.exc_type, args.exc_value or args.exc_type(), args.exc_traceback)
+    logging.getLogger("faceagent").critical("thread %s stopped on an uncaught exception", name, exc_info=exc_info)

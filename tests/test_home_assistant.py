@@ -10,6 +10,7 @@ import json
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -221,3 +222,28 @@ def test_uninstall_removes_the_home_assistant_entities(broker: Broker, tmp_path:
     assert staged.returncode == 0, staged.stderr
     assert "the Home Assistant entities were left alone (no broker is contacted from a staging tree)" in staged.stdout
     assert len(retained_configs(broker, "faceagent_cam-uninstall")) == 7 and not (root / "opt/faceagent").exists()
+
+
+def test_an_enroll_from_home_assistant_delivered_again_after_a_lost_puback_runs_once(
+    broker: Broker, make_agent: Any, emulator: Any, person: str,
+) -> None:
+    """The text entity's message carries no id: every delivery of that one message must still map to one command id."""
+    agent = make_agent(broker, "cam-ha", home_assistant={"discovery": True, "allow_enroll": True})
+    listener = listen(broker, agent.base)
+    try:
+        lost = threading.Event()
+        link = agent.app.service.link
+        link.ack = lambda message: lost.set()  # stored, but the PUBACK never leaves: the broker keeps the message
+        listener.publish(f"{agent.base}/ha/enroll", person.encode())
+        first = listener.get_json(f"{agent.base}/enroll/result", 30)
+        assert first["status"] == "succeeded" and lost.is_set()
+        assert agent.stop() == 0
+        agent.start(broker)  # the persistent session delivers the unacknowledged message again
+        again = listener.get_json(f"{agent.base}/enroll/result", 30)
+        assert again["id"] == first["id"] and again["replayed"] is True and again["face_ids"] == first["face_ids"]
+        assert len(faces(emulator, person)) == 2  # the seeded face and one enrollment
+        listener.publish(f"{agent.base}/ha/enroll", person.encode())  # typed again: a new enrollment
+        second = listener.get_json(f"{agent.base}/enroll/result", 30, where=lambda r: r.get("id") != first["id"])
+        assert second["status"] == "succeeded" and not second.get("replayed") and len(faces(emulator, person)) == 3
+    finally:
+        listener.close()

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from agent.config import CloudConfig, Secrets
-from agent.iai.errors import CloudRejected
+from agent.iai.errors import CloudRejected, CloudUnavailable, OutcomeUnknown
 from agent.iai.limits import MAX_IMAGES_PER_CALL, ImageRejected, check_image, check_person_id
 from agent.iai.models import (
     Candidate,
@@ -30,12 +30,30 @@ from agent.iai.models import (
     PersonListNum,
     SearchResult,
     b64,
+    face_ids_of,
+    typed_list,
 )
 from agent.iai.transport import Credentials, Transport
 from agent.retry import RetryPolicy, TokenBucket
 
 MAX_SEARCH_GROUPS = 100  # SearchFaces takes at most 100 GroupIds per call
 LIVENESS_VERSION = "2020-03-03"  # DetectLiveFaceAccurate exists in this API version only
+
+
+@contextmanager
+def _readable(action: str) -> Iterator[None]:
+    """A read answer that does not parse (a list where a string belongs, a score that is not a number) is the cloud
+    failing, `CloudUnavailable`: a settlement waits and tries again; it never takes a thread down."""
+    try:
+        yield
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:
+        raise CloudUnavailable(f"{action} gave an unreadable answer ({exc.__class__.__name__}: {exc})") from None
+
+
+def _unusable(action: str, data: dict[str, Any], exc: Exception) -> OutcomeUnknown:
+    """A success answer that does not add up: the write may have been applied, so it is read back, never trusted."""
+    return OutcomeUnknown(f"{action} answered success that does not add up ({exc}): reading the person back",
+                          request_id=str(data.get("RequestId") or "") or None)
 
 
 class IaiClient:
@@ -91,16 +109,18 @@ class IaiClient:
     def get_person_base_info(self, person_id: str) -> PersonInfo:
         check_person_id(person_id)
         data = self.transport.call("GetPersonBaseInfo", {"PersonId": person_id}, idempotent=True, person=person_id)
-        return PersonInfo(person_id, str(data.get("PersonName", "")), int(data.get("Gender", 0) or 0),
-                          [str(x) for x in data.get("FaceIds") or []], data.get("RequestId"))
+        with _readable("GetPersonBaseInfo"):
+            return PersonInfo(person_id, str(data.get("PersonName", "")), int(data.get("Gender", 0) or 0),
+                              typed_list(data.get("FaceIds") or [], "FaceIds", str), data.get("RequestId"))
 
     def get_person_group_info(self, person_id: str, limit: int = 100) -> PersonGroups:
         """The groups `person_id` belongs to (at most `limit`, IAI's maximum page)."""
         check_person_id(person_id)
         data = self.transport.call("GetPersonGroupInfo", {"PersonId": person_id, "Offset": 0, "Limit": limit}, idempotent=True,
                                    person=person_id)
-        groups = [str(g.get("GroupId")) for g in data.get("PersonGroupInfos") or []]
-        return PersonGroups(groups, int(data.get("GroupNum", len(groups)) or 0), data.get("FaceModelVersion"), data.get("RequestId"))
+        with _readable("GetPersonGroupInfo"):
+            groups = [str(g.get("GroupId")) for g in data.get("PersonGroupInfos") or []]
+            return PersonGroups(groups, int(data.get("GroupNum", len(groups)) or 0), data.get("FaceModelVersion"), data.get("RequestId"))
 
     def search_faces(self, group_ids: list[str], image: bytes, max_person_num: int = 5) -> list[SearchResult]:
         """SearchFaces for the largest face of `image` in `group_ids` (at most 100): its candidates, best first."""
@@ -110,10 +130,11 @@ class IaiClient:
         data = self.transport.call("SearchFaces", {"GroupIds": list(group_ids), "Image": b64(image), "MaxFaceNum": 1,
                                                    "MaxPersonNum": max_person_num, "NeedPersonInfo": 0}, idempotent=True)
         results = []
-        for item in data.get("Results") or []:
-            candidates = [Candidate(str(c.get("PersonId")), str(c.get("FaceId")), float(c.get("Score") or 0.0))
-                          for c in item.get("Candidates") or []]
-            results.append(SearchResult(sorted(candidates, key=lambda c: c.score, reverse=True), int(item.get("RetCode", 0) or 0)))
+        with _readable("SearchFaces"):
+            for item in typed_list(data.get("Results") or [], "Results", dict):
+                candidates = [Candidate(str(c["PersonId"]), str(c["FaceId"]), float(c.get("Score") or 0.0))
+                              for c in typed_list(item.get("Candidates") or [], "Candidates", dict)]
+                results.append(SearchResult(sorted(candidates, key=lambda c: c.score, reverse=True), int(item.get("RetCode", 0) or 0)))
         return results
 
     def detect_live_face_accurate(self, image: bytes) -> LivenessScore:
@@ -138,14 +159,16 @@ class IaiClient:
 
     def get_person_list_num(self, group_id: str) -> PersonListNum:
         data = self.transport.call("GetPersonListNum", {"GroupId": group_id}, idempotent=True, group=group_id)
-        return PersonListNum(int(data.get("PersonNum", 0)), int(data.get("FaceNum", 0)), data.get("RequestId"))
+        with _readable("GetPersonListNum"):
+            return PersonListNum(int(data.get("PersonNum", 0)), int(data.get("FaceNum", 0)), data.get("RequestId"))
 
     def get_group_list(self, offset: int = 0, limit: int = 10) -> GroupList:
         if not 0 < limit <= 1000:
             raise ValueError("limit must be 1-1000")
         data = self.transport.call("GetGroupList", {"Offset": offset, "Limit": limit}, idempotent=True)
-        groups = [GroupInfo(str(g.get("GroupId")), str(g.get("GroupName")), g.get("FaceModelVersion")) for g in data.get("GroupInfos") or []]
-        return GroupList(groups, int(data.get("GroupNum", len(groups))), data.get("RequestId"))
+        with _readable("GetGroupList"):
+            groups = [GroupInfo(str(g.get("GroupId")), str(g.get("GroupName")), g.get("FaceModelVersion")) for g in data.get("GroupInfos") or []]
+            return GroupList(groups, int(data.get("GroupNum", len(groups))), data.get("RequestId"))
 
     # --- writes ------------------------------------------------------------------------------------------
 
@@ -162,7 +185,11 @@ class IaiClient:
             check_image(image, index)
         data = self.transport.call("CreateFace", request.payload(), idempotent=False, person=request.person_id,
                                    before_attempt=before_attempt)
-        return CreateFaceResponse.parse(data)
+        try:
+            face_ids_of(data, count)
+            return CreateFaceResponse.parse(data)
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise _unusable("CreateFace", data, exc) from None
 
     def create_person(self, request: CreatePersonRequest, before_attempt: Callable[[], None] | None = None) -> CreatePersonResponse:
         """Create a person with its first face. Raises `OutcomeUnknown` when an attempt may have landed: never re-sent."""
@@ -173,13 +200,18 @@ class IaiClient:
             check_image(request.image)
         data = self.transport.call("CreatePerson", request.payload(), idempotent=False, person=request.person_id,
                                    group=request.group_id, before_attempt=before_attempt)
-        return CreatePersonResponse.parse(data)
+        try:
+            return CreatePersonResponse.parse(data)
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise _unusable("CreatePerson", data, exc) from None
 
     def delete_face(self, person_id: str, face_ids: list[str]) -> DeleteFaceResponse:
         """Delete faces of a person. Idempotent at the cloud: deleting a face that is gone already is not an error."""
         check_person_id(person_id)
         data = self.transport.call("DeleteFace", {"PersonId": person_id, "FaceIds": list(face_ids)}, idempotent=True, person=person_id)
-        return DeleteFaceResponse(int(data.get("SucDeletedNum", 0)), [str(x) for x in data.get("SucFaceIds") or []], data.get("RequestId"))
+        with _readable("DeleteFace"):
+            return DeleteFaceResponse(int(data.get("SucDeletedNum", 0)), typed_list(data.get("SucFaceIds") or [], "SucFaceIds", str),
+                                      data.get("RequestId"))
 
     def create_group(self, group_id: str, group_name: str, face_model_version: str = "3.0") -> str | None:
         """Create a group on the current face model (accounts older than 2020-04-02 otherwise get 2.0).

@@ -20,6 +20,31 @@ def _strings(values: Any) -> list[str]:
     return [str(v) for v in values or []]
 
 
+def typed_list(values: Any, name: str, kind: type) -> list[Any]:
+    """`values` as a list of `kind` (strings non-empty); `ValueError` for anything else (a string is not a list of ids)."""
+    if not isinstance(values, list) or not all(isinstance(v, kind) and not isinstance(v, bool) for v in values):
+        raise ValueError(f"{name} is not a list of {kind.__name__}")
+    if kind is str and not all(values):
+        raise ValueError(f"{name} holds an empty id")
+    return values
+
+
+def face_ids_of(data: dict[str, Any], images: int) -> list[str]:
+    """The FaceIds a CreateFace answer for `images` images claims, checked strictly: a success that does not add up
+    (ids not a list of distinct strings, counts that disagree, codes that are not numbers) raises `ValueError`."""
+    ids = typed_list(data.get("SucFaceIds"), "SucFaceIds", str)
+    codes = typed_list(data.get("RetCode"), "RetCode", int)
+    indexes = typed_list(data.get("SucIndexes"), "SucIndexes", int)
+    rects = typed_list(data.get("SucFaceRects"), "SucFaceRects", dict)
+    if data.get("SucFaceNum") != len(ids) or len(set(ids)) != len(ids) or len(ids) > images:
+        raise ValueError("SucFaceNum, SucFaceIds and the images sent disagree")
+    if len(codes) != images or codes.count(0) != len(ids) or len(indexes) != len(ids) or len(rects) != len(ids):
+        raise ValueError("RetCode, SucIndexes and SucFaceRects do not match the faces added")
+    if sorted(indexes) != [i for i, code in enumerate(codes) if code == 0]:
+        raise ValueError("SucIndexes do not name the images whose RetCode is 0")
+    return ids
+
+
 @dataclass(frozen=True)
 class FaceRect:
     x: int
@@ -115,8 +140,11 @@ class CreatePersonResponse:
 
     @classmethod
     def parse(cls, data: dict[str, Any]) -> CreatePersonResponse:
+        """`ValueError` unless the answer names one FaceId (a string) and, if any, a face rectangle."""
         rect = data.get("FaceRect")
         face_id = data.get("FaceId")
+        if not isinstance(face_id, str) or not face_id or not isinstance(rect or {}, dict):
+            raise ValueError("CreatePerson answered without a FaceId")
         return cls(str(face_id) if face_id else None, FaceRect.parse(rect) if rect else None, data.get("SimilarPersonId") or None,
                    data.get("FaceModelVersion"), data.get("RequestId"))
 

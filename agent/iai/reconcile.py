@@ -2,8 +2,14 @@
 
 An attempt whose answer was lost (timeout, dropped connection, server error) may land late: IAI can
 still be processing it when the client gives up, and a new face takes effect within ~1 s, at most 5 s
-(docs/iai.md). So the person is polled until `sent_at + window` (the read timeout plus that settle
-time), not read once.
+(docs/iai.md). So the person is polled until `window` (the read timeout plus that settle time) has
+passed since sending, not read once.
+
+That window is measured on the monotonic clock, never the wall clock: a Pi has no real-time clock, boots
+with a stale time and NTP steps it later, and a step during the window would end it early ("nothing
+landed" while the face is still coming). CLOCK_MONOTONIC holds across a restart of the process within one
+boot (the attempt records the boot id); after a reboot the time since sending cannot be measured, so the
+whole window is waited from the settlement's start — an upper bound, never a guess.
 
 A face that appeared meanwhile is ours only if the cloud itself says so: SearchFaces with the exact
 image we sent finds its own face at a near-perfect score, while a face another device or the console
@@ -17,6 +23,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from agent.iai.client import MAX_SEARCH_GROUPS, IaiClient
@@ -38,19 +45,31 @@ class Attempt:
     person_id: str
     images: tuple[bytes, ...]
     known_face_ids: tuple[str, ...] | None  # the person's faces just before the attempt; None: it did not exist
-    sent_at: float  # wall-clock seconds (service time as the device knows it)
+    sent_at: float  # wall-clock seconds (service time as the device knows it): for people and the give-up, not the window
     group_id: str | None = None  # CreatePerson's group (where SearchFaces looks)
+    boot: str = ""  # the boot it was sent in; "" unknown
+    sent_mono: float | None = None  # time.monotonic() when sent: comparable within that boot only
 
     def to_json(self) -> dict[str, Any]:
         return {"action": self.action, "person_id": self.person_id, "images": [base64.b64encode(i).decode() for i in self.images],
                 "known_face_ids": None if self.known_face_ids is None else list(self.known_face_ids), "sent_at": self.sent_at,
-                "group_id": self.group_id}
+                "group_id": self.group_id, "boot": self.boot, "sent_mono": self.sent_mono}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Attempt:
         known = data.get("known_face_ids")
+        mono = data.get("sent_mono")
         return cls(str(data["action"]), str(data["person_id"]), tuple(base64.b64decode(i) for i in data["images"]),
-                   None if known is None else tuple(str(f) for f in known), float(data["sent_at"]), data.get("group_id"))
+                   None if known is None else tuple(str(f) for f in known), float(data["sent_at"]), data.get("group_id"),
+                   str(data.get("boot") or ""), None if mono is None else float(mono))
+
+
+def boot_id() -> str:
+    """This boot's id (Linux); "" where there is none, which makes every saved attempt's age unmeasurable."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text(encoding="ascii").strip()
+    except OSError:
+        return ""
 
 
 @dataclass(frozen=True)
@@ -73,20 +92,33 @@ class Settled:
 
 @dataclass
 class Reconciler:
-    """Settles attempts against the cloud. `window_s` counts from the attempt's `sent_at`."""
+    """Settles attempts against the cloud. `window_s` counts from sending, on the monotonic clock (`elapsed`)."""
 
     client: IaiClient
     window_s: float
     poll_s: float = 1.0
     min_score: float = SAME_IMAGE_MIN_SCORE
-    clock: Callable[[], float] = time.time
+    clock: Callable[[], float] = time.monotonic  # never the wall clock: see the module's docstring
     sleep: Callable[[float], None] = time.sleep
+    boot: str = field(default_factory=boot_id)
     _groups: dict[str, list[str]] = field(default_factory=dict, repr=False)
+
+    def stamp(self) -> tuple[str, float]:
+        """(boot, monotonic now) for an attempt about to be sent."""
+        return self.boot, self.clock()
+
+    def elapsed(self, attempt: Attempt) -> float | None:
+        """Seconds since `attempt` was sent, or None when this boot cannot measure it (sent in another boot, or saved
+        by a version that kept no monotonic time)."""
+        if attempt.sent_mono is None or not attempt.boot or attempt.boot != self.boot:
+            return None
+        return max(0.0, self.clock() - attempt.sent_mono)
 
     def settle(self, attempt: Attempt) -> Settled:
         """Poll until every image is accounted for or the window has passed; raise `CloudError` when the cloud cannot be read."""
-        deadline = attempt.sent_at + self.window_s
+        elapsed = self.elapsed(attempt)
         started = self.clock()
+        deadline = started + self.window_s - (elapsed if elapsed is not None else 0.0)  # unmeasurable: the whole window
         self._groups.clear()  # a person's groups can change between two settlements
         while True:
             final = self.clock() >= deadline

@@ -45,6 +45,7 @@ CONTENT_TYPE = "application/json; charset=utf-8"
 SIGNED_HEADERS = ["content-type", "host", "x-tc-action"]
 REQUEST_CLIENT = f"faceagent/{__version__}"
 CONFLICT_WAIT_S = 0.5  # X-TC-RequestClient: lets Tencent support trace the calls
+MAX_ANSWER_BYTES = 4 * 1024 * 1024  # IAI's biggest answers (1000 groups, 100 candidates) are tens of KB
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,23 @@ def _never_sent(exc: BaseException) -> bool:
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return True
     return any(isinstance(item, (NewConnectionError, ConnectTimeoutError, NameResolutionError)) for item in _chain(exc))
+
+
+class AnswerTooLarge(OutcomeUnknown):
+    """The answer went past MAX_ANSWER_BYTES: not read further (a Pi would be OOM-killed reading it whole)."""
+
+
+def _read_capped(response: requests.Response) -> bytes:
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > MAX_ANSWER_BYTES:
+        raise AnswerTooLarge(f"the answer announces {declared} bytes: at most {MAX_ANSWER_BYTES} are read")
+    chunks, size = [], 0
+    for chunk in response.iter_content(64 * 1024):
+        size += len(chunk)
+        if size > MAX_ANSWER_BYTES:
+            raise AnswerTooLarge(f"the answer exceeds {MAX_ANSWER_BYTES} bytes: not read further")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _reason(exc: BaseException) -> str:
@@ -227,6 +245,38 @@ class Transport:
                                                  signed=SIGNED_HEADERS, body=body)
         return headers
 
+    def _post(self, body: bytes, headers: dict[str, str]) -> tuple[requests.Response, bytes]:
+        """POST and read the answer within a total deadline (connect plus read timeout) and MAX_ANSWER_BYTES.
+
+        requests' timeouts bound each socket read, not the answer: a server (or a middlebox) sending a byte every
+        few seconds holds the worker for as long as it likes, and a body is read whole into memory. The exchange
+        runs in a helper thread the caller stops waiting for at the deadline (the thread ends with the connection);
+        the body is read in chunks up to the cap. Redirects are never followed: a followed 307/308 sends a write again.
+        """
+        total = self.timeout[0] + self.timeout[1]
+        box: dict[str, Any] = {}
+        session = self.session  # this thread's: the helper uses it while this thread waits
+
+        def exchange() -> None:
+            try:
+                response = session.post(self.url, data=body, headers=headers, timeout=self.timeout, allow_redirects=False,
+                                             stream=True)
+                with response:
+                    box["content"] = _read_capped(response)
+                    box["response"] = response
+            except Exception as exc:  # handed to the caller's thread
+                box["error"] = exc
+
+        helper = threading.Thread(target=exchange, name="faceagent-http", daemon=True)
+        helper.start()
+        helper.join(total)
+        if helper.is_alive():
+            self._local.session = None  # the abandoned helper keeps that session; this thread's next attempt opens another
+            raise OutcomeUnknown(f"no complete answer from {self.host} within {total:g} s")
+        if "error" in box:
+            raise box["error"]
+        return box["response"], box["content"]
+
     def attempt(self, action: str, body: bytes, person: str = "", group: str = "", *, signing: Signing | None = None,
                 version: str | None = None) -> dict[str, Any]:
         """POST once; the `Response` object, or a typed error saying whether the request reached the service.
@@ -236,7 +286,7 @@ class Transport:
         """
         headers = self._headers(action, body, signing or self._signing, version)
         try:
-            response = self.session.post(self.url, data=body, headers=headers, timeout=self.timeout)
+            response, content = self._post(body, headers)
         except requests.exceptions.SSLError as exc:
             refused = tls_problem(exc, self.host)
             if refused is not None:
@@ -257,11 +307,11 @@ class Transport:
             raise CloudRateLimited(f"HTTP 429 from {self.host}: too many requests")
         if response.status_code >= 500:
             raise OutcomeUnknown(f"HTTP {response.status_code} from {self.host}")
-        if response.status_code != 200:
-            raise CloudRejected(f"HTTP {response.status_code} from {self.host}: check cloud.endpoint", retryable=False)
+        if response.status_code != 200:  # a redirect or a 4xx may come after a middlebox forwarded the request
+            raise CloudRejected(f"HTTP {response.status_code} from {self.host}: check cloud.endpoint", retryable=False, ambiguous=True)
         try:
-            data = response.json()["Response"]
-            if not isinstance(data, dict):
+            data = json.loads(content)["Response"]
+            if not isinstance(data, dict) or not isinstance(data.get("Error") or {}, dict):
                 raise TypeError
         except (ValueError, KeyError, TypeError):
             raise OutcomeUnknown(f"unreadable answer from {self.host}") from None

@@ -134,7 +134,8 @@ class Uploader:
             if action == "CreatePerson" and known is not None:
                 raise PersonAlreadyExists(f"person {progress.person_id} exists already", cloud_code="InvalidParameterValue.PersonIdAlreadyExist")
             group = progress.new_person.group_id if progress.new_person and action == "CreatePerson" else None
-            progress.attempt = Attempt(action, progress.person_id, tuple(images), known, self.client.transport.now(), group)
+            boot, sent_mono = self.reconciler.stamp()
+            progress.attempt = Attempt(action, progress.person_id, tuple(images), known, self.client.transport.now(), group, boot, sent_mono)
             self.journal.record(key, progress)
 
         return before_attempt
@@ -159,6 +160,9 @@ class Uploader:
             progress.attempt, progress.pending = None, []
             self.journal.record(key, progress)
             raise DuplicatePerson(progress.person_id, response.similar_person_id, response.request_id)
+        if not self._confirmed(progress, [response.face_id] if response.face_id else []):
+            self._settle(progress, key)
+            return
         progress.attempt, progress.new_person = None, None
         progress.pending = progress.pending[1:]
         if response.face_id:
@@ -176,10 +180,33 @@ class Uploader:
         except OutcomeUnknown:
             self._settle(progress, key)
             return
+        if not self._confirmed(progress, response.suc_face_ids):
+            self._settle(progress, key)
+            return
         progress.attempt, progress.pending = None, []
         progress.face_ids.extend(response.suc_face_ids)
         progress.ret_codes.extend(response.ret_code)
         progress.request_id, progress.face_model_version = response.request_id, response.face_model_version
+
+    def _confirmed(self, progress: UploadProgress, claimed: list[str]) -> bool:
+        """Whether the FaceIds a success answer claims are on the person now and were not before the attempt.
+
+        An older face of the person, or a stranger's, named in a success answer is never claimed: False sends the
+        attempt to `_settle`. A person that cannot be read defers the job with its attempt saved.
+        """
+        attempt = progress.attempt
+        if not claimed or attempt is None:
+            return True
+        try:
+            faces = self.client.get_person_base_info(progress.person_id).face_ids
+        except CloudError as exc:
+            raise ReconcileDeferred(progress, exc) from None
+        known = attempt.known_face_ids or ()
+        if all(f in faces and f not in known for f in claimed):
+            return True
+        log.warning("%s for %s answered FaceIds %s that are not new faces of the person: reading it back", attempt.action,
+                    progress.person_id, ",".join(claimed))
+        return False
 
     def _settle(self, progress: UploadProgress, key: str) -> None:
         """Account for the attempt in flight (its images are the head of `pending`); it is never sent again."""

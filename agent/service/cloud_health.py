@@ -14,7 +14,7 @@ from typing import Any
 
 from agent.errors import ErrorCode
 from agent.iai.client import IaiClient
-from agent.iai.errors import CloudAuthError, CloudError, CloudUnavailable
+from agent.iai.errors import CloudAuthError, CloudError, CloudUnavailable, TokenExpired
 from agent.service.result import ResultError, iso_now
 from agent.service.telemetry import DeviceState
 
@@ -53,7 +53,12 @@ class CloudHealth:
         return verdict
 
     def noticed(self, exc: CloudError) -> None:
-        """A job's call said something about the account: record it without waiting for the next check."""
+        """A job's call said something about the account: record it without waiting for the next check.
+
+        Not a refused session token: temporary credentials rotate, so one TokenFailure the job could not get past
+        says nothing about the next call (the health check records one that lasts)."""
+        if isinstance(exc, TokenExpired):
+            return
         if exc.account_status and (self.device.snapshot().get("cloud") or {}).get("status") != exc.account_status:
             self._error, self._checked = exc, time.monotonic()
             self.device.set(cloud={"status": exc.account_status, "message": exc.message, "cloud_code": exc.cloud_code,
@@ -65,7 +70,7 @@ class CloudHealth:
         status = (self.device.snapshot().get("cloud") or {}).get("status")
         if status not in BLOCKING:
             return None
-        if time.monotonic() - self._checked > RECHECK_BEFORE_REFUSING_S:
+        if isinstance(self._error, TokenExpired) or time.monotonic() - self._checked > RECHECK_BEFORE_REFUSING_S:
             status = self.check()["status"]  # it may have been fixed (topped up, key replaced) since
         if status not in BLOCKING or self._error is None:
             return None

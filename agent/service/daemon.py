@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from agent.config import Config
 from agent.service.home_assistant import status_topic
@@ -74,9 +75,23 @@ class EnrollService:
         self.link.start()
         for name, target in (("intake", self.intake.run), ("worker", self.worker.run), ("outbox", self.outbox.run),
                              ("telemetry", self.telemetry.run)):
-            thread = threading.Thread(target=target, name=f"faceagent-{name}", daemon=True)
+            thread = threading.Thread(target=self._supervised(name, target), name=f"faceagent-{name}", daemon=True)
             thread.start()
             self._threads[name] = thread
+
+    def _supervised(self, name: str, target: Callable[[], None]) -> Callable[[], None]:
+        """`target` whose unexpected exception stops the daemon: logged (redacted), `fail` raised, so `App.run` stops,
+        publishes `offline` and exits 1 for systemd to restart it. A thread that died quietly would leave a device
+        that looks online, acknowledges commands and answers none."""
+
+        def run() -> None:
+            try:
+                target()
+            except Exception as exc:
+                log.critical("the %s thread stopped on an unexpected error", name, exc_info=True)
+                self.signals.fail(f"the {name} thread stopped on an unexpected error ({exc.__class__.__name__})")
+
+        return run
 
     def stop(self, grace_s: float) -> None:
         """Take no new commands; let the running job finish within `grace_s` (else it is re-queued); publish `offline`.

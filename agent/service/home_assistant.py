@@ -14,6 +14,7 @@ enroll text entity only with `home_assistant.allow_enroll` (which the config ref
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
@@ -111,8 +112,22 @@ def removal_messages(config: Config) -> list[str]:
     return [discovery_topic(prefix, e.component, config.device_id, e.object_id) for e in entities(config, all_kinds=True)]
 
 
-def enroll_command(payload: bytes, now: float | None = None) -> dict[str, Any]:
+HA_ID_CHAIN = 8  # ids one (packet id, text) pair can take before a random one: see `enroll_command_ids`
+
+
+def enroll_command_ids(payload: bytes, mid: int) -> list[str]:
+    """The command ids one text-entity message may map to, in order; the same for every delivery of that message.
+
+    The message carries no id, but the broker delivers it again (after a lost PUBACK) with the same packet id
+    (MQTT 4.4), which it cannot give another message while this one is unacknowledged. A later message with the same
+    packet id and the same text is a new enrollment: it takes the first id of the chain not used yet (the intake
+    looks them up), and its own redelivery the last one used.
+    """
+    return [f"ha-{hashlib.sha256(b'%d:%d:' % (mid, n) + payload).hexdigest()[:16]}" for n in range(HA_ID_CHAIN)]
+
+
+def enroll_command(payload: bytes, now: float | None = None, command_id: str | None = None) -> dict[str, Any]:
     """The enroll command for a person id typed into the text entity (validated like any other command afterwards)."""
     text = payload.decode("utf-8", errors="replace").strip()
     issued = time.time() if now is None else now
-    return {"id": f"ha-{uuid.uuid4().hex[:16]}", "person_id": text, "expires_at": int(issued + HA_ENROLL_EXPIRY_S)}
+    return {"id": command_id or f"ha-{uuid.uuid4().hex[:16]}", "person_id": text, "expires_at": int(issued + HA_ENROLL_EXPIRY_S)}

@@ -21,7 +21,7 @@ from typing import Any
 from agent.config import Config
 from agent.errors import ErrorCode
 from agent.service.home_assistant import enroll_command as home_assistant_command
-from agent.service.home_assistant import status_topic
+from agent.service.home_assistant import enroll_command_ids, status_topic
 from agent.service.mqtt import Incoming, MqttLink
 from agent.service.protocol import (
     DeleteCommand,
@@ -39,6 +39,7 @@ from agent.service.protocol import (
     validate_delete,
     validate_snapshot,
 )
+from agent.service.replay import SignedReplays
 from agent.service.result import RejectedResult, Result, ResultError, Status, progress_payload
 from agent.service.signals import Signals
 from agent.service.store import Job, JobKind, JobState, JobStore, Message, Outcome, StoreError
@@ -67,28 +68,6 @@ class RateLimitedLog:
 def payload_digest(payload: bytes) -> str:
     """How an answer without an id names the message it answers: the SHA-256 of its payload, as received."""
     return hashlib.sha256(payload).hexdigest()
-
-
-class SeenIds:
-    """Keys (signatures) seen within `max_age_s`, in memory, bounded: a signed request cannot be replayed while its `ts` is valid."""
-
-    MAX_IDS = 10_000
-
-    def __init__(self, max_age_s: float) -> None:
-        self.max_age_s = max_age_s
-        self._seen: dict[str, float] = {}
-
-    def first_time(self, item: str) -> bool:
-        now = time.monotonic()
-        if len(self._seen) >= self.MAX_IDS:
-            self._seen = {k: t for k, t in self._seen.items() if now - t < self.max_age_s}
-            while len(self._seen) >= self.MAX_IDS:  # still full of fresh ids: forget the oldest
-                del self._seen[next(iter(self._seen))]
-        seen_at = self._seen.get(item)
-        if seen_at is not None and now - seen_at < self.max_age_s:
-            return False
-        self._seen[item] = now
-        return True
 
 
 def result_messages(result: Result, topic: str, response_topic: str | None, correlation: bytes | None) -> list[Message]:
@@ -129,10 +108,11 @@ class Intake:
         self._snapshot_full_log = RateLimitedLog(UNAUTHENTICATED_LOG_EVERY_S)
         self._retained_log = RateLimitedLog(UNAUTHENTICATED_LOG_EVERY_S)
         self._internal_log = RateLimitedLog(UNAUTHENTICATED_LOG_EVERY_S)
-        self._signed_snapshots = SeenIds(max_age_s=2 * config.commands.max_clock_skew_s)
+        self._signed_snapshots = SignedReplays(config.state_dir / "signed-requests.sqlite3", config.commands.max_clock_skew_s)
 
     def stop(self) -> None:
         self.stopping.set()
+        self._signed_snapshots.close()
 
     def run(self) -> None:
         while not self.stopping.is_set():
@@ -174,7 +154,7 @@ class Intake:
         kind = self.kind_of(message.topic)
         if kind != "snapshot":
             self.counters.inc(Count.RECEIVED)
-        data = self._from_home_assistant(message.payload) if message.topic == self.topics.ha_enroll else decode_payload(message.payload)
+        data = self._from_home_assistant(message) if message.topic == self.topics.ha_enroll else decode_payload(message.payload)
         verified = self._must_verify(data)
         if verified:
             why = data.message if isinstance(data, Rejection) else signature_problem(
@@ -189,7 +169,7 @@ class Intake:
             return
         if kind == "snapshot":
             request = validate_snapshot(data)
-            if isinstance(request, SnapshotRequest) and verified and not self._signed_snapshots.first_time(str(data["sig"])):
+            if isinstance(request, SnapshotRequest) and verified and not self._signed_snapshots.first_time(str(data["sig"]), data["ts"]):
                 request = Rejection(request.id, None, "rejected", ErrorCode.INVALID_COMMAND,
                                     "sig: this signed snapshot request was already answered: a signed request is answered once")
             if isinstance(request, SnapshotRequest):
@@ -211,12 +191,21 @@ class Intake:
         expiry = time.time() + message.expiry_s if message.expiry_s else None
         self._accept(command, kind, reply_to, correlation, expiry)
 
-    def _from_home_assistant(self, payload: bytes) -> dict[str, Any] | Rejection:
-        """A person id typed into Home Assistant's text entity, as an enroll command — only where that is allowed."""
+    def _from_home_assistant(self, message: Incoming) -> dict[str, Any] | Rejection:
+        """A person id typed into Home Assistant's text entity, as an enroll command — only where that is allowed.
+
+        Every delivery of one message gets one id (home_assistant.enroll_command_ids): a redelivery (DUP) takes the
+        last id of its chain already stored, so it is replayed; a first delivery the first one not stored.
+        """
         if not self.config.home_assistant.allow_enroll or self.config.commands.require_signature:
             return Rejection(None, None, "rejected", ErrorCode.INVALID_COMMAND,
                              "enrolling from Home Assistant is off on this device (home_assistant.allow_enroll)")
-        return home_assistant_command(payload)
+        chain = enroll_command_ids(message.payload, message.mid)
+        used = [i for i in chain if self.store.get(i) is not None]
+        if message.dup and used:
+            return home_assistant_command(message.payload, command_id=used[-1])
+        fresh = [i for i in chain if i not in used]
+        return home_assistant_command(message.payload, command_id=fresh[0] if fresh else None)
 
     def _must_verify(self, data: dict[str, Any] | Rejection) -> bool:
         """Signatures are checked when required, and whenever a device with a key receives a signed command."""

@@ -158,6 +158,7 @@ class Incoming:
     response_topic: str | None
     correlation: bytes | None
     expiry_s: int | None
+    dup: bool = False  # the broker's redelivery of a message it sent before (a lost PUBACK)
 
     def requested_reply(self, data: dict[str, Any] | object) -> tuple[str | None, bytes | None]:
         """The reply address a command asks for: its payload's `reply_to` and `correlation` (signed, and they
@@ -307,7 +308,7 @@ class MqttLink:
         self._incoming.put(Incoming(
             message.topic, bytes(message.payload), message.qos, message.mid, bool(message.retain),
             getattr(props, "ResponseTopic", None) or None, getattr(props, "CorrelationData", None),
-            getattr(props, "MessageExpiryInterval", None),
+            getattr(props, "MessageExpiryInterval", None), bool(message.dup),
         ))
 
     def _check_identity(self, client: mqtt.Client, message: mqtt.MQTTMessage) -> None:

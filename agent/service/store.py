@@ -235,8 +235,8 @@ class JobStore:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        db = self._conn()
         try:
+            db = self._conn()  # a thread's first connection opens files: no descriptor left is a storage failure too
             db.execute("BEGIN IMMEDIATE")
             try:
                 yield db

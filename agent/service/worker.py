@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import math
 import queue
 import threading
 import time
@@ -39,6 +40,7 @@ from agent.vision.selection import analyze
 log = logging.getLogger(__name__)
 
 RECONCILE_RETRY_S = (5.0, 300.0)  # first and longest wait between tries to settle a lost upload
+SNAPSHOT_GAP_S = 0.2  # snapshots are served at most 5 a second, one per turn of the loop, between jobs
 STORE_RETRY_S = (1.0, 60.0)  # first and longest wait before writing a result again when the store fails
 
 
@@ -91,6 +93,7 @@ class Worker:
         self.stopping = threading.Event()
         self._wake = signals.worker
         self.heartbeat = time.monotonic()
+        self._next_snapshot = 0.0  # monotonic time the next snapshot may be served
         self.current_job: str | None = None
 
     def wake(self) -> None:
@@ -140,7 +143,7 @@ class Worker:
             if job is None:
                 if self.camera is not None:
                     self.camera.close_if_idle()
-                self._wake.wait(min(IDLE_WAKE_S, self._next_settle_in()))
+                self._wake.wait(min(IDLE_WAKE_S, self._next_settle_in(), self._snapshot_due_in()))
                 self._wake.clear()
                 continue
             self.current_job = job.id
@@ -265,7 +268,12 @@ class Worker:
 
     def _given_up(self, pending: PendingUpload, exc: ReconcileDeferred) -> bool:
         attempt = exc.progress.attempt
-        if attempt is None or time.time() - attempt.sent_at < self.config.cloud.reconcile_give_up_s:
+        if attempt is None:
+            return False
+        age = self.uploader.reconciler.elapsed(attempt) if self.uploader is not None else None
+        if age is None:  # sent in another boot: the wall clock is all there is (giving up only says `unknown`)
+            age = time.time() - attempt.sent_at
+        if age < self.config.cloud.reconcile_give_up_s:
             return False
         self.pending.remove(pending)
         progress = exc.progress
@@ -280,24 +288,32 @@ class Worker:
 
     # --- snapshots and progress --------------------------------------------------------------------------------
 
+    def _snapshot_due_in(self) -> float:
+        """Seconds until the next snapshot may be served (inf with none waiting)."""
+        return math.inf if self.snapshots.empty() else max(0.0, self._next_snapshot - time.monotonic())
+
     def _serve_snapshots(self) -> None:
-        while self.camera is not None:
-            try:
-                request = self.snapshots.get_nowait()
-            except queue.Empty:
-                return
-            try:
-                frame = self.camera.capture()
-            except CameraUnavailable as exc:
-                payload: dict[str, object] = {"id": request.id, "error": {"code": exc.code.value, "message": exc.message}}
-            else:
-                analysis = analyze(self.detector, frame.image, self.config.quality, self.config.selection, detect_image=frame.detect_image)
-                jpeg = encode_jpeg(annotate(frame.image, analysis, self.config.crop), 80)
-                payload = {"id": request.id, "jpeg_b64": base64.b64encode(jpeg).decode(),
-                           "faces": [r.as_json() for r in analysis.faces], "verdict": analysis.verdict, "detail": analysis.detail}
-                if self.config.home_assistant.discovery:  # the image entity reads raw bytes; not retained: faces stay off the broker
-                    self.link.publish(self.topics.snapshot_jpeg, jpeg, qos=0)
-            self.link.publish(self.topics.snapshot_result, json.dumps(payload), qos=1)
+        """At most one snapshot per turn of the loop and per SNAPSHOT_GAP_S: a flood of requests (the queue refills as
+        fast as it is served) must not keep the loop from the next enrollment, nor from its heartbeat."""
+        if self.camera is None or time.monotonic() < self._next_snapshot:
+            return
+        try:
+            request = self.snapshots.get_nowait()
+        except queue.Empty:
+            return
+        self._next_snapshot = time.monotonic() + SNAPSHOT_GAP_S
+        try:
+            frame = self.camera.capture()
+        except CameraUnavailable as exc:
+            payload: dict[str, object] = {"id": request.id, "error": {"code": exc.code.value, "message": exc.message}}
+        else:
+            analysis = analyze(self.detector, frame.image, self.config.quality, self.config.selection, detect_image=frame.detect_image)
+            jpeg = encode_jpeg(annotate(frame.image, analysis, self.config.crop), 80)
+            payload = {"id": request.id, "jpeg_b64": base64.b64encode(jpeg).decode(),
+                       "faces": [r.as_json() for r in analysis.faces], "verdict": analysis.verdict, "detail": analysis.detail}
+            if self.config.home_assistant.discovery:  # the image entity reads raw bytes; not retained: faces stay off the broker
+                self.link.publish(self.topics.snapshot_jpeg, jpeg, qos=0)
+        self.link.publish(self.topics.snapshot_result, json.dumps(payload), qos=1)
 
     def _progress(self, job: Job, state: str, detail: str) -> None:
         payload = json.dumps(progress_payload(job.id, state, detail))
