@@ -68,7 +68,7 @@ def test_the_first_make_says_what_pip_is_doing(tmp_path: Path) -> None:
                           check=False)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    pip = next(i for i, line in enumerate(lines) if "pip install --quiet -e" in line)
+    pip = next(i for i, line in enumerate(lines) if "pip install --quiet" in line and " -e " in line)
     announced = [line for line in lines[:pip] if line.startswith("echo ")]
     assert any("creating" in line and "about a minute" in line for line in announced)
     assert any("installing faceagent" in line for line in announced)

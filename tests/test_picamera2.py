@@ -301,7 +301,8 @@ def test_busy_camera_names_the_cause_and_leaks_no_descriptor(monkeypatch: pytest
             source.read()
     after = open_fds()
     print(f"descriptors open before 30 failed opens: {before}, after: {after}")
-    assert after == before
+    # a descriptor per failed open would add 30; other tests' threads in this worker process may open or close a few
+    assert after - before < 10
     assert fake_picamera2.FakePicamera2._cm.cameras == {}
     state.busy = False
     assert source.read().image.shape == (720, 1280, 3)

@@ -98,7 +98,7 @@ def test_report_from_the_command_on_the_files_camera_has_every_section_and_no_se
                                 "frame": {"main": [512, 600], "detect": None}}
     assert report["detector"]["frames_from"] == "camera" and report["detector"]["faces_in_last_frame"] == 1
     assert report["memory"]["dry_run"] == {"status": "dry_run", "error": None}  # one face, chosen: nothing sent anywhere
-    assert [c["check"] for c in report["checks"]] == ["credentials", "model", "camera", "broker", "cloud", "clock", "disk"]
+    assert [c["check"] for c in report["checks"]] == ["credentials", "model", "camera", "broker", "cloud", "clock", "disk", "identity"]
     hw = report["hw_tests"]
     assert hw["ran"] and hw["exit_code"] == 1 and hw["command"] == "pytest -m hw test_board.py"
     outcomes = {t["test"].rsplit(".", 1)[1]: t["outcome"] for t in hw["tests"]}

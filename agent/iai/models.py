@@ -140,10 +140,16 @@ class CreatePersonResponse:
 
     @classmethod
     def parse(cls, data: dict[str, Any]) -> CreatePersonResponse:
-        """`ValueError` unless the answer names one FaceId (a string) and, if any, a face rectangle."""
+        """`ValueError` unless the answer names one FaceId (a string) and, if any, a face rectangle.
+
+        The one success without a FaceId is UniquePersonControl's refusal: nothing created, the face already
+        belongs to `SimilarPersonId` (a non-empty string); FaceId is then empty or absent.
+        """
         rect = data.get("FaceRect")
         face_id = data.get("FaceId")
-        if not isinstance(face_id, str) or not face_id or not isinstance(rect or {}, dict):
+        similar = data.get("SimilarPersonId")
+        duplicate = isinstance(similar, str) and bool(similar) and face_id in (None, "")
+        if (not duplicate and (not isinstance(face_id, str) or not face_id)) or not isinstance(rect or {}, dict):
             raise ValueError("CreatePerson answered without a FaceId")
         return cls(str(face_id) if face_id else None, FaceRect.parse(rect) if rect else None, data.get("SimilarPersonId") or None,
                    data.get("FaceModelVersion"), data.get("RequestId"))

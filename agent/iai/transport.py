@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -28,7 +27,6 @@ from agent.iai.errors import (
     CloudError,
     CloudRateLimited,
     CloudRejected,
-    CloudTlsError,
     CloudUnavailable,
     ConflictError,
     OutcomeUnknown,
@@ -37,6 +35,7 @@ from agent.iai.errors import (
 )
 from agent.iai.limits import MAX_BODY_BYTES, ImageRejected
 from agent.iai.signing import SERVICE, authorization
+from agent.iai.wire import never_sent, read_capped, reason_of, tls_problem
 from agent.retry import RetryPolicy, TokenBucket
 
 log = logging.getLogger("agent.iai")
@@ -45,7 +44,6 @@ CONTENT_TYPE = "application/json; charset=utf-8"
 SIGNED_HEADERS = ["content-type", "host", "x-tc-action"]
 REQUEST_CLIENT = f"faceagent/{__version__}"
 CONFLICT_WAIT_S = 0.5  # X-TC-RequestClient: lets Tencent support trace the calls
-MAX_ANSWER_BYTES = 4 * 1024 * 1024  # IAI's biggest answers (1000 groups, 100 candidates) are tens of KB
 
 
 @dataclass(frozen=True)
@@ -65,68 +63,6 @@ class Signing:
 
     credentials: Credentials
     clock_offset_s: float = 0.0  # service time minus device time, learnt from a SignatureExpire answer
-
-
-def _chain(exc: BaseException) -> list[BaseException]:
-    """`exc` and everything it wraps (args, `reason`, cause, context): requests nests urllib3 nests ssl/socket."""
-    seen: list[BaseException] = []
-    stack = [exc]
-    while stack:
-        item = stack.pop()
-        if any(item is s for s in seen):
-            continue
-        seen.append(item)
-        stack.extend(arg for arg in getattr(item, "args", ()) if isinstance(arg, BaseException))
-        reason = getattr(item, "reason", None)
-        if isinstance(reason, BaseException):
-            stack.append(reason)
-        stack.extend(linked for linked in (item.__cause__, item.__context__) if linked is not None)
-    return seen
-
-
-def _never_sent(exc: BaseException) -> bool:
-    """True when the request provably never reached the server (refused, DNS, connect timeout)."""
-    from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
-
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return True
-    return any(isinstance(item, (NewConnectionError, ConnectTimeoutError, NameResolutionError)) for item in _chain(exc))
-
-
-class AnswerTooLarge(OutcomeUnknown):
-    """The answer went past MAX_ANSWER_BYTES: not read further (a Pi would be OOM-killed reading it whole)."""
-
-
-def _read_capped(response: requests.Response) -> bytes:
-    declared = response.headers.get("Content-Length", "")
-    if declared.isdigit() and int(declared) > MAX_ANSWER_BYTES:
-        raise AnswerTooLarge(f"the answer announces {declared} bytes: at most {MAX_ANSWER_BYTES} are read")
-    chunks, size = [], 0
-    for chunk in response.iter_content(64 * 1024):
-        size += len(chunk)
-        if size > MAX_ANSWER_BYTES:
-            raise AnswerTooLarge(f"the answer exceeds {MAX_ANSWER_BYTES} bytes: not read further")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc)
-    return text if len(text) < 200 else exc.__class__.__name__
-
-
-def tls_problem(exc: BaseException, host: str) -> CloudTlsError | None:
-    """A certificate refusal (a configuration or device-clock problem); None for other TLS failures."""
-    for item in _chain(exc):
-        if isinstance(item, ssl.SSLCertVerificationError):
-            why = item.verify_message or str(item)
-            if "not yet valid" in why:
-                return CloudTlsError(f"the certificate of {host} is not yet valid: the device clock is wrong "
-                                     "(NTP? a Pi without a real-time clock boots in the past)")
-            if "expired" in why:
-                return CloudTlsError(f"the certificate of {host} has expired, or the device clock is far ahead: check the clock (NTP)")
-            return CloudTlsError(f"TLS verification of {host} failed ({why}): check cloud.endpoint and the system CA certificates")
-    return None
 
 
 class Transport:
@@ -262,7 +198,7 @@ class Transport:
                 response = session.post(self.url, data=body, headers=headers, timeout=self.timeout, allow_redirects=False,
                                              stream=True)
                 with response:
-                    box["content"] = _read_capped(response)
+                    box["content"] = read_capped(response)
                     box["response"] = response
             except Exception as exc:  # handed to the caller's thread
                 box["error"] = exc
@@ -291,15 +227,15 @@ class Transport:
             refused = tls_problem(exc, self.host)
             if refused is not None:
                 raise refused from None
-            raise OutcomeUnknown(f"TLS connection to {self.host} failed: {_reason(exc)}") from None
+            raise OutcomeUnknown(f"TLS connection to {self.host} failed: {reason_of(exc)}") from None
         except (requests.exceptions.ConnectTimeout, requests.exceptions.ConnectionError) as exc:
-            if _never_sent(exc):
-                raise CloudUnavailable(f"cannot connect to {self.host}: {_reason(exc)}") from None
-            raise OutcomeUnknown(f"connection to {self.host} lost before the answer: {_reason(exc)}") from None
+            if never_sent(exc):
+                raise CloudUnavailable(f"cannot connect to {self.host}: {reason_of(exc)}") from None
+            raise OutcomeUnknown(f"connection to {self.host} lost before the answer: {reason_of(exc)}") from None
         except requests.exceptions.Timeout:
             raise OutcomeUnknown(f"no answer from {self.host} within {self.timeout[1]:g} s") from None
         except requests.exceptions.RequestException as exc:
-            raise OutcomeUnknown(f"request to {self.host} failed: {_reason(exc)}") from None
+            raise OutcomeUnknown(f"request to {self.host} failed: {reason_of(exc)}") from None
         server = self._server_time(response)
         if server is not None:
             self.last_date = (server, self._clock())
