@@ -14,6 +14,9 @@ import pytest
 
 from tests.conftest import REPO
 
+# install.sh builds a wheel of this checkout in its build/ folder: one worker builds at a time (with test_installed.py)
+pytestmark = pytest.mark.xdist_group("installed")
+
 UNIT = REPO / "systemd" / "faceagent.service"
 EXPOSURE_TARGET = 2.0
 needs_systemd = pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")

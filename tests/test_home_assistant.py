@@ -179,6 +179,7 @@ def retained_configs(broker: Broker, node: str) -> list[str]:
         fresh.close()
 
 
+@pytest.mark.xdist_group("installed")  # install.sh builds this checkout in its build/ folder: one worker at a time
 def test_uninstall_removes_the_home_assistant_entities(broker: Broker, tmp_path: Path) -> None:
     """A staging uninstall (--root) leaves the live broker alone and says so; the command a real uninstall runs removes them."""
     import site
