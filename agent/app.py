@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from agent.camera.camera import Camera, build_source
+from agent.clock import SYSTEM_CLOCK, Clock
 from agent.config import Config, read_secrets
 from agent.errors import CameraUnavailable, ConfigError, ExitCode, ModelError
 from agent.iai.client import IaiClient
@@ -85,11 +86,17 @@ def credentials_reader(secrets_from: Mapping[str, str]) -> Callable[[], Credenti
     return read
 
 
-def build_cloud(config: Config, journal: Journal, secrets_from: Mapping[str, str]) -> tuple[IaiClient, Uploader]:
-    """The IAI client and the exactly-once uploader on top of it, recording every attempt in `journal` before it is sent."""
-    client = IaiClient.from_config(config.cloud, config.secrets, credentials_reader(secrets_from))
+def build_cloud(config: Config, journal: Journal, secrets_from: Mapping[str, str], *,
+                clock: Clock = SYSTEM_CLOCK) -> tuple[IaiClient, Uploader]:
+    """The IAI client and the exactly-once uploader on top of it, recording every attempt in `journal` before it is sent.
+
+    `clock`: the device clock signs the requests; the settle window runs on the monotonic clock.
+    """
+    client = IaiClient.from_config(config.cloud, config.secrets, credentials_reader(secrets_from), clock=clock.wall,
+                                   monotonic=clock.monotonic, sleep=clock.sleep)
     window = config.cloud.read_timeout_s + config.cloud.settle_s
-    return client, Uploader(client, Reconciler(client, window_s=window), journal=journal)
+    reconciler = Reconciler(client, window_s=window, clock=clock.monotonic, sleep=clock.sleep)
+    return client, Uploader(client, reconciler, journal=journal)
 
 
 def build_service(
@@ -143,9 +150,11 @@ class App:
     Every secret in `config` is registered with the log redaction here, however the App was built.
     """
 
-    def __init__(self, config: Config, notifier: Notifier | None = None, *, secrets_from: Mapping[str, str]) -> None:
+    def __init__(self, config: Config, notifier: Notifier | None = None, *, secrets_from: Mapping[str, str],
+                 clock: Clock = SYSTEM_CLOCK) -> None:
         self.config = config
         self.secrets_from = secrets_from
+        self.clock = clock
         SECRETS.add(*config.secrets.revealed())
         self.notifier = notifier or Notifier()
         self.stop_requested = threading.Event()
@@ -170,7 +179,7 @@ class App:
             self.camera.check()
         except CameraUnavailable as exc:
             log.error("%s (enrollments will fail with camera_unavailable until it works)", exc.message)
-        self.client, uploader = build_cloud(cfg, self.store, self.secrets_from)  # the store is the upload journal
+        self.client, uploader = build_cloud(cfg, self.store, self.secrets_from, clock=self.clock)  # the store: the journal
         password = cfg.secrets.mqtt_password.get_secret_value() if cfg.secrets.mqtt_password else None
         device = DeviceState()
         if self.store.recovered_from is not None:

@@ -3,8 +3,9 @@
 `InProcessAgent` has the interface of `AgentProcess` (tests/agent_proc.py) — `start`, `stop`, `log`, `alive`,
 `config`, `base` — so a test says which one it needs by one argument of `make_agent`. In-process is the default:
 no interpreter start, no model load per test beyond the App's own, and a fault inside a thread shows in the test.
-What only a process can prove stays a subprocess (`make_agent(..., process=True)`): signals, kill -9, systemd's
-notify socket, the CLI's exit codes, start-up failures.
+The App's clocks can be injected (`agent.clock`): a test steps the device's wall clock in this process, where a
+process needs a shim. What only a process can prove stays a subprocess (`make_agent(..., process=True)`): signals,
+kill -9, systemd's notify socket, the CLI's exit codes, start-up failures.
 
 Several in-process agents can run in one test (each has its own client id, state folder and threads), but they
 share this process's loggers: a test that reads one device's log beside another's uses processes.
@@ -20,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from agent.clock import SYSTEM_CLOCK
 from agent.config import Config, config_from_mapping
 from agent.logs import RedactingFormatter
 from tests.agent_proc import AgentProcess
@@ -51,6 +53,7 @@ class InProcessAgent(AgentProcess):
         self._runner: threading.Thread | None = None
         self._capture = _Capture()
         self.exit_code: int | None = None
+        self.clock = SYSTEM_CLOCK  # a test may give the App another (a device clock NTP steps, say) before `start`
 
     def load(self) -> Config:
         """The config as `faceagent run --config` would read it, with this agent's secrets."""
@@ -66,7 +69,7 @@ class InProcessAgent(AgentProcess):
             logger.setLevel(logging.DEBUG)
         umask = os.umask(0o022)
         try:
-            self.app = App(self.load(), secrets_from=self.env)
+            self.app = App(self.load(), secrets_from=self.env, clock=self.clock)
             self.app.start()
         finally:
             os.umask(umask)  # App.start() sets the daemon's 0077; the test process keeps its own

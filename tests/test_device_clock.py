@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from agent.clock import Clock
 from agent.iai.errors import OutcomeUnknown
 from agent.iai.models import CreateFaceRequest
 from agent.iai.reconcile import Attempt, Reconciler
@@ -58,6 +59,31 @@ def test_a_wrong_device_clock_does_not_end_the_window_of_a_create_face_that_land
             agent.kill()
             agent.start(broker)  # the offset learnt from the cloud is gone; the clock is still 1000 s ahead
         result = one_result(listener, agent.base, "clock-1")
+        new = added_by(emulator, "1001", before)
+        assert len(new) == 1
+        assert (result["status"], result["reconciled"], result["face_ids"]) == ("succeeded", True, new), result
+        assert stats(emulator)["requests.CreateFace"] == 1
+    finally:
+        listener.close()
+
+
+def test_in_process_the_device_clock_stepped_during_the_window_does_not_end_it(
+    broker: Broker, make_agent: Any, emulator: Any, person: str,
+) -> None:
+    """The same NTP step on the App's injected clock (tests/harness.py): the window is measured on the monotonic clock."""
+    offset = [-3600.0]
+    agent = make_agent(broker, start=False)
+    agent.clock = Clock(wall=lambda: time.time() + offset[0])
+    agent.start(broker)
+    listener = listen(broker, agent.base, client_id="clock-in-process", persistent=True)
+    before = faces(emulator, "1001")
+    try:
+        control(emulator, reset_stats=True, apply_after_next={"ms": 7000, "answer": "never", "count": 1, "action": "CreateFace"})
+        listener.publish(f"{agent.base}/enroll", command("clock-in-1", person))
+        wait_until(lambda: stats(emulator).get("requests.CreateFace", 0) == 1, what="CreateFace sent")
+        assert "clock is" in agent.log()  # signed on the wrong clock, corrected from the cloud's SignatureExpire
+        offset[0] = 0.0  # NTP steps the device clock forward by an hour while the answer is awaited
+        result = one_result(listener, agent.base, "clock-in-1")
         new = added_by(emulator, "1001", before)
         assert len(new) == 1
         assert (result["status"], result["reconciled"], result["face_ids"]) == ("succeeded", True, new), result
