@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -65,6 +66,23 @@ def state_dir(tmp_path: Path) -> Path:
     d = tmp_path / "state"
     d.mkdir(mode=0o700)
     return d
+
+
+@contextlib.contextmanager
+def building_this_checkout() -> Iterator[None]:
+    """Held while a test builds this checkout's wheel (pip install ., install.sh): setuptools builds in the checkout's
+    own build/ folder, and two builds there at once (parallel test workers) break each other."""
+    import fcntl
+    import hashlib
+    import tempfile
+
+    name = f"faceagent-build-{hashlib.sha256(str(REPO).encode()).hexdigest()[:12]}.lock"
+    with open(Path(tempfile.gettempdir()) / name, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 EMU_ID = "AKIDtestemulatorid0000000000000000"

@@ -179,18 +179,18 @@ def retained_configs(broker: Broker, node: str) -> list[str]:
         fresh.close()
 
 
-@pytest.mark.xdist_group("installed")  # install.sh builds this checkout in its build/ folder: one worker at a time
 def test_uninstall_removes_the_home_assistant_entities(broker: Broker, tmp_path: Path) -> None:
     """A staging uninstall (--root) leaves the live broker alone and says so; the command a real uninstall runs removes them."""
     import site
 
     import yaml
 
-    from tests.conftest import REPO
+    from tests.conftest import REPO, building_this_checkout
 
     root = tmp_path / "root"
-    installed = subprocess.run(["bash", str(REPO / "systemd/install.sh"), "--root", str(root), "--pip-args", "--no-deps"],
-                               capture_output=True, text=True, timeout=600, check=False)
+    with building_this_checkout():
+        installed = subprocess.run(["bash", str(REPO / "systemd/install.sh"), "--root", str(root), "--pip-args", "--no-deps"],
+                                   capture_output=True, text=True, timeout=600, check=False)
     assert installed.returncode == 0, installed.stderr
     # The staging venv sees this test venv's packages (paho, pydantic) instead of downloading them.
     venv_site = next((root / "opt/faceagent/lib").glob("python3*/site-packages"))

@@ -12,9 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO
-
-pytestmark = pytest.mark.xdist_group("installed")  # one worker builds the installed venv, once
+from tests.conftest import REPO, building_this_checkout
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +23,9 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True, timeout=300)
     venv_site = next((venv / "lib").glob("python3*/site-packages"))
     (venv_site / "test-deps.pth").write_text("\n".join(site.getsitepackages()) + "\n")
-    proc = subprocess.run([str(venv / "bin/python"), "-m", "pip", "install", "--quiet", "--no-deps", str(REPO)],
-                          capture_output=True, text=True, timeout=600, cwd=root)
+    with building_this_checkout():
+        proc = subprocess.run([str(venv / "bin/python"), "-m", "pip", "install", "--quiet", "--no-deps", str(REPO)],
+                              capture_output=True, text=True, timeout=600, cwd=root)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     where = subprocess.run([str(venv / "bin/python"), "-c", "import agent; print(agent.__file__)"], capture_output=True, text=True,
                            timeout=60, cwd=root, check=True).stdout.strip()
