@@ -4,9 +4,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 # Parallel test processes (pytest-xdist). Most tests wait on brokers, daemons and the cloud emulator rather than
-# on the CPU, so more workers than cores pays; 1 runs them in this process (-p no:xdist for pdb).
+# on the CPU, so more workers than cores pays; PYTEST_WORKERS=1 runs them in pytest's own process (for --pdb).
 PYTEST_WORKERS ?= 4
-XDIST := -n $(PYTEST_WORKERS)
+XDIST := $(if $(filter 1,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS))
 
 .PHONY: venv system-deps broker-deps pi-system-deps pi-venv lint typecheck test test-slow test-brokers test-pi-stack test-arm64 demo \
 	bench clean lock deb deb-amd64 deb-arm64 deb-system-deps test-deb
