@@ -56,6 +56,8 @@ class HostileProxy:
                         data = answer.json()
                         data["Response"] = rule["rewrite"](data["Response"])
                         payload = json.dumps(data).encode()
+                    if rule.get("raw") is not None:
+                        payload = rule["raw"]
                 if rule is not None and rule.get("trickle_s"):
                     proxy._trickle(self, status, payload, rule["trickle_s"])
                     return
@@ -77,11 +79,14 @@ class HostileProxy:
         self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     def arm(self, action: str, *, status: int | None = None, location: str | None = None, rewrite: Rewrite | None = None,
-            count: int = 1, then: Callable[[], None] | None = None, trickle_s: float = 0.0, pad_bytes: int = 0) -> None:
+            count: int = 1, then: Callable[[], None] | None = None, trickle_s: float = 0.0, pad_bytes: int = 0,
+            raw: bytes | None = None) -> None:
         """After forwarding the next `count` `action`s: answer `status` (with `location`), and/or the `Response` rewritten;
         or the real answer with its header lines sent one byte every `trickle_s`; or with `pad_bytes` of whitespace
-        before it. `then` runs once it fired (to arm what comes next). Rules queue up per action in order."""
-        rule: dict[str, Any] = {"location": location, "rewrite": rewrite, "then": then, "trickle_s": trickle_s, "pad_bytes": pad_bytes}
+        before it; or `raw` bytes instead of the answer. `then` runs once it fired (to arm what comes next). Rules queue up
+        per action in order."""
+        rule: dict[str, Any] = {"location": location, "rewrite": rewrite, "then": then, "trickle_s": trickle_s, "pad_bytes": pad_bytes,
+                                "raw": raw}
         if status is not None:
             rule["status"] = status
         with self._lock:

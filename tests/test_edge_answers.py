@@ -7,11 +7,13 @@ A `HostileProxy` (tests/hostile_proxy.py) sits in front of the emulator: it forw
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from agent.iai.errors import CloudError, CloudUnavailable
 from agent.iai.upload import NewPerson
 from tests.hostile_proxy import HostileProxy
 from tests.iai_helpers import client_for, seed_person, stats
@@ -77,6 +79,33 @@ def test_a_malformed_success_answer_is_settled_by_reading_back_not_trusted(emula
     progress, _ = run(uploader, "1001", [CROP])
     after = faces_after_settling(emulator, "1001")
     assert len(after) == 2 and progress.face_ids == [after[-1]] and progress.reconciled
+
+
+def test_an_answer_nested_beyond_the_parsers_depth_is_settled_by_reading_back(emulator: Any, proxy: HostileProxy,
+                                                                             seeded: list[str]) -> None:
+    """3 KB of '[' makes json.loads raise RecursionError: an unreadable answer like any other, never a crash."""
+    _, uploader = uploader_for(proxy)
+    proxy.arm("CreateFace", raw=b"[" * 3000)
+    progress, _ = run(uploader, "1001", [CROP])
+    after = faces_after_settling(emulator, "1001")
+    assert len(after) == 2 and progress.face_ids == [after[-1]] and progress.reconciled
+    client = client_for(proxy, attempts=1)
+    proxy.arm("GetGroupList", raw=b"{" * 3000)  # the health check's read: a cloud error the thread handles
+    with pytest.raises(CloudUnavailable):
+        client.get_group_list(limit=1)
+
+
+def test_a_cloud_error_message_is_one_line_whatever_the_answer_says(emulator: Any, proxy: HostileProxy, seeded: list[str],
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """A message with line breaks (a hostile proxy's) would write lines of its own into the daemon's log."""
+    proxy.arm("GetPersonBaseInfo", rewrite=lambda r: {"Error": {"Code": "InvalidParameterValue.SomethingNew",
+                                                                "Message": "boom\nCRITICAL faceagent: forged line\r\n"},
+                                                      "RequestId": r.get("RequestId")})
+    with caplog.at_level(logging.DEBUG), pytest.raises(CloudError) as raised:
+        client_for(proxy, attempts=1).get_person_base_info("1001")
+    logged = [r.getMessage() for r in caplog.records if "forged line" in r.getMessage()]
+    assert logged and all("\n" not in line and "\r" not in line for line in logged)
+    assert "\n" not in raised.value.message
 
 
 @pytest.mark.parametrize("whose", ["the person's older face", "another person's face"])

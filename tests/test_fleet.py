@@ -289,3 +289,26 @@ def test_a_stopped_daemon_hands_its_state_folder_on(broker: Broker, make_agent: 
     assert first.stop() == 0
     second.start(broker)  # comes online: the stop released the lock
     assert second.alive
+
+
+def test_two_daemons_with_one_device_id_under_two_client_ids_do_not_both_run_commands(
+    broker: Broker, make_agent: AgentFactory, emulator: Any, person: str,
+) -> None:
+    """Nothing is taken over when the client ids differ: the live state of the other instance is what tells them apart."""
+    first = make_agent(broker, "cam-twin", process=True)
+    second = make_agent(broker, "cam-twin-2", process=True, start=False)
+    second.config["device_id"], second.base = "cam-twin", first.base
+    second.config["mqtt"]["client_id"] = "faceagent-cam-twin-second"
+    second.start()
+    assert first.proc is not None and first.proc.wait(timeout=30) == 78, first.log()
+    assert "publishes as this device under another client id" in first.log() and "device_id" in first.log()
+    listener = listen(broker, first.base)
+    before = len(faces(emulator, person))
+    try:
+        listener.publish(f"{first.base}/enroll", command("twin-1", person))
+        assert result_for(listener, first.base, "twin-1")["status"] == "succeeded"
+        assert [r for r in fence(listener, first.base, "twin-fence") if r.get("id") == "twin-1"] == []  # one result only
+        assert len(faces(emulator, person)) == before + 1
+    finally:
+        listener.close()
+    assert second.alive

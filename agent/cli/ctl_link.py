@@ -122,7 +122,7 @@ class DeviceLink:
             return
         try:
             data = json.loads(message.payload)
-        except ValueError:
+        except (ValueError, RecursionError):
             return
         if isinstance(data, dict):
             self.events.put(Event(message.topic, data, message.topic == self.response_topic))
@@ -230,7 +230,9 @@ def require_presence(link: DeviceLink, args: argparse.Namespace, config_source: 
     else:
         why = f"device {link.device} is {availability.decode(errors='replace') or 'gone'} on {link.url}{_last_seen(link)}"
     if getattr(args, "queue", False):
-        print(f"{why}; sent anyway (--queue): it runs when the device comes back, unless it expires first", file=sys.stderr)
+        waits = ("it waits only in a session the device left at the broker: one never seen has none, and the broker "
+                 "drops it" if availability is None else "it runs when the device comes back, unless it expires first")
+        print(f"{why}; sent anyway (--queue): {waits}", file=sys.stderr)
         return
     raise CtlError(f"{why}; nothing was sent (--queue sends it anyway, to wait in the device's session)", ExitCode.FAILED)
 
@@ -239,7 +241,7 @@ def _last_seen(link: DeviceLink) -> str:
     """When the offline device last started, from its retained state (MQTT keeps no time for the `offline` itself)."""
     try:
         state = json.loads(link.presence.get(link.topics.state) or b"null")
-    except ValueError:
+    except (ValueError, RecursionError):
         return ""
     if not isinstance(state, dict) or not state.get("started_at"):
         return ""

@@ -249,11 +249,12 @@ class Transport:
             data = json.loads(content)["Response"]
             if not isinstance(data, dict) or not isinstance(data.get("Error") or {}, dict):
                 raise TypeError
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):  # RecursionError: JSON nested beyond the parser's depth
             raise OutcomeUnknown(f"unreadable answer from {self.host}") from None
         error = data.get("Error")
         if error:
-            failure = error_from_code(str(error.get("Code", "")), str(error.get("Message", "")), data.get("RequestId"), person, group)
+            message = " ".join(str(error.get("Message", "")).split())  # one line: an answer's text cannot forge log lines
+            failure = error_from_code(str(error.get("Code", "")), message, data.get("RequestId"), person, group)
             if isinstance(failure, ClockSkewError):
                 self._learn_clock_offset(response)
             raise failure

@@ -91,7 +91,7 @@ def judge_upload(command: EnrollCommand, progress: UploadProgress, *, wanted: in
         return status, ResultError.of(ErrorCode.CLOUD_UNAVAILABLE, (
             f"the cloud's answer was lost and {sent - added} of {sent} image(s) did not appear on person {command.person_id} "
             "within read_timeout_s + settle_s of sending (IAI applies a face within 5 s), so they are taken as not enrolled: "
-            + ("send a new command (a new id) for the rest" if added else "send the command again with a new id")))
+            + ("send a new command (a new id) for the rest" if added else "send the command again (nothing was added: its id runs again)")))
     return status, shortfall(command, wanted, remaining, sent, device_id) or ResultError.of(
         ErrorCode.CLOUD_REJECTED, f"the cloud added {added} of {sent} images")
 

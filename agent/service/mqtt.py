@@ -312,26 +312,32 @@ class MqttLink:
         ))
 
     def _check_identity(self, client: mqtt.Client, message: mqtt.MQTTMessage) -> None:
-        """A retained state found at a reconnect that another instance published: two processes share this device id."""
-        if not message.retain or self.connects < 2 or self._identity is None:
-            return  # at the first connect it is the previous run's; live copies are our own
+        """Another instance's state on this device's topic: two processes share this device id.
+
+        Retained, at a reconnect: it took this client id's session (at the first connect the retained copy is the
+        previous run's). Live, at any time: it runs as this device under another client id — nothing is taken
+        over then, and both would run every command. Our own copies carry our instance token.
+        """
+        if self._identity is None or (message.retain and self.connects < 2):
+            return
         try:
             data = json.loads(message.payload)
-        except ValueError:
+        except (ValueError, RecursionError):
             return
         if not isinstance(data, dict) or not data.get("instance") or data["instance"] == self._identity[1]:
             return
         other = (str(data.get("started_at")), str(data["instance"]))
+        did = "took this device's session" if message.retain else "publishes as this device under another client id"
         if self._identity < other:
             client.disconnect()  # no reconnect: taking the session back would knock the other one off, forever
-            self._signals.conflict(self._conflict_text(f"another faceagent (instance {other[1]}, started {other[0]})"))
+            self._signals.conflict(self._conflict_text(f"another faceagent (instance {other[1]}, started {other[0]})", did))
         else:
-            log.warning("another faceagent (instance %s, started %s) took this device's session on %s as client id %s: "
-                        "it started before this one (%s), so it stops and this one stays; give each device its own "
-                        "device_id", other[1], other[0], self.cfg.url, self.client_id, self._identity[0])
+            log.warning("another faceagent (instance %s, started %s) %s on %s (this one: client id %s): it started before "
+                        "this one (%s), so it stops and this one stays; give each device its own device_id", other[1], other[0],
+                        did, self.cfg.url, self.client_id, self._identity[0])
 
-    def _conflict_text(self, who: str) -> str:
-        return (f"{who} connected to {self.cfg.url} as client id {self.client_id} and took this device's session: "
+    def _conflict_text(self, who: str, did: str = "took this device's session") -> str:
+        return (f"{who} connected to {self.cfg.url} and {did} (this one: client id {self.client_id}): "
                 "two devices (or two daemons) share one device_id (a cloned SD card?). Give each device its own "
                 "device_id in agent.yaml (install.sh picks one from the Pi's serial or /etc/machine-id), then start it again")
 
