@@ -312,3 +312,12 @@ def test_two_daemons_with_one_device_id_under_two_client_ids_do_not_both_run_com
     finally:
         listener.close()
     assert second.alive
+
+
+def test_ctl_to_a_broker_that_cannot_be_reached_names_it_and_fails(tmp_path: Path) -> None:
+    """Nothing was sent: exit 1 (failed), not 3 (the device may still be running it), the broker named first."""
+    url = f"mqtt://127.0.0.1:{free_port()}"
+    proc = subprocess.run([sys.executable, "-m", "agent", "ctl", "enroll", "--broker", url, "--device", "cam-x", "--person-id", "1001",
+                           "--timeout", "5"], capture_output=True, text=True, timeout=60, check=False, cwd=REPO)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith(f"broker {url} (from --broker)") and f"cannot reach the broker at {url}" in proc.stderr

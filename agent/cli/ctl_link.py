@@ -103,7 +103,7 @@ class DeviceLink:
 
         self._got_connack = True
         if reason.is_failure:
-            self.events.put(CtlError(f"the broker refused the connection: {reason} ({refusal_fix(reason)})", ExitCode.FAILED,
+            self.events.put(CtlError(f"the broker {self.url} refused the connection: {reason} ({refusal_fix(reason)})", ExitCode.FAILED,
                                      self.v5 and refused_mqtt5(reason, True)))
             return
         client.subscribe(self.watch)
@@ -128,7 +128,7 @@ class DeviceLink:
             self.events.put(Event(message.topic, data, message.topic == self.response_topic))
 
     def open(self, deadline: float) -> None:
-        """Connect and subscribe, or raise `CtlError` (refused: exit 1; unreachable: exit 3). A broker that refuses
+        """Connect and subscribe, or raise `CtlError` (refused or unreachable: exit 1, nothing was sent). A broker that refuses
         MQTT 5 is asked again with 3.1.1 (said on stderr, with the setting that skips the attempt)."""
         try:
             self._open(deadline)
@@ -161,7 +161,8 @@ class DeviceLink:
                 continue
             if isinstance(early, CtlError):
                 raise early
-        raise CtlError(f"cannot reach the broker at {self.broker.host}:{self.broker.port}", ExitCode.TIMEOUT)
+        # nothing was sent: a failure (1), not "no result yet" (3)
+        raise CtlError(f"cannot reach the broker at {self.url}: nothing was sent", ExitCode.FAILED)
 
     def close(self) -> None:
         self.client.disconnect()
@@ -209,14 +210,13 @@ class DeviceLink:
         return item
 
 
-def require_presence(link: DeviceLink, args: argparse.Namespace, config_source: str) -> None:
-    """Name the broker, and refuse at once a device that was never seen there or is offline (unless `--queue`).
+def require_presence(link: DeviceLink, args: argparse.Namespace) -> None:
+    """Refuse at once a device that was never seen there or is offline (unless `--queue`).
 
     The device's availability is retained (`online`, or `offline` from its clean stop or its will). A probe we
     publish to ourselves after subscribing comes back after any retained message: without one by then, no device
     with this id ever connected to this broker. A command sent anyway would wait in no session, or run hours later.
     """
-    print(f"broker {link.url} ({config_source})", file=sys.stderr)
     link.client.publish(link.probe_topic, b"", qos=1)
     if not link.probed.wait(PRESENCE_TIMEOUT_S):
         raise CtlError(f"the broker at {link.url} did not echo our probe within {PRESENCE_TIMEOUT_S:g} s "
@@ -266,8 +266,9 @@ def device_link(args: argparse.Namespace, config: Config, watch: Callable[[Topic
     """A `DeviceLink` subscribed to `watch(topics)` of the device (and our response topic), closed afterwards."""
     link = DeviceLink(args, config, watch)
     try:
+        print(f"broker {link.url} ({broker_source(args)})", file=sys.stderr)  # named first, whatever happens next
         link.open(deadline)
-        require_presence(link, args, broker_source(args))
+        require_presence(link, args)
         yield link
     finally:
         link.close()
