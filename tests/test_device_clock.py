@@ -38,6 +38,15 @@ def clocked_agent(make_agent: Any, broker: Broker, tmp_path: Path, offset_s: flo
     return agent, offset
 
 
+def found_once(listener: Any, agent: Any, emulator: Any, before: list[str], command_id: str) -> None:
+    """The late face is found and claimed by the one result of `command_id`, after exactly one CreateFace."""
+    result = one_result(listener, agent.base, command_id)
+    new = added_by(emulator, "1001", before)
+    assert len(new) == 1
+    assert (result["status"], result["reconciled"], result["face_ids"]) == ("succeeded", True, new), result
+    assert stats(emulator)["requests.CreateFace"] == 1
+
+
 @pytest.mark.parametrize(("case", "offset_s", "late_ms"), [
     ("an hour behind, stepped forward by NTP while the answer is awaited", -3600, 7000),
     ("1000 s ahead, killed while the CreateFace is in flight and restarted", 1000, 4000),
@@ -58,11 +67,7 @@ def test_a_wrong_device_clock_does_not_end_the_window_of_a_create_face_that_land
         else:
             agent.kill()
             agent.start(broker)  # the offset learnt from the cloud is gone; the clock is still 1000 s ahead
-        result = one_result(listener, agent.base, "clock-1")
-        new = added_by(emulator, "1001", before)
-        assert len(new) == 1
-        assert (result["status"], result["reconciled"], result["face_ids"]) == ("succeeded", True, new), result
-        assert stats(emulator)["requests.CreateFace"] == 1
+        found_once(listener, agent, emulator, before, "clock-1")
     finally:
         listener.close()
 
@@ -83,11 +88,7 @@ def test_in_process_the_device_clock_stepped_during_the_window_does_not_end_it(
         wait_until(lambda: stats(emulator).get("requests.CreateFace", 0) == 1, what="CreateFace sent")
         assert "clock is" in agent.log()  # signed on the wrong clock, corrected from the cloud's SignatureExpire
         offset[0] = 0.0  # NTP steps the device clock forward by an hour while the answer is awaited
-        result = one_result(listener, agent.base, "clock-in-1")
-        new = added_by(emulator, "1001", before)
-        assert len(new) == 1
-        assert (result["status"], result["reconciled"], result["face_ids"]) == ("succeeded", True, new), result
-        assert stats(emulator)["requests.CreateFace"] == 1
+        found_once(listener, agent, emulator, before, "clock-in-1")
     finally:
         listener.close()
 
