@@ -62,10 +62,6 @@ class EnrollService:
     def failed(self) -> threading.Event:
         return self.signals.failed
 
-    @property
-    def fatal_error(self) -> str | None:
-        return self.signals.fatal_error
-
     # --- lifecycle ---------------------------------------------------------------------------------------
 
     def start(self) -> None:

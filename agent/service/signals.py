@@ -88,7 +88,6 @@ class Signals:
         self.telemetry = _Wake("telemetry", self.progress)
         self.discovery_due = threading.Event()
         self.failed = threading.Event()
-        self.fatal_error: str | None = None
         self.exit_code = ExitCode.FAILED  # what `App.run` returns once `failed` is set
         self.conflict_detail: str | None = None
 
@@ -109,7 +108,6 @@ class Signals:
     def fail(self, why: str) -> None:
         """A fault the daemon cannot run on (a damaged store): stop, so systemd restarts it and start-up repairs it."""
         log.error("stopping: %s", why)
-        self.fatal_error = why
         self.failed.set()
 
     def conflict(self, why: str) -> None:
